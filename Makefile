@@ -1,0 +1,31 @@
+# make test  - set everything up (Debian packages, .venv) and run every check and test
+# make unit  - the fast part: no gearmand, no Tempest, no Keystone
+# make lint  - ruff and mypy
+SHELL := /bin/bash
+PYTHON ?= python3
+export FARM_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/refstack-farm
+export FARM_TEST_CACHE ?= $(FARM_CACHE)
+export UV_CACHE_DIR ?= $(FARM_CACHE)/uv
+VENV := .venv
+PYTEST_ARGS ?=
+
+.PHONY: test unit lint bootstrap bench clean
+
+bootstrap:
+	@PYTHON=$(PYTHON) scripts/bootstrap.sh
+
+lint: bootstrap
+	$(VENV)/bin/ruff check worker tests bench
+	$(VENV)/bin/mypy
+
+test: lint
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+unit: bootstrap
+	$(VENV)/bin/pytest -m "not gearman and not tempest and not cloud" $(PYTEST_ARGS)
+
+bench: bootstrap
+	$(VENV)/bin/python bench/environments.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,98 @@
+"""Session fixtures: one gearmand, one Keystone, one set of prepared Tempest environments.
+
+Caches (Tempest wheelhouses and templates, the Keystone venv) live in $FARM_TEST_CACHE,
+outside the clone, and are reused across runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from farm_worker.environments import EnvironmentCache, PrepareResult
+from harness.gearmand import Gearmand
+from harness.keystone import Keystone
+from harness.keystone import up as keystone_up
+from harness.recorder import Recorder
+from harness.workers import WorkerProcess, start_worker
+
+TEMPEST = "47.0.0"
+
+
+@pytest.fixture(scope="session")
+def farm_cache() -> Path:
+    root = Path(os.environ.get("FARM_TEST_CACHE") or Path.home() / ".cache" / "refstack-farm")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def worker_cache(farm_cache: Path) -> Path:
+    """The environment cache shared by every test that runs Tempest."""
+    return farm_cache / "worker-cache"
+
+
+@pytest.fixture(scope="session")
+def tempest47(worker_cache: Path) -> PrepareResult:
+    return EnvironmentCache(worker_cache).prepare(TEMPEST)
+
+
+@pytest.fixture(scope="session")
+def gearmand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gearmand]:
+    server = Gearmand(tmp_path_factory.mktemp("gearmand"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keystone]:
+    ks = keystone_up(tmp_path_factory.mktemp("keystone"))
+    try:
+        yield ks
+    finally:
+        ks.stop()
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    rec = Recorder().start()
+    try:
+        yield rec
+    finally:
+        rec.stop()
+
+
+@pytest.fixture
+def workers(tmp_path: Path, gearmand: Gearmand, worker_cache: Path) -> Iterator[
+        "WorkerFactory"]:
+    factory = WorkerFactory(tmp_path, gearmand, worker_cache)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+class WorkerFactory:
+    """Starts real worker processes against the session's gearmand; stops them all."""
+
+    def __init__(self, base: Path, gearmand: Gearmand, cache: Path):
+        self.base, self.gearmand, self.cache = base, gearmand, cache
+        self.started: list[WorkerProcess] = []
+
+    def start(self, worker_id: str = "w1", versions: tuple[str, ...] = (TEMPEST,),
+              **extra: object) -> WorkerProcess:
+        extra.setdefault("gearman", [self.gearmand.address])
+        w = start_worker(self.base / worker_id, cache_dir=self.cache, versions=list(versions),
+                         worker_id=worker_id, **extra)  # type: ignore[arg-type]
+        self.started.append(w)
+        return w
+
+    def stop_all(self) -> None:
+        for w in self.started:
+            w.stop()

@@ -1,0 +1,274 @@
+"""A real OpenStack Identity (Keystone 30) on 127.0.0.1: SQLite, fernet, gunicorn.
+
+Used by the end-to-end tests and by `make demo`. The venv is built once into the cache
+from a pinned package set (keystone-requirements.txt) and reused; state lives in a
+throwaway directory. Gotchas kept from the recipe that worked (FIELD_NOTES):
+- Keystone parses sys.argv: under gunicorn a shim clears it first.
+- SQLite needs one gunicorn process with one thread; the in-process cache saves ~200
+  queries per request.
+- Scope enforcement needs Tempest's [enforce_scope] keystone=true and [auth] admin_system.
+
+    python tests/harness/keystone.py up STATE_DIR   # prints JSON: url, pid, conf
+    python tests/harness/keystone.py down STATE_DIR
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REQUIREMENTS = HERE / "keystone-requirements.txt"
+ADMIN_PASSWORD = "Secretadmin-5d2c"  # a distinctive value: the secret tests search for it
+LOCKOUT_ATTEMPTS, LOCKOUT_DURATION, UNIQUE_LAST_PW = 2, 10, 2
+
+_KEYSTONE_CONF = """\
+[DEFAULT]
+log_file = {state}/log/keystone.log
+debug = false
+public_endpoint = {url}
+
+[database]
+connection = sqlite:///{state}/keystone.db
+
+[token]
+provider = fernet
+expiration = 3600
+
+[fernet_tokens]
+key_repository = {state}/fernet-keys
+max_active_keys = 3
+
+[fernet_receipts]
+key_repository = {state}/fernet-keys
+
+[credential]
+key_repository = {state}/credential-keys
+
+[identity]
+# 4 bcrypt rounds: Tempest creates and authenticates many users (test-only setting)
+password_hash_algorithm = bcrypt
+password_hash_rounds = 4
+
+[cache]
+enabled = true
+backend = dogpile.cache.memory
+
+[security_compliance]
+lockout_failure_attempts = {lockout_attempts}
+lockout_duration = {lockout_duration}
+unique_last_password_count = {unique_last_pw}
+minimum_password_age = 0
+
+[oslo_policy]
+enforce_scope = true
+enforce_new_defaults = true
+"""
+
+_SHIM = """\
+import sys
+sys.argv = sys.argv[:1]
+from keystone.wsgi.api import application  # noqa: E402,F401
+"""
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FARM_TEST_CACHE")
+                or Path.home() / ".cache" / "refstack-farm")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _uv() -> str:
+    from uv import find_uv_bin
+
+    return str(find_uv_bin())
+
+
+def ensure_venv(root: Path | None = None) -> Path:
+    """The Keystone venv for the pinned set, built once (about 20 s) and reused."""
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]
+    venv = (root or cache_root()) / f"keystone-venv-{digest}"
+    if (venv / ".complete").exists():
+        return venv
+    staging = venv.with_name(venv.name + f".{os.getpid()}.tmp")
+    subprocess.run(["rm", "-rf", str(staging)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
+    subprocess.run([_uv(), "venv", "--quiet", "--relocatable", "--python", sys.executable,
+                    str(staging)], check=True, env=env)
+    subprocess.run([_uv(), "pip", "install", "--quiet", "--python", str(staging / "bin/python"),
+                    "--index-url", "https://pypi.org/simple", "-r", str(REQUIREMENTS)],
+                   check=True, env=env)
+    (staging / ".complete").touch()
+    subprocess.run(["rm", "-rf", str(venv)], check=True)
+    os.rename(staging, venv)
+    return venv
+
+
+@dataclass
+class Keystone:
+    venv: Path
+    state: Path
+    port: int
+    pid: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.state / "run" / "keystone.pid"
+
+    def _manage(self, *args: str) -> None:
+        subprocess.run([str(self.venv / "bin" / "keystone-manage"), "--config-file",
+                        str(self.state / "etc" / "keystone.conf"), *args], check=True,
+                       env=self._env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL"))}
+        env.update(OS_KEYSTONE_CONFIG_DIR=str(self.state / "etc"), PYTHONWARNINGS="ignore")
+        return env
+
+    def configure(self) -> None:
+        for sub in ("etc", "log", "run", "fernet-keys", "credential-keys"):
+            (self.state / sub).mkdir(parents=True, exist_ok=True)
+        (self.state / "fernet-keys").chmod(0o700)
+        (self.state / "credential-keys").chmod(0o700)
+        (self.state / "etc" / "keystone.conf").write_text(_KEYSTONE_CONF.format(
+            state=self.state, url=self.url, lockout_attempts=LOCKOUT_ATTEMPTS,
+            lockout_duration=LOCKOUT_DURATION, unique_last_pw=UNIQUE_LAST_PW))
+        (self.state / "run" / "keystone_wsgi_shim.py").write_text(_SHIM)
+        user, group = str(os.getuid()), str(os.getgid())
+        self._manage("db_sync")
+        import sqlite3
+
+        with sqlite3.connect(self.state / "keystone.db") as db:
+            db.execute("PRAGMA journal_mode=WAL")
+        self._manage("fernet_setup", "--keystone-user", user, "--keystone-group", group)
+        self._manage("credential_setup", "--keystone-user", user, "--keystone-group", group)
+        self._manage("bootstrap", "--bootstrap-password", ADMIN_PASSWORD,
+                     "--bootstrap-username", "admin", "--bootstrap-project-name", "admin",
+                     "--bootstrap-role-name", "admin", "--bootstrap-service-name", "keystone",
+                     "--bootstrap-region-id", "RegionOne",
+                     "--bootstrap-admin-url", f"{self.url}/v3",
+                     "--bootstrap-internal-url", f"{self.url}/v3",
+                     "--bootstrap-public-url", f"{self.url}/v3")
+
+    def start(self, timeout_s: float = 60) -> None:
+        log = (self.state / "log" / "gunicorn.stdout").open("wb")
+        proc = subprocess.Popen(
+            [str(self.venv / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{self.port}",
+             "--workers", "1", "--threads", "1", "--timeout", "120",
+             "--pid", str(self.pidfile),
+             "--access-logfile", str(self.state / "log" / "access.log"),
+             "--error-logfile", str(self.state / "log" / "gunicorn.log"),
+             "--pythonpath", str(self.state / "run"), "keystone_wsgi_shim:application"],
+            env=self._env(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        log.close()
+        self.pid = proc.pid
+        self.pidfile.parent.mkdir(parents=True, exist_ok=True)
+        (self.state / "run" / "master.pid").write_text(str(proc.pid))
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                raise RuntimeError(f"keystone exited {proc.returncode}; see {self.state}/log")
+            try:
+                with urllib.request.urlopen(f"{self.url}/v3", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"keystone did not answer on {self.url} within {timeout_s} s")
+
+    def stop(self) -> None:
+        pidfile = self.state / "run" / "master.pid"
+        pid = self.pid or (int(pidfile.read_text()) if pidfile.exists() else None)
+        if pid is None:
+            return
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        end = time.monotonic() + 15
+        while time.monotonic() < end:
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    break
+            except ChildProcessError:
+                try:
+                    os.killpg(pid, 0)
+                except ProcessLookupError:
+                    break
+            time.sleep(0.1)
+        else:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        self.pid = None
+
+    def tempest_conf(self, password: str = ADMIN_PASSWORD) -> dict[str, dict[str, Any]]:
+        """The payload `conf` for an identity-only run against this Keystone."""
+        return {
+            "auth": {"use_dynamic_credentials": True, "admin_username": "admin",
+                     "admin_password": password, "admin_project_name": "admin",
+                     "admin_domain_name": "Default", "admin_user_domain_name": "Default",
+                     "admin_project_domain_name": "Default", "admin_system": "all"},
+            "identity": {"uri_v3": f"{self.url}/v3", "auth_version": "v3",
+                         "region": "RegionOne", "v3_endpoint_type": "public",
+                         "admin_role": "admin", "default_domain_id": "default",
+                         "user_lockout_failure_attempts": LOCKOUT_ATTEMPTS,
+                         "user_lockout_duration": LOCKOUT_DURATION,
+                         "user_unique_last_password_count": UNIQUE_LAST_PW,
+                         "user_minimum_password_age": 0},
+            "identity-feature-enabled": {"api_v2": False, "api_v2_admin": False,
+                                         "api_v3": True, "trust": True, "access_rules": True,
+                                         "security_compliance": True,
+                                         "domain_specific_drivers": False},
+            "enforce_scope": {"keystone": True},
+            "service_available": {s: False for s in
+                                  ("cinder", "neutron", "glance", "swift", "nova", "horizon")},
+            "validation": {"run_validation": False},
+        }
+
+
+def up(state: Path, port: int | None = None) -> Keystone:
+    ks = Keystone(ensure_venv(), state, port or free_port())
+    ks.configure()
+    ks.start()
+    return ks
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[1] not in ("up", "down"):
+        print(__doc__, file=sys.stderr)
+        return 2
+    state = Path(argv[2]).resolve()
+    if argv[1] == "up":
+        ks = up(state)
+        print(json.dumps({"url": ks.url, "pid": ks.pid, "conf": ks.tempest_conf()}))
+        return 0
+    Keystone(ensure_venv(), state, 0).stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,81 @@
+"""Real `farm-worker run` processes for tests and the demo, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.gearmand import status
+
+FARM_WORKER = str(Path(sys.executable).parent / "farm-worker")
+
+
+@dataclass
+class WorkerProcess:
+    worker_id: str
+    config: Path
+    log: Path
+    work_dir: Path
+    proc: subprocess.Popen[bytes]
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout_s: float = 60) -> int:
+        return self.proc.wait(timeout_s)
+
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM (drain), then SIGKILL if it does not exit in time; the exit code."""
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def write_config(path: Path, **keys: Any) -> Path:
+    path.write_text(yaml.safe_dump(keys, sort_keys=False))
+    return path
+
+
+def start_worker(base: Path, *, gearman: list[str], cache_dir: Path, versions: list[str],
+                 worker_id: str, wait_for: str | None = None, timeout_s: float = 120,
+                 **extra: Any) -> WorkerProcess:
+    """Start `farm-worker run` and wait until gearmand lists it for `wait_for`."""
+    base.mkdir(parents=True, exist_ok=True)
+    work_dir = base / "work"
+    keys: dict[str, Any] = {"worker_id": worker_id, "gearman_servers": gearman,
+                            "tempest_versions": versions, "cache_dir": str(cache_dir),
+                            "work_dir": str(work_dir), "results_dir": str(base / "results"),
+                            "log_level": "INFO", **extra}
+    config = write_config(base / f"{worker_id}.yaml", **keys)
+    log = base / f"{worker_id}.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_WORKER_")}
+    with log.open("wb") as fh:
+        proc = subprocess.Popen([FARM_WORKER, "run", "-c", str(config)], stdin=subprocess.DEVNULL,
+                                stdout=fh, stderr=subprocess.STDOUT, env=env)
+    worker = WorkerProcess(worker_id, config, log, work_dir, proc)
+    function = wait_for or f"farm:ping:{worker_id}"
+    port = int(gearman[0].rsplit(":", 1)[1])
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited {proc.returncode}:\n{worker.output()[-3000:]}")
+        if status(port).get(function, (0, 0, 0))[2] > 0:
+            return worker
+        time.sleep(0.1)
+    worker.stop()
+    raise RuntimeError(f"worker did not register {function}:\n{worker.output()[-3000:]}")

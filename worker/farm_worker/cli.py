@@ -1,0 +1,287 @@
+"""`farm-worker`: execute, run, prepare, lock, cache, config. The only module that exits.
+
+Each option's value comes from the flag, else `FARM_WORKER_<KEY>` in the environment,
+else the config file (-c, else $FARM_WORKER_CONFIG, else /etc/refstack-farm/worker.yaml),
+else the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from farm_worker import __version__, locks, redaction
+from farm_worker.config import WorkerConfig, load_config
+from farm_worker.environments import EnvironmentCache
+from farm_worker.exceptions import ConfigError, FarmError
+from farm_worker.execution import CancelEvent, JobHooks, JobRunner
+from farm_worker.isolation import resolve_mode
+from farm_worker.protocol import Summary, TestState
+
+log = logging.getLogger("farm_worker")
+
+EXIT_CODES = {TestState.PASSED: 0, TestState.FAILED: 1, TestState.CANCELLED: 3}
+EXIT_USAGE = 2  # also error, timed_out and rejected
+
+
+def exit_code(state: TestState) -> int:
+    return EXIT_CODES.get(state, 2)
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(redaction.RedactingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("gear").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))
+
+
+def _config(args: argparse.Namespace, **overrides: Any) -> WorkerConfig:
+    flags = {"log_level": getattr(args, "log_level", None),
+             "cache_dir": getattr(args, "cache_dir", None),
+             "work_dir": getattr(args, "work_dir", None),
+             "index_url": getattr(args, "index_url", None), **overrides}
+    config = load_config(args.config, overrides=flags)
+    setup_logging(config.log_level)
+    return config
+
+
+def _cache(config: WorkerConfig) -> EnvironmentCache:
+    return EnvironmentCache(config.cache_dir, index_url=config.index_url,
+                            pinned=config.tempest_versions, max_size=config.cache_max_size)
+
+
+def _print(obj: Any, as_json: bool, text: str) -> None:
+    print(json.dumps(obj, indent=1, sort_keys=True) if as_json else text)
+
+
+# ---- commands -------------------------------------------------------------------------------
+def cmd_execute(args: argparse.Namespace) -> int:
+    raw = sys.stdin.buffer.read() if args.payload == "-" else Path(args.payload).read_bytes()
+    config = _config(args, install_on_demand=True,
+                     results_dir=str(Path(args.results_dir).resolve()))
+    runner = JobRunner(config, _cache(config), resolve_mode(config.env_isolation,
+                                                              config.work_dir))
+    cancel = CancelEvent()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        cancel.cancel(f"interrupted (signal {signum})")
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    def emit(event: dict[str, Any]) -> None:
+        if event["event"] == "state":
+            print(f"[{event['test_id']}] {event['state']}"
+                  + (f": {event['message']}" if event["message"] else ""), file=sys.stderr)
+        elif event["event"] == "progress":
+            print(f"[{event['test_id']}] {event['done']}/{event['total']} passed "
+                  f"{event['passed']} failed {event['failed']} skipped {event['skipped']} "
+                  f"{event['current']}", file=sys.stderr)
+
+    summary = runner.execute(raw, cancel, JobHooks(emit=emit))
+    _print(_execute_json(summary), args.json, _summary_text(summary))
+    return exit_code(summary.state)
+
+
+def _execute_json(summary: Summary) -> dict[str, Any]:
+    doc = summary.to_dict()
+    keys = ("test_id", "state", "passed", "failed", "skipped", "total", "duration_s", "subunit")
+    out = {k: doc[k] for k in keys}
+    out.update({k: doc[k] for k in ("message", "field", "failures") if doc[k]})
+    return out
+
+
+def _summary_text(s: Summary) -> str:
+    lines = [f"test {s.test_id}: {s.state.value}" + (f" ({s.message})" if s.message else ""),
+             f"  passed {s.passed}  failed {s.failed}  skipped {s.skipped}  total {s.total}"
+             f"  in {s.duration_s:.1f} s"]
+    if s.subunit:
+        lines.append(f"  subunit: {s.subunit}")
+    for f in s.failures:
+        lines.append(f"  FAILED {f.test}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from farm_worker.gearman_worker import FarmWorker
+
+    overrides: dict[str, Any] = {"worker_id": args.worker_id}
+    if args.gearman:
+        overrides["gearman_servers"] = args.gearman
+    config = _config(args, **overrides).for_slot(args.slot)
+    cache = _cache(config)
+    runner = JobRunner(config, cache, resolve_mode(config.env_isolation, config.work_dir))
+    runner.clean_stale()
+    runner.prune_results(config.results_keep_days)
+    ready = []
+    for version in config.tempest_versions:
+        try:
+            result = cache.prepare(version)
+            ready.append(version)
+            log.info("tempest %s ready (%s)", version, result.template)
+        except FarmError as exc:
+            log.error("tempest %s is not available: %s", version, exc)
+    if not ready and not config.install_on_demand:
+        raise ConfigError(f"{config.source}: no Tempest version is ready "
+                          f"(tempest_versions: {list(config.tempest_versions)}) and "
+                          "install_on_demand is off: nothing to serve")
+    for removed in cache.prune():
+        log.info("cache: removed %s", removed)
+    worker = FarmWorker(runner, ready)
+    worker.install_signal_handlers()
+    worker.connect()
+    return worker.serve()
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    config = _config(args)
+    cache = _cache(config)
+    if args.constraints:
+        for version in args.versions:
+            locks.compile_lock(version, cache.root / "locks" / locks.lock_name(version),
+                               index_url=config.index_url, constraints=Path(args.constraints))
+    results = [dataclasses.asdict(cache.prepare(v, force=args.force)) for v in args.versions]
+    cache.prune()
+    text = "\n".join(f"tempest {r['version']}: {'built' if r['built'] else 'ready'} in "
+                     f"{r['seconds']:.1f} s: {r['template']}" for r in results)
+    _print(results, args.json, text)
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    config = _config(args)
+    out = Path(args.output) if args.output else config.cache_dir / "locks" / locks.lock_name(
+        args.version)
+    exclude_newer = (dt.datetime.fromisoformat(args.exclude_newer).replace(
+        tzinfo=dt.UTC) if args.exclude_newer else None)
+    lock = locks.compile_lock(args.version, out, index_url=config.index_url,
+                              exclude_newer=exclude_newer,
+                              constraints=Path(args.constraints) if args.constraints else None)
+    _print({"version": lock.version, "lock": str(lock.path), "packages": len(lock.pins),
+            "digest": lock.digest}, args.json,
+           f"tempest {lock.version}: {len(lock.pins)} packages locked in {lock.path}")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    config = _config(args)
+    cache = _cache(config)
+    if args.action == "list":
+        entries = [dataclasses.asdict(e) for e in cache.entries()]
+        text = "\n".join(
+            f"{e['key']}  {e['size_bytes'] / 2**20:7.1f} MB  "
+            f"{'pinned' if e['pinned'] else 'unpinned'}  "
+            f"{'template' if e['template'] else 'no template'}"
+            for e in entries) or "(empty)"
+        _print(entries, args.json, text)
+        return 0
+    if args.action == "verify":
+        problems = cache.verify(deep=not args.quick)
+        bad = {k: v for k, v in problems.items() if v}
+        if args.repair:
+            for key in bad:
+                version = key.split("-")[1]
+                cache.prepare(version, force=True)
+        text = "\n".join(f"{k}: {'ok' if not v else '; '.join(v[:3])}"
+                         for k, v in problems.items()) or "(empty)"
+        _print(problems, args.json, text)
+        return 1 if bad and not args.repair else 0
+    removed = cache.prune(dry_run=args.dry_run)
+    _print(removed, args.json, "\n".join(removed) or "nothing to remove")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    config = _config(args)
+    doc = dataclasses.asdict(config)
+    doc["callbacks"] = [{"url": cb.url, "token": "***" if cb.token else None}
+                        for cb in config.callbacks]
+    doc["gearman_servers"] = [str(s) for s in config.gearman_servers]
+    print(json.dumps(doc, indent=1, default=str))
+    return 0
+
+
+# ---- parser ---------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="farm-worker", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"farm-worker {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", help="worker.yaml")
+    common.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    common.add_argument("--cache-dir", help="environment cache (config: cache_dir)")
+    common.add_argument("--work-dir", help="per-job directories (config: work_dir)")
+    common.add_argument("--index-url", help="package index for locks and wheelhouses")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("execute", parents=[common],
+                       help="run one payload here, without gearman")
+    p.add_argument("payload", help="payload JSON file, or - for standard input")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--results-dir", default=".", help="where the subunit file is kept")
+    p.set_defaults(func=cmd_execute)
+
+    p = sub.add_parser("run", parents=[common], help="serve jobs from gearmand")
+    p.add_argument("--slot", type=int, help="slot number: worker id <id>-<slot>")
+    p.add_argument("--worker-id", help="config: worker_id")
+    p.add_argument("--gearman", action="append", metavar="HOST:PORT",
+                   help="gearmand to serve (repeat for several; config: gearman_servers)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("prepare", parents=[common],
+                       help="build the wheelhouse and template of Tempest versions")
+    p.add_argument("versions", nargs="+", metavar="VERSION")
+    p.add_argument("--force", action="store_true", help="rebuild even when ready")
+    p.add_argument("--constraints", help="lock against this constraints file first")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("lock", parents=[common],
+                       help="resolve a Tempest version's dependency closure into a lock file")
+    p.add_argument("version")
+    p.add_argument("-o", "--output", help="lock file (default: the cache's locks/)")
+    p.add_argument("--constraints", help="resolve against this constraints file")
+    p.add_argument("--exclude-newer", metavar="DATE",
+                   help="ignore packages uploaded after DATE (default: the release date)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lock)
+
+    p = sub.add_parser("cache", parents=[common], help="list, verify or prune the cache")
+    p.add_argument("action", choices=["list", "verify", "prune"])
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="verify: files only, no smoke test")
+    p.add_argument("--repair", action="store_true", help="verify: rebuild broken templates")
+    p.add_argument("--dry-run", action="store_true", help="prune: only say what would go")
+    p.set_defaults(func=cmd_cache)
+
+    p = sub.add_parser("config", parents=[common],
+                       help="print the effective configuration (secrets masked)")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (FarmError, OSError) as exc:
+        print(f"farm-worker {args.command}: {redaction.redact(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

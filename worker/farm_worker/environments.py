@@ -1,0 +1,539 @@
+"""The environment cache: per Tempest version, a wheelhouse and a ready template venv.
+
+Layout under the cache root (see the README, "Environments"):
+
+    locks/<lock>          operator locks (`farm-worker lock`), used before shipped ones
+    locks/auto/<lock>     locks made on demand for versions that ship none
+    wheels/<key>/         the wheelhouse of one key, with MANIFEST.json (sha256 per wheel)
+    builds/<key>.<stamp>/ a template venv (relocatable, bytecode compiled, read-only)
+    envs/<key> -> ../builds/<key>.<stamp>   the published template: a symlink swapped
+                          atomically, so a half-built entry is never visible
+    .state/               flock files (one builder per key; jobs hold builds shared),
+                          last-use stamps for LRU eviction
+
+A key is (Tempest version, lock digest, Python, platform): any change is a new key and a
+new build, never a mixed environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
+
+from farm_worker import defaults, locks, tempest
+from farm_worker.exceptions import EnvironmentBuildError, TempestError
+from farm_worker.locks import Lock
+
+log = logging.getLogger(__name__)
+
+READY = "READY.json"
+FILES = "FILES.txt"
+MANIFEST = "MANIFEST.json"
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    version: str
+    lock_digest: str
+    python: str  # sys.implementation.cache_tag, e.g. cpython-311
+    platform: str  # e.g. linux_x86_64
+
+    @property
+    def name(self) -> str:
+        return f"tempest-{self.version}-{self.lock_digest[:12]}-{self.python}-{self.platform}"
+
+
+def key_for(lock: Lock) -> CacheKey:
+    return CacheKey(lock.version, lock.digest, sys.implementation.cache_tag,
+                    sysconfig.get_platform().replace("-", "_").replace(".", "_"))
+
+
+@dataclass(frozen=True)
+class Template:
+    """A published, read-only template environment of one key."""
+
+    key: CacheKey
+    path: Path  # the build directory itself (the symlink resolved once)
+    info: dict[str, Any]
+
+
+@dataclass
+class PrepareResult:
+    version: str
+    key: str
+    template: str
+    wheelhouse: str
+    lock: str
+    built: bool
+    seconds: float
+    tests_listed: int
+
+
+@dataclass
+class Entry:
+    """One key in the cache, as `farm-worker cache list` shows it."""
+
+    key: str
+    version: str
+    template: str | None
+    wheelhouse: str | None
+    size_bytes: int
+    last_used: float | None
+    pinned: bool
+
+
+def tree_size(path: Path) -> int:
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in files + dirs:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+    return total
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf, also through read-only directories (templates are made read-only)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+        return
+    if not path.exists():
+        return
+
+    def _writable(func: Any, target: str, _exc: Any) -> None:
+        parent = os.path.dirname(target)
+        with contextlib.suppress(OSError):
+            os.chmod(parent, stat.S_IRWXU)
+        with contextlib.suppress(OSError):
+            os.chmod(target, stat.S_IRWXU)
+        func(target)
+
+    shutil.rmtree(path, onerror=_writable)
+
+
+def make_read_only(path: Path) -> None:
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                mode = os.lstat(p).st_mode
+                os.chmod(p, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        os.chmod(root, 0o555)  # noqa: S103 - read and enter for all, write for none
+
+
+def file_listing(path: Path) -> list[str]:
+    """`relative path<TAB>size` (or `-> target` for links) for every file, sorted."""
+    out = []
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            rel = os.path.relpath(full, path)
+            if rel in (READY, FILES):
+                continue
+            st = os.lstat(full)
+            out.append(f"{rel}\t-> {os.readlink(full)}" if stat.S_ISLNK(st.st_mode)
+                       else f"{rel}\t{st.st_size}")
+    return out
+
+
+def _build_failure(what: str, version: str, detail: str) -> EnvironmentBuildError:
+    if "No space left on device" in detail:
+        return EnvironmentBuildError(f"tempest {version}: no space left on device while "
+                                     f"{what}; free space or lower cache_max_size")
+    return EnvironmentBuildError(f"tempest {version}: {what} failed: {detail[-800:]}")
+
+
+def _run_tool(cmd: list[str], what: str, version: str, timeout_s: float) -> str:
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=locks.tool_env(),
+                              timeout=timeout_s, check=False, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise EnvironmentBuildError(f"tempest {version}: {what} took longer than "
+                                    f"{timeout_s:.0f} s") from None
+    if proc.returncode != 0:
+        detail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+        raise _build_failure(what, version, detail)
+    return proc.stdout
+
+
+class EnvironmentCache:
+    """Locks, wheelhouses and templates of Tempest versions under one root directory."""
+
+    def __init__(self, root: Path, *, index_url: str = defaults.INDEX_URL,
+                 pinned: tuple[str, ...] = (), max_size: int = defaults.CACHE_MAX_BYTES):
+        self.root = root
+        self.index_url = index_url
+        self.pinned = pinned
+        self.max_size = max_size
+        for sub in ("locks/auto", "wheels", "builds", "envs", ".state/used", ".state/flock"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+
+    # ---- locks and keys -------------------------------------------------------------------
+    def lock_folders(self) -> list[Path]:
+        return [self.root / "locks", locks.SHIPPED_LOCKS, self.root / "locks" / "auto"]
+
+    def lock(self, version: str, *, allow_compile: bool = True) -> Lock:
+        """The lock of `version`: operator's, shipped, or made now as of its release date."""
+        found = locks.find_lock(version, self.lock_folders())
+        if found is not None:
+            return found
+        if not allow_compile:
+            raise EnvironmentBuildError(f"tempest {version}: no lock file for Python "
+                                        f"{locks.python_version()}")
+        return locks.compile_lock(version, self.root / "locks" / "auto" /
+                                  locks.lock_name(version), index_url=self.index_url)
+
+    @contextlib.contextmanager
+    def _flock(self, name: str, mode: int, wait_s: float | None) -> Iterator[bool]:
+        """Hold a flock on .state/flock/<name>; yields False if non-blocking and busy."""
+        path = self.root / ".state" / "flock" / f"{name}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = None if wait_s is None else time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                    acquired = True
+                    break
+                except BlockingIOError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        acquired = False
+                        break
+                    time.sleep(0.2)
+            yield acquired
+        finally:
+            os.close(fd)
+
+    def in_use(self, template: Template) -> contextlib.AbstractContextManager[bool]:
+        """Held (shared) by a job for as long as it uses the template's files."""
+        return self._flock(f"use-{template.path.name}", fcntl.LOCK_SH, None)
+
+    # ---- lookup ---------------------------------------------------------------------------
+    def _published(self, keyname: str) -> Path | None:
+        link = self.root / "envs" / keyname
+        if not link.is_symlink():
+            return None
+        target = link.resolve()
+        return target if (target / READY).is_file() else None
+
+    def template(self, version: str) -> Template | None:
+        """The published template of `version` for the current lock, if there is one."""
+        lock = locks.find_lock(version, self.lock_folders())
+        if lock is None:
+            return None
+        key = key_for(lock)
+        path = self._published(key.name)
+        if path is None or not (path / "bin" / "tempest").exists():
+            return None
+        info = json.loads((path / READY).read_text())
+        return Template(key, path, info)
+
+    def mark_used(self, template: Template) -> None:
+        (self.root / ".state" / "used" / template.key.name).touch()
+
+    # ---- prepare --------------------------------------------------------------------------
+    def prepare(self, version: str, *, force: bool = False, smoke: bool = True) -> PrepareResult:
+        """Make `version` ready: wheelhouse, template, smoke test, atomic publish.
+
+        Two processes preparing the same key build it once: the second waits for the
+        first and then finds the entry ready. A broken entry is rebuilt.
+        """
+        started = time.monotonic()
+        lock = self.lock(version)
+        key = key_for(lock)
+        with self._flock(f"key-{key.name}", fcntl.LOCK_EX, defaults.LOCK_WAIT_S) as got:
+            if not got:
+                raise EnvironmentBuildError(f"tempest {version}: another process has been "
+                                            f"preparing {key.name} for too long")
+            current = self._published(key.name)
+            if current is not None and not force:
+                problems = self.check(current, key, deep=False)
+                if not problems:
+                    info = json.loads((current / READY).read_text())
+                    self.mark_used(Template(key, current, info))
+                    return PrepareResult(version, key.name, str(current),
+                                         str(self.root / "wheels" / key.name), str(lock.path),
+                                         False, time.monotonic() - started,
+                                         info.get("tests_listed", 0))
+                log.warning("tempest %s: template %s is broken (%s); rebuilding", version,
+                            current, "; ".join(problems[:3]))
+            wheelhouse = self._wheelhouse(key, lock)
+            build, listed = self._build_template(key, lock, wheelhouse, smoke)
+            self._publish(key, build)
+        self.mark_used(Template(key, build, {}))
+        self._remove_unused_builds(key.name)
+        return PrepareResult(version, key.name, str(build), str(wheelhouse), str(lock.path),
+                             True, time.monotonic() - started, listed)
+
+    def _staging(self, parent: Path, key: CacheKey) -> Path:
+        return Path(tempfile.mkdtemp(prefix=f".staging-{key.name}-", dir=parent))
+
+    def _wheelhouse(self, key: CacheKey, lock: Lock) -> Path:
+        final = self.root / "wheels" / key.name
+        if final.is_dir() and not self._check_wheelhouse(final, lock):
+            return final
+        remove_tree(final)
+        staging = self._staging(self.root / "wheels", key)
+        try:
+            log.info("tempest %s: downloading and building %d wheels into %s", key.version,
+                     len(lock.pins), final)
+            _run_tool([sys.executable, "-m", "pip", "wheel", "--isolated", "--no-deps",
+                       "--require-hashes", "--progress-bar", "off", "--quiet",
+                       "--index-url", self.index_url,
+                       "--cache-dir", str(self.root / ".state" / "pip-cache"),
+                       "--wheel-dir", str(staging), "-r", str(lock.path)],
+                      "building the wheelhouse", key.version, defaults.BUILD_TIMEOUT_S)
+            manifest = {}
+            for whl in sorted(staging.glob("*.whl")):
+                name, ver, _, _ = parse_wheel_filename(whl.name)
+                manifest[str(canonicalize_name(name))] = {
+                    "version": str(ver), "file": whl.name,
+                    "sha256": hashlib.sha256(whl.read_bytes()).hexdigest()}
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            problems = self._check_wheelhouse(staging, lock)
+            if problems:
+                raise EnvironmentBuildError(f"tempest {key.version}: wheelhouse incomplete: "
+                                            + "; ".join(problems[:5]))
+            os.rename(staging, final)
+        except OSError as exc:
+            raise self._os_failure("building the wheelhouse", key.version, exc) from None
+        finally:
+            remove_tree(staging)
+        return final
+
+    @staticmethod
+    def _check_wheelhouse(path: Path, lock: Lock) -> list[str]:
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return [f"{path / MANIFEST} missing or unreadable"]
+        problems = []
+        for pin in lock.pins:
+            name, _, ver = pin.partition("==")
+            entry = manifest.get(str(canonicalize_name(name)))
+            if entry is None or Version(entry["version"]) != Version(ver):
+                problems.append(f"no wheel for {pin}")
+            elif not (path / entry["file"]).is_file():
+                problems.append(f"{entry['file']} missing")
+        return problems
+
+    def _build_template(self, key: CacheKey, lock: Lock, wheelhouse: Path,
+                        smoke: bool) -> tuple[Path, int]:
+        staging = self._staging(self.root / "builds", key)
+        pins = staging.parent / f"{staging.name}.pins"
+        try:
+            uv = locks.uv_binary()
+            log.info("tempest %s: building template %s", key.version, key.name)
+            _run_tool([uv, "venv", "--relocatable", "--python", sys.executable, "--no-config",
+                       "--quiet", "--allow-existing", str(staging)],
+                      "creating the template venv", key.version, 300)
+            pins.write_text("\n".join(lock.pins) + "\n")
+            _run_tool([uv, "pip", "install", "--python", str(staging / "bin" / "python"),
+                       "--offline", "--no-index", "--find-links", str(wheelhouse),
+                       "--link-mode", "copy", "--compile-bytecode", "--no-deps",
+                       "--no-config", "--no-cache", "--quiet", "-r", str(pins)],
+                      "installing the template", key.version, defaults.BUILD_TIMEOUT_S)
+            _run_tool([uv, "pip", "check", "--python", str(staging / "bin" / "python"),
+                       "--no-config", "--quiet"],
+                      "checking the template's dependencies", key.version, 300)
+            listed = self.smoke_test(staging, key.version) if smoke else 0
+            (staging / FILES).write_text("\n".join(file_listing(staging)) + "\n")
+            info = {**asdict(key), "key": key.name, "lock": str(lock.path),
+                    "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "tests_listed": listed, "python_executable": sys.executable}
+            (staging / READY).write_text(json.dumps(info, indent=1) + "\n")
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
+            build = self.root / "builds" / f"{key.name}.{stamp}"
+            os.rename(staging, build)
+            make_read_only(build)
+            return build, listed
+        except OSError as exc:
+            raise self._os_failure("building the template", key.version, exc) from None
+        finally:
+            remove_tree(staging)
+            pins.unlink(missing_ok=True)
+
+    @staticmethod
+    def _os_failure(what: str, version: str, exc: OSError) -> EnvironmentBuildError:
+        if exc.errno == errno.ENOSPC:
+            return _build_failure(what, version, "No space left on device")
+        return EnvironmentBuildError(f"tempest {version}: {what} failed: {exc}")
+
+    def smoke_test(self, env: Path, version: str) -> int:
+        """`tempest --version` is `version`, and `run --list-tests` lists > 1,000 tests."""
+        with tempfile.TemporaryDirectory(prefix="farm-smoke-") as tmp:
+            home = Path(tmp) / "home"
+            home.mkdir()
+            try:
+                got = tempest.tempest_version(env, home)
+                if got != version:
+                    raise EnvironmentBuildError(f"tempest {version}: the template reports "
+                                                f"version {got}")
+                ws = tempest.init_workspace(Path(tmp) / "job", env)
+                tests = tempest.list_tests(ws, [])
+            except TempestError as exc:
+                raise EnvironmentBuildError(f"tempest {version}: smoke test failed: {exc}") \
+                    from None
+        if len(tests) <= defaults.SMOKE_MIN_TESTS:
+            raise EnvironmentBuildError(f"tempest {version}: smoke test listed only "
+                                        f"{len(tests)} tests (expected > "
+                                        f"{defaults.SMOKE_MIN_TESTS})")
+        return len(tests)
+
+    def _publish(self, key: CacheKey, build: Path) -> None:
+        link = self.root / "envs" / key.name
+        tmp = link.with_name(f".{key.name}.{os.getpid()}.link")
+        tmp.unlink(missing_ok=True)
+        os.symlink(os.path.relpath(build, link.parent), tmp)
+        os.replace(tmp, link)
+        log.info("tempest %s: published %s", key.version, build)
+
+    # ---- checks ---------------------------------------------------------------------------
+    def check(self, path: Path, key: CacheKey, deep: bool) -> list[str]:
+        """Problems of a template: wrong key, files missing or changed; deep: smoke test."""
+        try:
+            info = json.loads((path / READY).read_text())
+        except (OSError, ValueError):
+            return [f"{READY} missing or unreadable"]
+        if info.get("key") != key.name:
+            return [f"built for {info.get('key')}, not {key.name}"]
+        try:
+            expected = (path / FILES).read_text().splitlines()
+        except OSError:
+            return [f"{FILES} missing"]
+        actual = set(file_listing(path))
+        problems = [f"missing or changed: {line.split(chr(9))[0]}"
+                    for line in expected if line and line not in actual]
+        problems += [f"unexpected: {line.split(chr(9))[0]}"
+                     for line in sorted(actual - set(expected))]
+        if deep and not problems:
+            try:
+                self.smoke_test(path, key.version)
+            except EnvironmentBuildError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def verify(self, deep: bool = True) -> dict[str, list[str]]:
+        """Problems per published key (an empty list means sound)."""
+        out: dict[str, list[str]] = {}
+        for link in sorted((self.root / "envs").iterdir()):
+            if link.name.startswith("."):
+                continue
+            target = link.resolve()
+            m = re.match(r"tempest-(\d+\.\d+\.\d+)-", link.name)
+            info = {}
+            with contextlib.suppress(OSError, ValueError):
+                info = json.loads((target / READY).read_text())
+            if not m or not info:
+                out[link.name] = [f"{target} is not a finished template"]
+                continue
+            key = CacheKey(info["version"], info["lock_digest"], info["python"],
+                           info["platform"])
+            out[link.name] = self.check(target, key, deep)
+        return out
+
+    # ---- listing, eviction ------------------------------------------------------------------
+    def _pinned_keys(self) -> set[str]:
+        keys = set()
+        for version in self.pinned:
+            lock = locks.find_lock(version, self.lock_folders())
+            if lock is not None:
+                keys.add(key_for(lock).name)
+        return keys
+
+    def entries(self) -> list[Entry]:
+        names = {p.name for p in (self.root / "envs").iterdir() if not p.name.startswith(".")}
+        names |= {p.name for p in (self.root / "wheels").iterdir()
+                  if p.is_dir() and not p.name.startswith(".")}
+        pinned = self._pinned_keys()
+        out = []
+        for name in sorted(names):
+            template = self._published(name)
+            wheels = self.root / "wheels" / name
+            used = self.root / ".state" / "used" / name
+            size = sum(tree_size(b) for b in (self.root / "builds").glob(f"{name}.*"))
+            size += tree_size(wheels) if wheels.is_dir() else 0
+            m = re.match(r"tempest-(\d+\.\d+\.\d+)-", name)
+            out.append(Entry(name, m.group(1) if m else "?",
+                             str(template) if template else None,
+                             str(wheels) if wheels.is_dir() else None, size,
+                             used.stat().st_mtime if used.exists() else None, name in pinned))
+        return out
+
+    def _remove_key(self, name: str) -> bool:
+        with self._flock(f"key-{name}", fcntl.LOCK_EX, 0) as got:
+            if not got:
+                return False
+            builds = sorted((self.root / "builds").glob(f"{name}.*"))
+            for build in builds:
+                with self._flock(f"use-{build.name}", fcntl.LOCK_EX, 0) as free:
+                    if not free:
+                        log.info("%s is in use by a job; kept", build)
+                        return False
+            (self.root / "envs" / name).unlink(missing_ok=True)
+            for build in builds:
+                remove_tree(build)
+            remove_tree(self.root / "wheels" / name)
+            (self.root / ".state" / "used" / name).unlink(missing_ok=True)
+        return True
+
+    def _remove_unused_builds(self, name: str) -> list[str]:
+        """Builds of `name` that the symlink no longer points to and no job uses."""
+        current = self._published(name)
+        removed = []
+        for build in (self.root / "builds").glob(f"{name}.*"):
+            if current is not None and build.resolve() == current:
+                continue
+            with self._flock(f"use-{build.name}", fcntl.LOCK_EX, 0) as free:
+                if free:
+                    remove_tree(build)
+                    removed.append(str(build))
+        return removed
+
+    def prune(self, dry_run: bool = False) -> list[str]:
+        """Remove leftovers of interrupted builds, superseded builds, then evict (LRU)
+        keys not pinned until the cache fits `max_size`."""
+        removed: list[str] = []
+        for parent in (self.root / "builds", self.root / "wheels"):
+            for staging in parent.glob(".staging-*"):
+                name = re.sub(r"^\.staging-(.+)-[^-]+$", r"\1", staging.name)
+                with self._flock(f"key-{name}", fcntl.LOCK_EX, 0) as idle:
+                    if idle:
+                        removed.append(str(staging))
+                        if not dry_run:
+                            remove_tree(staging)
+        for entry in self.entries():
+            if not dry_run:
+                removed += self._remove_unused_builds(entry.key)
+        entries = self.entries()
+        total = sum(e.size_bytes for e in entries)
+        for entry in sorted((e for e in entries if not e.pinned),
+                            key=lambda e: e.last_used or 0.0):
+            if total <= self.max_size:
+                break
+            if dry_run or self._remove_key(entry.key):
+                log.info("evicted %s (%d MB)", entry.key, entry.size_bytes // 2**20)
+                removed.append(entry.key)
+                total -= entry.size_bytes
+        return removed

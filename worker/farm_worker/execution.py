@@ -1,0 +1,381 @@
+"""One job's lifecycle, with no transport: validate -> install -> configure -> list -> run
+-> upload -> final state, and cleanup in `finally` whatever happened.
+
+The gearman worker and `farm-worker execute` both call `execute_job`; they differ only in
+the hooks they pass (where events go, how the cancel function is held).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from farm_worker import defaults, redaction, tempest
+from farm_worker.config import WorkerConfig
+from farm_worker.environments import EnvironmentCache, Template, remove_tree
+from farm_worker.exceptions import (
+    EnvironmentBuildError,
+    FieldError,
+    JobCancelled,
+    JobTimedOut,
+    PayloadError,
+    ReportError,
+    TempestError,
+)
+from farm_worker.isolation import job_environment, mounts_under, unmount
+from farm_worker.processes import Outcome, ProcessGroup, kill_group, kill_stale_group
+from farm_worker.protocol import (
+    Failure,
+    Payload,
+    Summary,
+    TestState,
+    parse_conf,
+    parse_payload,
+    progress_event,
+    salvage_test_id,
+    selection_from_testcases,
+    show,
+    state_event,
+)
+from farm_worker.reporting import CallbackClient, Reporter
+from farm_worker.results import LiveResults, TestOutcome, consume
+
+log = logging.getLogger(__name__)
+
+MAX_FAILURES_IN_SUMMARY = 50
+
+
+class CancelEvent(threading.Event):
+    """A cancel request and its reason (a user's cancel, or the worker shutting down)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason = ""
+
+    def cancel(self, reason: str) -> None:
+        if not self.is_set():
+            self.reason = reason
+        self.set()
+
+
+@dataclass
+class JobHooks:
+    """What the transport does with a job's events; every hook must not raise."""
+
+    emit: Callable[[dict[str, Any]], None] = lambda event: None
+    work_status: Callable[[int, int], None] = lambda done, total: None
+    hold: Callable[[str], None] = lambda test_id: None  # the cancel function is registered
+    release: Callable[[str], None] = lambda test_id: None
+
+
+@dataclass
+class JobRunner:
+    """Everything a job needs from the worker around it."""
+
+    config: WorkerConfig
+    cache: EnvironmentCache
+    isolation: str
+    clock: Callable[[], float] = time.monotonic
+
+    @property
+    def worker_dir(self) -> Path:
+        return self.config.work_dir / self.config.worker_id
+
+    def clean_stale(self) -> list[Path]:
+        """Remove what a killed worker left in its work directory: processes, mounts, files."""
+        removed: list[Path] = []
+        if not self.worker_dir.exists():
+            return removed
+        for job_dir in sorted(p for p in self.worker_dir.iterdir() if p.is_dir()):
+            kill_stale_group(job_dir / "pgid", job_dir)
+            for point in mounts_under(job_dir):
+                unmount(point)
+            remove_tree(job_dir)
+            removed.append(job_dir)
+            log.warning("removed %s left by an earlier worker", job_dir)
+        return removed
+
+    def prune_results(self, keep_days: float) -> None:
+        limit = time.time() - keep_days * 86400
+        for path in self.config.results_dir.glob("*.subunit"):
+            try:
+                if path.stat().st_mtime < limit:
+                    path.unlink()
+            except OSError:
+                pass
+
+    def execute(self, raw: bytes | str | Mapping[str, Any], cancel: CancelEvent,
+                hooks: JobHooks | None = None, function_version: str | None = None) -> Summary:
+        """Run one job to a final state and return its summary.
+
+        A payload that cannot run ends `rejected`; infrastructure and configuration
+        problems end `error`; an unexpected exception is reported as `error` and raised.
+        """
+        started = self.clock()
+        hooks = hooks or JobHooks()
+        try:
+            payload = self._validate(raw, function_version)
+        except PayloadError as exc:
+            test_id = salvage_test_id(raw)
+            log.warning("[test %s] rejected: %s", test_id or "?", exc)
+            hooks.emit(state_event(test_id, TestState.REJECTED, self.config.worker_id,
+                                   str(exc)))
+            return Summary(test_id, TestState.REJECTED, message=str(exc), field=exc.field,
+                           worker=self.config.worker_id, duration_s=self.clock() - started)
+        return _Job(self, payload, cancel, hooks, started).run()
+
+    def _validate(self, raw: bytes | str | Mapping[str, Any],
+                  function_version: str | None) -> Payload:
+        payload = parse_payload(raw)
+        if function_version is not None and payload.tempest_version != function_version:
+            raise PayloadError([FieldError(
+                "tempest.version", f"{show(payload.tempest_version)} does not match the "
+                                   f"function's version {function_version}")])
+        if payload.callback is not None and self.config.callbacks \
+                and self.config.callback_auth(payload.callback.url) is None:
+            raise PayloadError([FieldError(
+                "callback.url", f"{show(payload.callback.url)} is not a callback this worker "
+                                "reports to (worker.yaml: callbacks)")])
+        return payload
+
+
+class _Job:
+    """The state of one running job (used by JobRunner.execute only)."""
+
+    def __init__(self, runner: JobRunner, payload: Payload, cancel: CancelEvent,
+                 hooks: JobHooks, started: float):
+        self.runner = runner
+        self.hooks = hooks
+        self.config = runner.config
+        self.payload = payload
+        self.cancel = cancel
+        self.started = started
+        self.test_id = payload.test_id
+        self.worker = self.config.worker_id
+        self.job_dir = runner.worker_dir / f"{payload.test_id}-{uuid.uuid4().hex[:8]}"
+        self.state = TestState.QUEUED
+        self.results: LiveResults | None = None
+        self.total = 0
+        self._last_progress = 0.0
+        self.secrets: list[int] = []
+        client = None
+        if payload.callback is not None:
+            auth = self.config.callback_auth(payload.callback.url)
+            token = payload.callback.token or (auth.token if auth else None)
+            client = CallbackClient(payload.callback.url, token)
+        self.client = client
+        self.reporter = Reporter(client, payload.test_id, self.worker, self.config.report_retry_s)
+
+    def say(self, msg: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
+        log.log(level, "[test %s] " + msg, self.test_id, *args, **kwargs)
+
+    def set_state(self, state: TestState, message: str = "") -> None:
+        message = redaction.redact(message)
+        self.state = state
+        self.say("%s%s", state.value, f": {message}" if message else "")
+        self.hooks.emit(state_event(self.test_id, state, self.worker, message))
+        self.reporter.state(state, message)
+
+    def run(self) -> Summary:
+        p = self.payload
+        self.secrets.append(redaction.register([
+            *redaction.secrets_in_conf(p.conf), p.callback.token if p.callback else None,
+            self.client.token if self.client else None]))
+        self.hooks.hold(self.test_id)
+        summary: Summary
+        try:
+            summary = self._run()
+        except JobCancelled as exc:
+            summary = self._end(TestState.CANCELLED, self.cancel.reason or str(exc))
+        except JobTimedOut:
+            summary = self._end(TestState.TIMED_OUT, f"killed after timeout_s={p.timeout_s}")
+        except (EnvironmentBuildError, TempestError, ReportError) as exc:
+            summary = self._end(TestState.ERROR, str(exc))
+        except PayloadError as exc:
+            summary = self._end(TestState.ERROR, f"from the callback server: {exc}")
+        except Exception as exc:
+            self.say("internal error", level=logging.ERROR, exc_info=True)
+            self._end(TestState.ERROR, f"internal error: {exc.__class__.__name__}: {exc}")
+            raise
+        finally:
+            self._cleanup()
+            self.hooks.release(self.test_id)
+            for handle in self.secrets:
+                redaction.unregister(handle)
+        return summary
+
+    def _end(self, state: TestState, message: str) -> Summary:
+        self.set_state(state, message)
+        return self._summary(state, message)
+
+    def _summary(self, state: TestState, message: str = "", subunit: Path | None = None) \
+            -> Summary:
+        r = self.results
+        failures = [Failure(o.test_id, redaction.redact(o.detail))
+                    for o in (r.failures() if r else [])][:MAX_FAILURES_IN_SUMMARY]
+        return Summary(self.test_id, state, passed=r.passed if r else 0,
+                       failed=r.failed if r else 0, skipped=r.skipped if r else 0,
+                       total=self.total, duration_s=self.runner.clock() - self.started,
+                       subunit=str(subunit) if subunit else None,
+                       message=redaction.redact(message), worker=self.worker,
+                       tempest_version=self.payload.tempest_version, failures=failures)
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise JobCancelled(self.cancel.reason or "cancelled")
+
+    def _run(self) -> Summary:
+        p = self.payload
+        self.job_dir.mkdir(parents=True, mode=0o700)
+        self.set_state(TestState.INSTALLING, f"tempest {p.tempest_version}")
+        template = self._template()
+        self._check_cancel()
+        with self.runner.cache.in_use(template), \
+                job_environment(template.path, self.job_dir, self.runner.isolation) as env:
+            conf = p.conf if p.conf is not None else self._fetch_conf()
+            selection = p.tests if p.tests is not None else self._fetch_tests()
+            self._check_cancel()
+            ws = tempest.init_workspace(self.job_dir, env, self.cancel)
+            tempest.write_conf(ws, tempest.render_conf(ws, self.config.tempest_defaults, conf))
+            args = tempest.selection_args(p.tempest_version, selection, ws)
+            deadline = self.runner.clock() + p.timeout_s
+            tests = tempest.list_tests(ws, args, self.cancel, deadline)
+            self.total = len(tests)
+            if not tests:
+                raise TempestError(f"the selection {show(selection.to_dict() if selection else {})}"
+                                   " matches no test")
+            if p.dry_run:
+                return self._end(TestState.PASSED, f"dry run: {len(tests)} tests selected")
+            self.set_state(TestState.RUNNING, f"{len(tests)} tests")
+            self.hooks.work_status(0, self.total)
+            subunit = self._run_tempest(ws, args, deadline)
+        return self._finish(subunit)
+
+    def _template(self) -> Template:
+        cache, version = self.runner.cache, self.payload.tempest_version
+        template = cache.template(version)
+        if template is None:
+            if not self.config.install_on_demand and version not in self.config.tempest_versions:
+                raise EnvironmentBuildError(f"tempest {version} is not prepared on worker "
+                                            f"{self.worker} and installs on demand are off")
+            self.say("preparing tempest %s", version)
+            cache.prepare(version)
+            template = cache.template(version)
+            if template is None:
+                raise EnvironmentBuildError(f"tempest {version}: prepared but not found")
+        cache.mark_used(template)
+        return template
+
+    def _fetch_conf(self) -> Any:
+        assert self.client is not None  # the payload schema requires conf without callback
+        resp = self.client.call("GET", f"get-miniconf?test_id={self.test_id}",
+                                retry_s=self.config.report_retry_s, stop=self.cancel)
+        try:
+            doc = resp.json()
+        except ValueError:
+            raise ReportError("GET /get-miniconf: the answer is not JSON") from None
+        conf = parse_conf(doc, "miniconf")
+        self.secrets.append(redaction.register(redaction.secrets_in_conf(conf)))
+        return conf
+
+    def _fetch_tests(self) -> Any:
+        assert self.client is not None
+        resp = self.client.call("GET", f"get-testcases?test_id={self.test_id}",
+                                retry_s=self.config.report_retry_s, stop=self.cancel)
+        try:
+            return selection_from_testcases(resp.json())
+        except ValueError:
+            raise ReportError("GET /get-testcases: the answer is not JSON") from None
+
+    def _on_test(self, outcome: TestOutcome) -> None:
+        now = self.runner.clock()
+        if now - self._last_progress >= defaults.PROGRESS_INTERVAL_S:
+            self._last_progress = now
+            self._progress(outcome.test_id)
+
+    def _progress(self, current: str) -> None:
+        r = self.results
+        if r is None:
+            return
+        done = min(r.done, self.total)
+        counts = {"passed": r.passed, "failed": r.failed, "skipped": r.skipped}
+        self.hooks.emit(progress_event(self.test_id, done, self.total, current,
+                                              **counts))
+        self.hooks.work_status(done, self.total)
+        self.reporter.progress(TestState.RUNNING, done, self.total, current, counts)
+
+    def _run_tempest(self, ws: tempest.Workspace, args: list[str], deadline: float) -> Path:
+        results_dir = self.config.results_dir
+        results_dir.mkdir(parents=True, exist_ok=True)
+        final = results_dir / f"{self.test_id}.subunit"
+        partial = results_dir / f".{self.test_id}.subunit.part"
+        self.results = LiveResults(on_test=self._on_test)
+        argv = tempest.run_argv(ws, args, self.config.concurrency)
+        with partial.open("wb") as raw, (ws.logs / "tempest-stderr.log").open("wb") as err:
+            group = ProcessGroup(argv, cwd=ws.path, env=ws.environ(), stdout=subprocess.PIPE,
+                                 stderr=err, pgid_file=self.job_dir / "pgid")
+            assert group.proc.stdout is not None
+            reader = threading.Thread(target=consume, args=(group.proc.stdout, self.results,
+                                                            raw), daemon=True)
+            reader.start()
+            try:
+                outcome = group.wait(deadline, self.cancel, self.runner.clock)
+            finally:
+                kill_group(group.pgid, grace_s=1.0)  # stragglers of a normal exit, too
+                reader.join(30)
+                group.proc.stdout.close()
+        self._progress(self.results.current)
+        os.replace(partial, final)
+        os.chmod(final, 0o600)
+        if outcome is Outcome.CANCELLED:
+            raise JobCancelled(self.cancel.reason or "cancelled")
+        if outcome is Outcome.TIMED_OUT:
+            raise JobTimedOut()
+        return final
+
+    def _finish(self, subunit: Path) -> Summary:
+        r = self.results
+        assert r is not None
+        if self.client is not None:
+            self.set_state(TestState.UPLOADING, f"{subunit.stat().st_size} bytes of subunit")
+            self.reporter.upload(subunit)
+        message = f"{r.passed} passed, {r.failed} failed, {r.skipped} skipped of {self.total}"
+        if r.failed:
+            state = TestState.FAILED
+        elif r.passed + r.skipped == 0:
+            state = TestState.ERROR
+            message = f"no test reported a result ({self.total} selected); see the worker log"
+        else:
+            state = TestState.PASSED
+        self.set_state(state, message)
+        return self._summary(state, message, subunit)
+
+    def _cleanup(self) -> None:
+        """Each step guarded on its own: one failing must not skip the others."""
+        pgid_file = self.job_dir / "pgid"
+        try:
+            if pgid_file.exists():
+                kill_stale_group(pgid_file, self.job_dir)
+        except Exception:
+            self.say("cleanup: killing the process group failed", level=logging.ERROR,
+                     exc_info=True)
+        try:
+            for point in mounts_under(self.job_dir) if self.job_dir.exists() else []:
+                unmount(point)
+            remove_tree(self.job_dir)
+        except Exception:
+            self.say("cleanup: removing %s failed", self.job_dir, level=logging.ERROR,
+                     exc_info=True)
+        partial = self.config.results_dir / f".{self.test_id}.subunit.part"
+        partial.unlink(missing_ok=True)
+        if not self.reporter.close():
+            self.say("some reports did not reach %s", self.client, level=logging.ERROR)
+

@@ -1,0 +1,205 @@
+"""Tempest in a per-job workspace: init, tempest.conf, test selection, listing, run argv.
+
+Nothing is written under ~/.tempest: HOME points into the job directory, `tempest init`
+gets an explicit --config-dir and --workspace-path (FIELD_NOTES: both traps).
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from farm_worker import defaults
+from farm_worker.exceptions import JobCancelled, JobTimedOut, TempestError
+from farm_worker.processes import Outcome, ProcessGroup
+from farm_worker.protocol import Conf, ConfValue, Selection, parse_version
+
+log = logging.getLogger(__name__)
+
+# Variables a Tempest run may inherit from the worker; everything else is dropped so the
+# worker's own virtualenv, PYTHONPATH or pip settings cannot leak into the job.
+_INHERITED = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "http_proxy",
+              "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+              "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+_TEST_ID = re.compile(r"^[A-Za-z_][\w.]*(\[[^\]]*\])?$")
+# Paths the worker owns in tempest.conf; a payload cannot move them out of the workspace.
+_FORCED = {("DEFAULT", "log_dir"), ("DEFAULT", "log_file"), ("oslo_concurrency", "lock_path")}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A Tempest workspace inside one job's directory."""
+
+    job_dir: Path
+    env: Path  # the job's Python environment (bin/tempest)
+
+    @property
+    def path(self) -> Path:
+        return self.job_dir / "ws"
+
+    @property
+    def home(self) -> Path:
+        return self.job_dir / "home"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.path / "etc" / "tempest.conf"
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    def tempest(self) -> str:
+        return str(self.env / "bin" / "tempest")
+
+    def environ(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return tempest_environ(self.env, self.home, self.path if self.path.exists() else None,
+                               extra)
+
+
+def tempest_environ(env: Path, home: Path, workspace: Path | None = None,
+                    extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if k in _INHERITED}
+    out["PATH"] = f"{env / 'bin'}:{out.get('PATH', '/usr/local/bin:/usr/bin:/bin')}"
+    out["HOME"] = str(home)
+    out["VIRTUAL_ENV"] = str(env)
+    out["PYTHONDONTWRITEBYTECODE"] = "1"  # the environment may be a shared read-only template
+    out["PYTHON"] = str(env / "bin" / "python")  # what .stestr.conf runs the tests with
+    if workspace is not None:
+        out["TEMPEST_CONFIG_DIR"] = str(workspace / "etc")
+        out["TEMPEST_CONFIG"] = "tempest.conf"
+    out.update(extra or {})
+    return out
+
+
+def _run_short(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], what: str,
+               timeout_s: float, cancel: threading.Event | None = None,
+               deadline: float | None = None) -> str:
+    """Run a short Tempest command; its stdout, or TempestError with the end of stderr."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        group = ProcessGroup(argv, cwd=cwd, env=env, stdout=out, stderr=err)
+        limit = time.monotonic() + timeout_s
+        outcome = group.wait(min(limit, deadline) if deadline else limit, cancel)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+    if outcome is Outcome.CANCELLED:
+        raise JobCancelled(f"cancelled during {what}")
+    if outcome is Outcome.TIMED_OUT:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise JobTimedOut(f"timed out during {what}")
+        raise TempestError(f"{what} took longer than {timeout_s:.0f} s")
+    if group.returncode != 0:
+        tail = " | ".join(line for line in stderr.strip().splitlines()[-5:])
+        raise TempestError(f"{what} failed (exit {group.returncode}): {tail[:600]}")
+    return stdout
+
+
+def tempest_version(env: Path, home: Path) -> str:
+    """`tempest --version` -> "47.0.0"."""
+    out = _run_short([str(env / "bin" / "tempest"), "--version"], cwd=home,
+                     env=tempest_environ(env, home), what="tempest --version",
+                     timeout_s=defaults.LIST_TIMEOUT_S)
+    m = re.search(r"(\d+\.\d+\.\d+)", out)
+    if not m:
+        raise TempestError(f"tempest --version printed {out.strip()[:80]!r}")
+    return m.group(1)
+
+
+def init_workspace(job_dir: Path, env: Path, cancel: threading.Event | None = None) -> Workspace:
+    """`tempest init` a workspace in job_dir/ws, keeping Tempest's registry inside job_dir."""
+    ws = Workspace(job_dir, env)
+    ws.home.mkdir(parents=True, exist_ok=True)
+    (job_dir / "global-etc").mkdir(exist_ok=True)  # must exist: FIELD_NOTES
+    _run_short([ws.tempest(), "init", "--config-dir", str(job_dir / "global-etc"),
+                "--workspace-path", str(job_dir / "workspaces.yaml"), "--name",
+                f"job-{job_dir.name}"[:60], str(ws.path)],
+               cwd=job_dir, env=tempest_environ(env, ws.home), what="tempest init",
+               timeout_s=defaults.LIST_TIMEOUT_S, cancel=cancel)
+    ws.logs.mkdir(exist_ok=True)
+    return ws
+
+
+def _render_value(value: ConfValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(_render_value(v) for v in value)
+    return str(value)
+
+
+def render_conf(ws: Workspace, *layers: Conf | None) -> str:
+    """tempest.conf text: the layers merged in order (later wins), worker paths forced."""
+    parser = configparser.RawConfigParser(interpolation=None, default_section="__none__")
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
+    forced: Conf = {"DEFAULT": {"log_dir": str(ws.logs), "log_file": "tempest.log"},
+                    "oslo_concurrency": {"lock_path": str(ws.path / "tempest_lock")}}
+    for layer in (*layers, forced):
+        for section, values in (layer or {}).items():
+            if not parser.has_section(section):
+                parser.add_section(section)
+            for key, value in values.items():
+                if (section, key) in _FORCED and layer is not forced:
+                    log.info("tempest.conf [%s] %s is set by the worker; payload value ignored",
+                             section, key)
+                    continue
+                parser.set(section, key, _render_value(value))
+    buf = io.StringIO()
+    parser.write(buf)
+    return buf.getvalue()
+
+
+def write_conf(ws: Workspace, text: str) -> Path:
+    """Write tempest.conf with mode 0600 (it holds the cloud's passwords)."""
+    ws.conf_path.parent.mkdir(parents=True, exist_ok=True)
+    ws.conf_path.unlink(missing_ok=True)
+    fd = os.open(ws.conf_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    return ws.conf_path
+
+
+def selection_args(version: str, selection: Selection | None, ws: Workspace) -> list[str]:
+    """`tempest run` arguments for a selection, with the option names this version knows.
+
+    Tempest < 26 called the lists --whitelist-file/--blacklist-file; 26 added
+    --include-list/--exclude-list and later releases dropped the old names.
+    """
+    if selection is None:
+        return []
+    new_names = parse_version(version) >= (26, 0, 0)
+    args: list[str] = []
+    if selection.regex:
+        args += ["--regex", selection.regex]
+    for kind, items, old in (("include", selection.include, "--whitelist-file"),
+                             ("exclude", selection.exclude, "--blacklist-file")):
+        if items:
+            path = ws.job_dir / f"{kind}-list.txt"
+            path.write_text("".join(f"{item}\n" for item in items), encoding="utf-8")
+            args += [f"--{kind}-list" if new_names else old, str(path)]
+    return args
+
+
+def list_tests(ws: Workspace, args: Sequence[str], cancel: threading.Event | None = None,
+               deadline: float | None = None) -> list[str]:
+    """The test ids `tempest run --list-tests` selects with `args`."""
+    out = _run_short([ws.tempest(), "run", "--list-tests", *args], cwd=ws.path,
+                     env=ws.environ(), what="tempest run --list-tests",
+                     timeout_s=defaults.LIST_TIMEOUT_S, cancel=cancel, deadline=deadline)
+    return [line.strip() for line in out.splitlines() if _TEST_ID.match(line.strip())]
+
+
+def run_argv(ws: Workspace, args: Sequence[str], concurrency: int) -> list[str]:
+    """`tempest run` printing a live subunit v2 stream on stdout."""
+    return [ws.tempest(), "run", "--subunit", "--concurrency", str(concurrency), *args]
+
