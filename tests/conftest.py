@@ -17,9 +17,7 @@ from harness.gearmand import Gearmand
 from harness.keystone import Keystone
 from harness.keystone import up as keystone_up
 from harness.recorder import Recorder
-from harness.workers import WorkerProcess, start_worker
-
-TEMPEST = "47.0.0"
+from harness.workers import TEMPEST, WorkerFactory
 
 
 @pytest.fixture(scope="session")
@@ -69,30 +67,9 @@ def recorder() -> Iterator[Recorder]:
 
 
 @pytest.fixture
-def workers(tmp_path: Path, gearmand: Gearmand, worker_cache: Path) -> Iterator[
-        "WorkerFactory"]:
+def workers(tmp_path: Path, gearmand: Gearmand, worker_cache: Path) -> Iterator[WorkerFactory]:
     factory = WorkerFactory(tmp_path, gearmand, worker_cache)
     try:
         yield factory
     finally:
         factory.stop_all()
-
-
-class WorkerFactory:
-    """Starts real worker processes against the session's gearmand; stops them all."""
-
-    def __init__(self, base: Path, gearmand: Gearmand, cache: Path):
-        self.base, self.gearmand, self.cache = base, gearmand, cache
-        self.started: list[WorkerProcess] = []
-
-    def start(self, worker_id: str = "w1", versions: tuple[str, ...] = (TEMPEST,),
-              **extra: object) -> WorkerProcess:
-        extra.setdefault("gearman", [self.gearmand.address])
-        w = start_worker(self.base / worker_id, cache_dir=self.cache, versions=list(versions),
-                         worker_id=worker_id, **extra)  # type: ignore[arg-type]
-        self.started.append(w)
-        return w
-
-    def stop_all(self) -> None:
-        for w in self.started:
-            w.stop()

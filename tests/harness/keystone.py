@@ -124,7 +124,11 @@ class Keystone:
     venv: Path
     state: Path
     port: int
-    pid: int | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
 
     @property
     def url(self) -> str:
@@ -181,7 +185,7 @@ class Keystone:
             env=self._env(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
-        self.pid = proc.pid
+        self.proc = proc
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
         (self.state / "run" / "master.pid").write_text(str(proc.pid))
         end = time.monotonic() + timeout_s
@@ -198,32 +202,29 @@ class Keystone:
         raise RuntimeError(f"keystone did not answer on {self.url} within {timeout_s} s")
 
     def stop(self) -> None:
+        """Stop gunicorn's process group: ours (Popen) or one started by `up` earlier."""
         pidfile = self.state / "run" / "master.pid"
         pid = self.pid or (int(pidfile.read_text()) if pidfile.exists() else None)
         if pid is None:
             return
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        end = time.monotonic() + 15
-        while time.monotonic() < end:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
-                if os.waitpid(pid, os.WNOHANG)[0] == pid:
-                    break
-            except ChildProcessError:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                break
+            if self.proc is not None:
                 try:
-                    os.killpg(pid, 0)
-                except ProcessLookupError:
+                    self.proc.wait(15)
                     break
-            time.sleep(0.1)
-        else:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-            except (ProcessLookupError, ChildProcessError):
-                pass
-        self.pid = None
+                except subprocess.TimeoutExpired:
+                    continue
+            end = time.monotonic() + 15
+            while time.monotonic() < end and _alive(pid):
+                time.sleep(0.1)
+            if not _alive(pid):
+                break
+        pidfile.unlink(missing_ok=True)
+        self.proc = None
 
     def tempest_conf(self, password: str = ADMIN_PASSWORD) -> dict[str, dict[str, Any]]:
         """The payload `conf` for an identity-only run against this Keystone."""
@@ -248,6 +249,14 @@ class Keystone:
                                   ("cinder", "neutron", "glance", "swift", "nova", "horizon")},
             "validation": {"run_validation": False},
         }
+
+
+def _alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def up(state: Path, port: int | None = None) -> Keystone:

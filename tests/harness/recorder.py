@@ -44,7 +44,7 @@ class Recorder:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_address[1]}/"
 
-    def start(self) -> Recorder:
+    def start(self, port: int = 0) -> Recorder:
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -70,7 +70,7 @@ class Recorder:
 
             do_GET = do_POST = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

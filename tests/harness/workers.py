@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
-from harness.gearmand import status
+from harness.gearmand import Gearmand, status
 
+TEMPEST = "47.0.0"  # the version most tests run
 FARM_WORKER = str(Path(sys.executable).parent / "farm-worker")
 
 
@@ -79,3 +80,23 @@ def start_worker(base: Path, *, gearman: list[str], cache_dir: Path, versions: l
         time.sleep(0.1)
     worker.stop()
     raise RuntimeError(f"worker did not register {function}:\n{worker.output()[-3000:]}")
+
+
+class WorkerFactory:
+    """Starts real worker processes against the session's gearmand; stops them all."""
+
+    def __init__(self, base: Path, gearmand: Gearmand, cache: Path) -> None:
+        self.base, self.gearmand, self.cache = base, gearmand, cache
+        self.started: list[WorkerProcess] = []
+
+    def start(self, worker_id: str = "w1", versions: tuple[str, ...] = (TEMPEST,),
+              **extra: object) -> WorkerProcess:
+        extra.setdefault("gearman", [self.gearmand.address])
+        w = start_worker(self.base / worker_id, cache_dir=self.cache, versions=list(versions),
+                         worker_id=worker_id, **extra)  # type: ignore[arg-type]
+        self.started.append(w)
+        return w
+
+    def stop_all(self) -> None:
+        for w in self.started:
+            w.stop()

@@ -256,11 +256,9 @@ def _schema_error(err: jsonschema.ValidationError) -> FieldError:
         extra = sorted(k for k in instance if k not in allowed)
         return FieldError(_path([*err.absolute_path, extra[0] if extra else "?"]),
                           f"unknown field; allowed: {', '.join(sorted(allowed))}")
-    if kind == "propertyNames":
-        bad = next((k for k in instance
-                    if not re.match(CONF_NAME_PATTERN, str(k))), "?")
-        return FieldError(_path([*err.absolute_path, bad]),
-                          f"{show(bad)} is not a valid name ({CONF_NAME_PATTERN})")
+    if "propertyNames" in err.absolute_schema_path:  # instance is the offending name
+        return FieldError(_path([*err.absolute_path, instance]),
+                          f"{show(instance)} is not a valid name ({CONF_NAME_PATTERN})")
     value = show(instance)
     if where == "tempest.version" and kind == "pattern":
         return FieldError(where, f'{value} is not an exact version; use e.g. "47.0.0"')

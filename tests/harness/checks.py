@@ -1,0 +1,52 @@
+"""Checks tests make on what a job left behind: processes, directories, mounts."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import gear
+
+from harness.gearclient import events
+
+
+def processes_under(path: Path) -> list[int]:
+    """PIDs whose working directory or command line lies under `path`."""
+    found = []
+    prefix = str(path.resolve())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if cwd.startswith(prefix) or prefix in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def leftovers(work_dir: Path) -> list[str]:
+    """Anything a finished job left in a worker's work directory: files, mounts, processes."""
+    out = [str(p) for p in work_dir.rglob("*") if p.is_file() or
+           (p.is_dir() and p.parent != work_dir)] if work_dir.exists() else []
+    mounts = Path("/proc/self/mountinfo").read_text()
+    out += [line for line in mounts.splitlines() if str(work_dir) in line]
+    out += [f"pid {pid}" for pid in processes_under(work_dir)]
+    return out
+
+
+def wait_for_state(job: gear.Job, state: str, timeout_s: float = 120) -> dict[str, Any]:
+    """Block until the job's WORK_DATA shows `state`; the event."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        for ev in events(job):
+            if ev["event"] == "state" and ev["state"] == state:
+                return ev
+        if job.complete:
+            break
+        time.sleep(0.1)
+    raise AssertionError(f"job never reached {state}: {[e.get('state') for e in events(job)]}")

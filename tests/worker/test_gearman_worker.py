@@ -1,0 +1,234 @@
+"""The worker process against a real gearmand: rejects, real runs, cancel, drain, ping."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farm_worker.environments import PrepareResult
+from farm_worker.protocol import cancel_function, run_function
+from farm_worker.results import summarize_file
+from harness.checks import leftovers, wait_for_state
+from harness.gearclient import TestClient, events, statuses, summary, wait
+from harness.gearmand import Gearmand, admin, status
+from harness.keystone import ADMIN_PASSWORD, Keystone
+from harness.payloads import INVALID, valid
+from harness.recorder import Recorder
+from harness.workers import TEMPEST, WorkerFactory
+
+pytestmark = [pytest.mark.gearman, pytest.mark.tempest]
+SMOKE = r"tempest\.api\.identity\..*smoke"
+RUN = run_function(TEMPEST)
+
+
+def identity_payload(test_id: str, keystone: Keystone, regex: str = SMOKE,
+                     **changes: Any) -> dict[str, Any]:
+    return valid(test_id=test_id, conf=keystone.tempest_conf(), tests={"regex": regex},
+                 dry_run=False, **changes)
+
+
+@pytest.fixture
+def client(gearmand: Gearmand) -> Iterator[TestClient]:
+    c = TestClient(gearmand.address)
+    yield c
+    c.shutdown()
+
+
+def test_invalid_payloads_are_rejected_and_the_worker_goes_on(
+        workers: WorkerFactory, client: TestClient, tempest47: PrepareResult) -> None:
+    w = workers.start("rej")
+    jobs = [(name, field, client.submit(RUN, raw)) for name, raw, field, _ in INVALID]
+    mismatch = client.submit(RUN, valid(tempest={"version": "40.0.0"}))
+    for name, field, job in jobs:
+        doc = summary(wait(job, 30))
+        assert doc["state"] == "rejected", (name, doc)
+        assert doc["field"] == field, (name, doc)
+        assert doc["message"].startswith(f"{field}: "), (name, doc)
+        assert [e["state"] for e in events(job)] == ["rejected"]
+    doc = summary(wait(mismatch, 30))
+    assert (doc["state"], doc["field"]) == ("rejected", "tempest.version")
+    assert "does not match the function's version 47.0.0" in doc["message"]
+    ok = summary(wait(client.submit(RUN, valid(test_id="after-rejects")), 120))
+    assert ok["state"] == "passed" and ok["total"] > 100, ok
+    assert "dry run" in ok["message"]
+    assert w.proc.poll() is None
+    assert leftovers(w.work_dir) == []
+
+
+@pytest.mark.cloud
+def test_identity_smoke_run_reports_everything(
+        workers: WorkerFactory, client: TestClient, keystone: Keystone, recorder: Recorder,
+        tempest47: PrepareResult) -> None:
+    recorder.token = "worker-token-77aa"
+    w = workers.start("smoke", callbacks=[{"url": recorder.url, "token": "worker-token-77aa"}])
+    job = client.submit(RUN, identity_payload(
+        "smoke-1", keystone, callback={"url": recorder.url}))
+    doc = summary(wait(job, 600))
+    assert doc["state"] == "passed", doc
+    assert doc["passed"] >= 10 and doc["failed"] == 0
+    assert doc["total"] == doc["passed"] + doc["skipped"]
+    # WORK_COMPLETE's counts are those of the subunit stream the worker kept and uploaded
+    kept = Path(doc["subunit"])
+    counted = summarize_file(kept)
+    assert (counted.passed, counted.failed, counted.skipped) == (
+        doc["passed"], doc["failed"], doc["skipped"])
+    assert recorder.uploads("smoke-1") == [kept.read_bytes()]
+    # events in order, WORK_STATUS up to n/n
+    states = [e["state"] for e in events(job) if e["event"] == "state"]
+    assert states == ["installing", "running", "uploading", "passed"]
+    progress = [e for e in events(job) if e["event"] == "progress"]
+    assert progress and progress[-1]["done"] == progress[-1]["total"] == doc["total"]
+    st = statuses(job)
+    assert st[-1] == (doc["total"], doc["total"])
+    assert [n for n, _ in st] == sorted(n for n, _ in st)
+    # the callback server saw the same story, with the worker's token
+    assert recorder.states("smoke-1") == ["installing", "running", "uploading", "passed"]
+    assert all(r.headers["Authorization"] == "Bearer worker-token-77aa"
+               for r in recorder.requests)
+    assert ADMIN_PASSWORD not in w.output()
+    assert ADMIN_PASSWORD not in json.dumps([r.json() for r in recorder.requests
+                                             if r.path == "/update-test-status/"])
+    assert leftovers(w.work_dir) == []
+
+
+@pytest.mark.cloud
+def test_conf_and_tests_come_from_the_callback(
+        workers: WorkerFactory, client: TestClient, keystone: Keystone, recorder: Recorder,
+        tempest47: PrepareResult) -> None:
+    w = workers.start("mini")
+    cases = ["tempest.api.identity.v3.test_tokens.TokensV3Test.test_create_token[id-x]",
+             "tempest.api.identity.v3.test_domains.DefaultDomainTestJSON."
+             "test_default_domain_exists"]
+    recorder.miniconf["mini-1"] = keystone.tempest_conf()
+    recorder.testcases["mini-1"] = cases
+    payload = valid(test_id="mini-1", callback={"url": recorder.url})
+    del payload["conf"], payload["tests"]
+    doc = summary(wait(client.submit(RUN, payload), 120))
+    assert doc["state"] == "passed" and doc["total"] == 2, doc
+    paths = [r.path for r in recorder.requests]
+    assert "/get-miniconf" in paths and "/get-testcases" in paths
+    assert leftovers(w.work_dir) == []
+
+
+@pytest.mark.cloud
+def test_timeout_kills_tempest_and_cleans_up(
+        workers: WorkerFactory, client: TestClient, keystone: Keystone, recorder: Recorder,
+        tempest47: PrepareResult) -> None:
+    w = workers.start("slow")
+    job = client.submit(RUN, identity_payload("slow-1", keystone, regex="tempest.api.identity",
+                                              timeout_s=8, callback={"url": recorder.url}))
+    wait_for_state(job, "running")
+    started = time.monotonic()
+    doc = summary(wait(job, 120))
+    assert doc["state"] == "timed_out", doc
+    assert time.monotonic() - started < 30
+    assert recorder.states("slow-1")[-1] == "timed_out"
+    assert leftovers(w.work_dir) == []
+
+
+@pytest.mark.cloud
+def test_sigterm_drains_the_running_job_then_exits_zero(
+        workers: WorkerFactory, client: TestClient, gearmand: Gearmand, keystone: Keystone,
+        tempest47: PrepareResult) -> None:
+    w = workers.start("drain")
+    job = client.submit(RUN, identity_payload("drain-1", keystone))
+    wait_for_state(job, "running")
+    w.signal(signal.SIGTERM)
+    doc = summary(wait(job, 600))
+    assert doc["state"] == "passed", doc
+    assert w.wait(60) == 0
+    assert "draining" in w.output()
+    assert status(gearmand.port).get(RUN, (0, 0, 0))[2] == 0  # nobody serves it any more
+    assert leftovers(w.work_dir) == []
+
+
+@pytest.mark.cloud
+def test_second_sigterm_cancels_the_running_job(
+        workers: WorkerFactory, client: TestClient, keystone: Keystone,
+        tempest47: PrepareResult) -> None:
+    w = workers.start("twice")
+    job = client.submit(RUN, identity_payload("twice-1", keystone, regex="tempest.api.identity"))
+    wait_for_state(job, "running")
+    w.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    w.signal(signal.SIGTERM)
+    doc = summary(wait(job, 60))
+    assert doc["state"] == "cancelled", doc
+    assert "stopping" in doc["message"]
+    assert w.wait(60) == 0
+    assert leftovers(w.work_dir) == []
+
+
+@pytest.mark.cloud
+def test_cancel_a_running_test(workers: WorkerFactory, client: TestClient, gearmand: Gearmand,
+                               keystone: Keystone, tempest47: PrepareResult) -> None:
+    w = workers.start("cxl")
+    job = client.submit(RUN, identity_payload("cxl-1", keystone, regex="tempest.api.identity"))
+    wait_for_state(job, "running")
+    asked = time.monotonic()
+    answer = wait(client.submit(cancel_function("cxl-1"), b"", background=False), 10)
+    assert json.loads(answer.data[-1])["cancelled"] is True
+    doc = summary(wait(job, 30))
+    assert time.monotonic() - asked < 5
+    assert doc["state"] == "cancelled", doc
+    assert leftovers(w.work_dir) == []
+    # the cancel function went away with the test
+    assert status(gearmand.port).get(cancel_function("cxl-1"), (0, 0, 0))[2] == 0
+
+
+@pytest.mark.cloud
+def test_cancel_a_queued_test_before_it_starts(
+        workers: WorkerFactory, client: TestClient, gearmand: Gearmand, keystone: Keystone,
+        recorder: Recorder, tempest47: PrepareResult) -> None:
+    w = workers.start("cq")
+    first = client.submit(RUN, identity_payload("cq-a", keystone))
+    wait_for_state(first, "running")
+    second = client.submit(RUN, identity_payload("cq-b", keystone,
+                                                 callback={"url": recorder.url}))
+    client.submit(cancel_function("cq-b"), b"", background=True)
+    assert summary(wait(first, 600))["state"] == "passed"
+    doc = summary(wait(second, 60))
+    assert doc["state"] == "cancelled", doc
+    assert "running" not in recorder.states("cq-b")
+    assert status(gearmand.port).get(cancel_function("cq-b"), (0, 0, 0))[0] == 0
+    assert leftovers(w.work_dir) == []
+
+
+def test_ping_answers_with_worker_facts(workers: WorkerFactory, client: TestClient,
+                                        tempest47: PrepareResult) -> None:
+    workers.start("pinged")
+    answer = wait(client.submit("farm:ping:pinged", b""), 10)
+    doc = json.loads(answer.data[-1])
+    assert doc["worker"] == "pinged" and doc["versions"] == [TEMPEST]
+    assert doc["busy"] is None and len(doc["load"]) == 3
+
+
+def test_worker_reconnects_after_gearmand_restarts(
+        workers: WorkerFactory, tmp_path: Path, tempest47: PrepareResult) -> None:
+    own = Gearmand(tmp_path / "gm", queue="builtin")
+    own.start()
+    try:
+        w = workers.start("recon", gearman=[own.address])
+        own.stop()
+        time.sleep(1)
+        own.start()
+        end = time.monotonic() + 30
+        while status(own.port).get(RUN, (0, 0, 0))[2] == 0:
+            assert time.monotonic() < end, w.output()[-2000:]
+            time.sleep(0.2)
+        c = TestClient(own.address)
+        try:
+            doc = summary(wait(c.submit(RUN, valid(test_id="recon-1")), 120))
+        finally:
+            c.shutdown()
+        assert doc["state"] == "passed"
+        assert w.stop() == 0
+        assert admin(own.port, "workers") is not None
+    finally:
+        own.stop()

@@ -1,0 +1,144 @@
+"""Payload schema v1, semantic checks, names, states and events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from farm_worker import protocol
+from farm_worker.exceptions import PayloadError
+from farm_worker.protocol import (FINAL_STATES, Payload, Selection, Summary, TestState,
+                                  parse_conf, parse_payload, salvage_test_id,
+                                  selection_from_testcases)
+from harness.payloads import INVALID, VALID, valid
+
+
+@pytest.mark.parametrize(("raw", "field", "fragment"), [row[1:] for row in INVALID],
+                         ids=[row[0] for row in INVALID])
+def test_parse_payload_rejects_invalid_naming_field(raw: bytes, field: str,
+                                                    fragment: str) -> None:
+    with pytest.raises(PayloadError) as err:
+        parse_payload(raw)
+    assert err.value.field == field, str(err.value)
+    assert fragment in str(err.value)
+    assert str(err.value).startswith(f"{field}: ")
+
+
+def test_invalid_table_is_large_enough() -> None:
+    assert len(INVALID) >= 25
+    assert len({row[0] for row in INVALID}) == len(INVALID)
+
+
+def test_parse_payload_names_the_bad_version_and_suggests_one() -> None:
+    with pytest.raises(PayloadError, match=r'^tempest.version: "47" is not an exact version; '
+                                           r'use e.g. "47.0.0"$'):
+        parse_payload(valid(tempest={"version": "47"}))
+
+
+def test_parse_payload_accepts_valid_and_round_trips() -> None:
+    payload = parse_payload(json.dumps(VALID).encode())
+    assert payload.test_id == "t-1"
+    assert payload.tempest_version == "47.0.0"
+    assert payload.tests == Selection("tempest.api.identity", (), ())
+    assert payload.dry_run is True
+    assert parse_payload(payload.encode()) == payload
+
+
+def test_parse_payload_defaults_timeout_and_dry_run() -> None:
+    doc = valid()
+    del doc["timeout_s"], doc["dry_run"]
+    payload = parse_payload(doc)
+    assert payload.timeout_s == 3600
+    assert payload.dry_run is False
+
+
+def test_parse_payload_without_callback_needs_conf_and_tests() -> None:
+    doc = valid()
+    del doc["tests"]
+    with pytest.raises(PayloadError, match="^tests: is required when there is no callback"):
+        parse_payload(doc)
+
+
+def test_parse_payload_with_callback_may_omit_conf_and_tests() -> None:
+    doc = valid(callback={"url": "https://refstack.example/", "token": "tok-123"})
+    del doc["conf"], doc["tests"]
+    payload = parse_payload(doc)
+    assert payload.conf is None and payload.tests is None
+    assert payload.callback is not None and payload.callback.token == "tok-123"
+
+
+def test_payload_repr_hides_conf_and_token() -> None:
+    payload = parse_payload(valid(callback={"url": "http://x.example/", "token": "tok-secret"}))
+    assert "pw-1234" not in repr(payload)
+    assert "tok-secret" not in repr(payload)
+
+
+def test_parse_payload_reports_several_errors() -> None:
+    with pytest.raises(PayloadError) as err:
+        parse_payload(valid(test_id="bad id", timeout_s=0))
+    assert {e.field for e in err.value.errors} == {"test_id", "timeout_s"}
+
+
+def test_salvage_test_id_only_when_valid() -> None:
+    assert salvage_test_id(json.dumps(valid(schema=9)).encode()) == "t-1"
+    assert salvage_test_id(b'{"test_id": "bad id"}') is None
+    assert salvage_test_id(b"\xff") is None
+
+
+def test_function_names() -> None:
+    assert protocol.run_function("47.0.0") == "tempest:run:47.0.0"
+    assert protocol.cancel_function("T1") == "tempest:cancel:T1"
+    assert protocol.version_of_function("tempest:run:40.0.0") == "40.0.0"
+    assert protocol.version_of_function(protocol.RUN_ANY) is None
+    assert protocol.ping_function("w1") == "farm:ping:w1"
+
+
+def test_states_final_and_string_values() -> None:
+    assert [s.value for s in TestState] == ["queued", "installing", "running", "uploading",
+                                            "passed", "failed", "error", "cancelled",
+                                            "timed_out", "rejected"]
+    assert FINAL_STATES == {TestState.PASSED, TestState.FAILED, TestState.ERROR,
+                            TestState.CANCELLED, TestState.TIMED_OUT, TestState.REJECTED}
+    assert not TestState.RUNNING.is_final and TestState.CANCELLED.is_final
+    assert TestState("timed_out") is TestState.TIMED_OUT
+
+
+def test_parse_conf_names_the_field() -> None:
+    assert parse_conf({"auth": {"x": 1}}) == {"auth": {"x": 1}}
+    with pytest.raises(PayloadError, match=r"^miniconf.auth.x: "):
+        parse_conf({"auth": {"x": "a\nb"}}, "miniconf")
+
+
+def test_selection_from_testcases_matches_ids_with_any_attributes() -> None:
+    import re
+
+    sel = selection_from_testcases({"testcases": [
+        "tempest.api.identity.v3.test_tokens.TokensV3Test.test_create_token[id-6f8e4436]"]})
+    (rx,) = sel.include
+    assert re.match(rx, "tempest.api.identity.v3.test_tokens.TokensV3Test.test_create_token"
+                        "[id-6f8e4436,smoke]")
+    assert not re.match(rx, "tempest.api.identity.v3.test_tokens.TokensV3Test."
+                            "test_create_token_other[id-1]")
+    with pytest.raises(PayloadError, match="^testcases: "):
+        selection_from_testcases({"cases": []})
+
+
+def test_summary_round_trips() -> None:
+    s = Summary("t", TestState.FAILED, passed=3, failed=1, total=4,
+                failures=[protocol.Failure("a.b", "Traceback")])
+    assert Summary.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+def test_events_have_the_documented_shape() -> None:
+    ev = protocol.state_event("t", TestState.RUNNING, "w1", "14 tests")
+    assert {k: ev[k] for k in ("event", "test_id", "state", "worker")} == {
+        "event": "state", "test_id": "t", "state": "running", "worker": "w1"}
+    pr = protocol.progress_event("t", 2, 5, "a.b", 1, 1, 0)
+    assert pr == {"event": "progress", "test_id": "t", "done": 2, "total": 5, "current": "a.b",
+                  "passed": 1, "failed": 1, "skipped": 0}
+
+
+def test_payload_to_dict_is_valid_schema() -> None:
+    p = Payload("x", "40.0.0", conf={"a": {"b": True}}, tests=Selection(include=("x",)))
+    assert parse_payload(p.to_dict()) == p

@@ -1,0 +1,98 @@
+"""Reporting to a real HTTP server on loopback: order, coalescing, retries, give-up, secrets."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from farm_worker.exceptions import ReportError
+from farm_worker.protocol import TestState
+from farm_worker.reporting import CallbackClient, Reporter
+from harness.gearmand import free_port
+from harness.recorder import Recorder
+
+
+def test_reports_arrive_in_order_with_token(recorder: Recorder, tmp_path: Path) -> None:
+    recorder.token = "tok-abc123"
+    sub = tmp_path / "r.subunit"
+    sub.write_bytes(b"\xb3subunit-bytes")
+    rep = Reporter(CallbackClient(recorder.url, "tok-abc123"), "t1", "w1", retry_s=5)
+    rep.state(TestState.INSTALLING, "tempest 47.0.0")
+    rep.state(TestState.RUNNING, "3 tests")
+    rep.progress(TestState.RUNNING, 1, 3, "a", {"passed": 1, "failed": 0, "skipped": 0})
+    rep.state(TestState.UPLOADING)
+    rep.upload(sub)
+    rep.state(TestState.PASSED, "3 passed")
+    assert rep.close(10)
+    assert recorder.states("t1") == ["installing", "running", "uploading", "passed"]
+    assert recorder.uploads("t1") == [b"\xb3subunit-bytes"]
+    progress = [r["progress"] for r in recorder.status_reports("t1") if "progress" in r]
+    assert progress == [{"done": 1, "total": 3, "current": "a", "passed": 1, "failed": 0,
+                         "skipped": 0}]
+
+
+def test_progress_reports_are_coalesced_while_waiting(recorder: Recorder) -> None:
+    recorder.fail_next = 1  # hold the first report back for one retry
+    rep = Reporter(CallbackClient(recorder.url, None), "t2", "w1", retry_s=10)
+    rep.state(TestState.RUNNING)
+    for done in range(1, 51):
+        rep.progress(TestState.RUNNING, done, 50, f"t{done}", {})
+    assert rep.close(20)
+    reports = recorder.status_reports("t2")
+    dones = [r["progress"]["done"] for r in reports if "progress" in r]
+    assert dones[-1] == 50
+    assert len(dones) < 50
+
+
+def test_transient_errors_are_retried(recorder: Recorder) -> None:
+    recorder.fail_next = 2
+    recorder.fail_status = 503
+    rep = Reporter(CallbackClient(recorder.url, None), "t3", "w1", retry_s=30)
+    rep.state(TestState.PASSED)
+    assert rep.close(30)
+    assert recorder.states("t3") == ["passed"]
+    assert [r.answered for r in recorder.requests] == [503, 503, 202]
+
+
+def test_client_errors_are_not_retried_and_do_not_raise(recorder: Recorder,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    recorder.token = "right-token"
+    rep = Reporter(CallbackClient(recorder.url, "wrong-token-xyz"), "t4", "w1", retry_s=30)
+    rep.state(TestState.RUNNING)
+    rep.state(TestState.PASSED)
+    assert not rep.close(10)
+    assert [r.answered for r in recorder.requests] == [405, 405]
+    assert "HTTP 405" in caplog.text
+    assert "wrong-token-xyz" not in caplog.text
+
+
+def test_unreachable_server_gives_up_after_retry_window() -> None:
+    client = CallbackClient(f"http://127.0.0.1:{free_port()}/", "tok")
+    start = time.monotonic()
+    with pytest.raises(ReportError, match="gave up after 2 s: ConnectionError"):
+        client.call("POST", "update-test-status/", retry_s=2, json={})
+    assert time.monotonic() - start < 10
+
+
+def test_server_down_then_back_loses_nothing(tmp_path: Path) -> None:
+    port = free_port()
+    rep = Reporter(CallbackClient(f"http://127.0.0.1:{port}/", None), "t5", "w1", retry_s=60)
+    rep.state(TestState.RUNNING)
+    rep.state(TestState.PASSED)
+    time.sleep(1.5)  # the first attempts fail: nothing listens yet
+    rec = Recorder().start(port)
+    try:
+        assert rep.close(60)
+        assert rec.states("t5") == ["running", "passed"]
+    finally:
+        rec.stop()
+
+
+def test_no_client_means_nothing_is_sent(caplog: pytest.LogCaptureFixture) -> None:
+    rep = Reporter(None, "t6", "w1")
+    rep.state(TestState.PASSED)
+    assert rep.close(1)
+    assert caplog.records == [] or all(r.levelno < logging.ERROR for r in caplog.records)

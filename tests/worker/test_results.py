@@ -1,0 +1,71 @@
+"""Live subunit parsing: outcomes, counts, durations, failure details, the raw copy."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from pathlib import Path
+
+from farm_worker.results import LiveResults, TestOutcome, consume, summarize_file
+from harness.subunit_streams import stream
+
+MIXED = [
+    ("tempest.a.T.test_ok[id-1,smoke]", "success", ""),
+    ("tempest.a.T.test_bad[id-2]", "fail", "Traceback (most recent call last):\nboom\n"),
+    ("tempest.a.T.test_skip[id-3]", "skip", "service not available"),
+    ("tempest.a.T.test_xfail[id-4]", "xfail", ""),
+    ("setUpClass (tempest.b.U)", "fail", "setup exploded"),
+    ("tempest.a.T.test_unexpected[id-5]", "uxsuccess", ""),
+]
+
+
+def test_counts_and_details() -> None:
+    seen: list[TestOutcome] = []
+    r = LiveResults(on_test=seen.append)
+    consume(io.BytesIO(stream(MIXED, seconds=2.0)), r)
+    assert (r.passed, r.failed, r.skipped, r.done) == (2, 3, 1, 6)
+    assert [o.test_id for o in seen] == [t[0] for t in MIXED]
+    bad = r.outcomes["tempest.a.T.test_bad[id-2]"]
+    assert bad.failed and "boom" in bad.detail and bad.duration_s == 2.0
+    assert r.outcomes["tempest.a.T.test_skip[id-3]"].detail == "service not available"
+    assert {f.test_id for f in r.failures()} == {"tempest.a.T.test_bad[id-2]",
+                                                 "setUpClass (tempest.b.U)",
+                                                 "tempest.a.T.test_unexpected[id-5]"}
+    assert r.wall_s == 12.0
+
+
+def test_consume_from_a_live_pipe_keeps_an_identical_copy(tmp_path: Path) -> None:
+    data = stream(MIXED) + b"non-subunit noise\n" + stream([("tempest.z.Z.test", "success", "")])
+    read_fd, write_fd = os.pipe()
+
+    def writer() -> None:
+        with os.fdopen(write_fd, "wb") as w:
+            for i in range(0, len(data), 7):  # dribble it in small pieces
+                w.write(data[i:i + 7])
+                w.flush()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    r = LiveResults()
+    copy = tmp_path / "copy.subunit"
+    with os.fdopen(read_fd, "rb") as source, copy.open("wb") as sink:
+        consume(source, r, copy_to=sink)
+    t.join()
+    assert copy.read_bytes() == data
+    assert r.done == 7
+    assert summarize_file(copy).outcomes.keys() == r.outcomes.keys()
+
+
+def test_current_test_is_the_one_in_progress() -> None:
+    started: list[str] = []
+    r = LiveResults(on_start=started.append)
+    consume(io.BytesIO(stream(MIXED[:2])), r)
+    assert started == [MIXED[0][0], MIXED[1][0]]
+    assert r.current == MIXED[1][0]
+
+
+def test_empty_stream() -> None:
+    r = LiveResults()
+    consume(io.BytesIO(b""), r)
+    assert (r.done, r.passed, r.failed, r.skipped, r.wall_s) == (0, 0, 0, 0, 0.0)
