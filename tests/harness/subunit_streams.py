@@ -7,7 +7,7 @@ import io
 
 import subunit
 
-T0 = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def stream(tests: list[tuple[str, str, str]], seconds: float = 1.0) -> bytes:

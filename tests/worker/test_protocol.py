@@ -8,9 +8,17 @@ import pytest
 
 from farm_worker import protocol
 from farm_worker.exceptions import PayloadError
-from farm_worker.protocol import (FINAL_STATES, Payload, Selection, Summary, TestState,
-                                  parse_conf, parse_payload, salvage_test_id,
-                                  selection_from_testcases)
+from farm_worker.protocol import (
+    FINAL_STATES,
+    Payload,
+    Selection,
+    Summary,
+    TestState,
+    parse_conf,
+    parse_payload,
+    salvage_test_id,
+    selection_from_testcases,
+)
 from harness.payloads import INVALID, VALID, valid
 
 
@@ -56,7 +64,7 @@ def test_parse_payload_defaults_timeout_and_dry_run() -> None:
 def test_parse_payload_without_callback_needs_conf_and_tests() -> None:
     doc = valid()
     del doc["tests"]
-    with pytest.raises(PayloadError, match="^tests: is required when there is no callback"):
+    with pytest.raises(PayloadError, match=r"^tests: is required when there is no callback"):
         parse_payload(doc)
 
 
@@ -98,8 +106,8 @@ def test_states_final_and_string_values() -> None:
     assert [s.value for s in TestState] == ["queued", "installing", "running", "uploading",
                                             "passed", "failed", "error", "cancelled",
                                             "timed_out", "rejected"]
-    assert FINAL_STATES == {TestState.PASSED, TestState.FAILED, TestState.ERROR,
-                            TestState.CANCELLED, TestState.TIMED_OUT, TestState.REJECTED}
+    assert {TestState.PASSED, TestState.FAILED, TestState.ERROR, TestState.CANCELLED,
+            TestState.TIMED_OUT, TestState.REJECTED} == FINAL_STATES
     assert not TestState.RUNNING.is_final and TestState.CANCELLED.is_final
     assert TestState("timed_out") is TestState.TIMED_OUT
 
@@ -120,7 +128,7 @@ def test_selection_from_testcases_matches_ids_with_any_attributes() -> None:
                         "[id-6f8e4436,smoke]")
     assert not re.match(rx, "tempest.api.identity.v3.test_tokens.TokensV3Test."
                             "test_create_token_other[id-1]")
-    with pytest.raises(PayloadError, match="^testcases: "):
+    with pytest.raises(PayloadError, match=r"^testcases: "):
         selection_from_testcases({"cases": []})
 
 
