@@ -39,6 +39,16 @@ def tempest47(worker_cache: Path) -> PrepareResult:
 
 
 @pytest.fixture(scope="session")
+def tempest40(worker_cache: Path) -> PrepareResult:
+    return EnvironmentCache(worker_cache).prepare("40.0.0")
+
+
+@pytest.fixture(scope="session")
+def tempest33(worker_cache: Path) -> PrepareResult:
+    return EnvironmentCache(worker_cache).prepare("33.0.0")
+
+
+@pytest.fixture(scope="session")
 def gearmand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gearmand]:
     server = Gearmand(tmp_path_factory.mktemp("gearmand"))
     server.start()
