@@ -27,8 +27,8 @@ from harness.workers import FARM_WORKER
 
 pytestmark = pytest.mark.tempest
 
-RELEASE_40 = dt.datetime(2024, 9, 9, 5, 22, 54, tzinfo=dt.timezone.utc)
-RELEASE_47 = dt.datetime(2026, 9, 9, 14, 24, 56, tzinfo=dt.timezone.utc)
+RELEASE_40 = dt.datetime(2024, 9, 9, 5, 22, 54, tzinfo=dt.UTC)
+RELEASE_47 = dt.datetime(2026, 9, 9, 14, 24, 56, tzinfo=dt.UTC)
 
 
 def seeded(root: Path, *prepared: PrepareResult) -> EnvironmentCache:
@@ -108,7 +108,7 @@ def test_lock_resolves_dependencies_as_of_the_release(tmp_path: Path,
     assert shipped is not None
     assert set(lock.pins) == set(shipped.pins)  # not the newer packages of 47.0.0's day
     newest = locks.compile_lock("40.0.0", tmp_path / "40-now.txt", index_url=index.url,
-                                exclude_newer=dt.datetime.now(dt.timezone.utc))
+                                exclude_newer=dt.datetime.now(dt.UTC))
     assert set(newest.pins) != set(shipped.pins)
 
 
