@@ -92,8 +92,9 @@ class WorkerFactory:
     def start(self, worker_id: str = "w1", versions: tuple[str, ...] = (TEMPEST,),
               **extra: object) -> WorkerProcess:
         extra.setdefault("gearman", [self.gearmand.address])
-        w = start_worker(self.base / worker_id, cache_dir=self.cache, versions=list(versions),
-                         worker_id=worker_id, **extra)  # type: ignore[arg-type]
+        extra.setdefault("cache_dir", self.cache)
+        w = start_worker(self.base / worker_id, versions=list(versions), worker_id=worker_id,
+                         **extra)  # type: ignore[arg-type]
         self.started.append(w)
         return w
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import signal
 import time
@@ -12,7 +13,7 @@ from typing import Any
 import pytest
 
 from farm_worker.environments import PrepareResult
-from farm_worker.protocol import cancel_function, run_function
+from farm_worker.protocol import RUN_ANY, cancel_function, run_function
 from farm_worker.results import summarize_file
 from harness.checks import leftovers, wait_for_state
 from harness.gearclient import TestClient, events, statuses, summary, wait
@@ -232,3 +233,21 @@ def test_worker_reconnects_after_gearmand_restarts(
         assert admin(own.port, "workers") is not None
     finally:
         own.stop()
+
+
+def test_install_on_demand_prepares_then_serves_the_version(
+        workers: WorkerFactory, client: TestClient, gearmand: Gearmand, tmp_path: Path,
+        tempest47: PrepareResult) -> None:
+    from harness.pypi import LocalIndex
+
+    index = LocalIndex().add(Path(tempest47.wheelhouse), dt.datetime(2026, 1, 1)).start()
+    try:
+        w = workers.start("ondemand", versions=(), wait_for=RUN_ANY, install_on_demand=True,
+                          cache_dir=str(tmp_path / "own-cache"), index_url=index.url)
+        doc = summary(wait(client.submit(RUN_ANY, valid(test_id="od-1")), 600))
+        assert doc["state"] == "passed" and doc["total"] > 100, doc
+        assert any(r.startswith("/files/tempest-47.0.0") for r in index.requests)
+        assert status(gearmand.port).get(RUN, (0, 0, 0))[2] >= 1  # now served by name too
+        assert "preparing tempest 47.0.0" in w.output()
+    finally:
+        index.stop()

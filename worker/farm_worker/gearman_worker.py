@@ -189,9 +189,9 @@ class FarmWorker:
         try:
             summary = self.runner.execute(bytes(job.arguments), cancel, self._hooks(job),
                                           function_version=version)
+            self._register_new_versions()
             _send("WORK_COMPLETE", job.sendWorkComplete,
                   json.dumps(summary.to_dict()).encode())
-            self._register_new_versions()
         except Exception as exc:
             log.exception("job %s failed unexpectedly", job.handle)
             _send("WORK_EXCEPTION", job.sendWorkException,

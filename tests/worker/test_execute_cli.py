@@ -1,0 +1,102 @@
+"""`farm-worker execute`: one payload, no gearman; the summary, the exit code, cleanup."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farm_worker.environments import PrepareResult
+from harness.checks import leftovers
+from harness.keystone import ADMIN_PASSWORD, Keystone
+from harness.payloads import INVALID, valid
+from harness.workers import FARM_WORKER
+
+pytestmark = pytest.mark.tempest
+SUMMARY_KEYS = {"test_id", "state", "passed", "failed", "skipped", "total", "duration_s",
+                "subunit"}
+
+
+def execute(tmp_path: Path, worker_cache: Path, payload: dict[str, Any] | bytes,
+            *extra: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "payload.json"
+    path.write_bytes(payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+    return subprocess.run([FARM_WORKER, "execute", str(path), "--json", "--cache-dir",
+                           str(worker_cache), "--work-dir", str(tmp_path / "work"),
+                           "--results-dir", str(tmp_path / "results"), *extra],
+                          capture_output=True, text=True, timeout=900)
+
+
+def test_dry_run_prints_one_json_summary(tmp_path: Path, worker_cache: Path,
+                                         tempest47: PrepareResult) -> None:
+    proc = execute(tmp_path, worker_cache, valid(test_id="dry"))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert set(doc) >= SUMMARY_KEYS
+    assert doc["state"] == "passed" and doc["total"] > 100 and doc["subunit"] is None
+    assert leftovers(tmp_path / "work") == []
+
+
+def test_invalid_payload_is_rejected_with_exit_2(tmp_path: Path, worker_cache: Path) -> None:
+    name, raw, field, fragment = next(row for row in INVALID if row[0] == "version-47")
+    proc = execute(tmp_path, worker_cache, raw)
+    assert proc.returncode == 2
+    doc = json.loads(proc.stdout)
+    assert doc["state"] == "rejected" and doc["field"] == field and fragment in doc["message"]
+
+
+def test_payload_from_stdin(tmp_path: Path, worker_cache: Path,
+                            tempest47: PrepareResult) -> None:
+    proc = subprocess.run([FARM_WORKER, "execute", "-", "--cache-dir", str(worker_cache),
+                           "--work-dir", str(tmp_path / "work")], capture_output=True,
+                          text=True, input=json.dumps(valid(test_id="stdin")), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("test stdin: passed (dry run:")
+
+
+@pytest.mark.cloud
+def test_failing_run_exits_1_with_failures_and_no_secret(tmp_path: Path, worker_cache: Path,
+                                                         keystone: Keystone,
+                                                         tempest47: PrepareResult) -> None:
+    wrong = "Wrong-password-93f1"
+    conf = keystone.tempest_conf(password=wrong)
+    proc = execute(tmp_path, worker_cache, valid(
+        test_id="wrongpw", dry_run=False, conf=conf,
+        tests={"regex": r"tempest\.api\.identity\.v3\.test_domains"}))
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["state"] == "failed" and doc["failed"] >= 1
+    assert doc["failures"] and all(f["detail"] for f in doc["failures"])
+    assert Path(doc["subunit"]).parent == tmp_path / "results"
+    for text in (proc.stdout, proc.stderr, Path(doc["subunit"]).read_text(errors="replace")):
+        assert wrong not in text
+    assert ADMIN_PASSWORD not in proc.stderr
+    assert leftovers(tmp_path / "work") == []
+
+
+@pytest.mark.cloud
+def test_sigint_cancels_and_exits_3(tmp_path: Path, worker_cache: Path, keystone: Keystone,
+                                    tempest47: PrepareResult) -> None:
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps(valid(test_id="intr", dry_run=False,
+                                     conf=keystone.tempest_conf(),
+                                     tests={"regex": "tempest.api.identity"})))
+    proc = subprocess.Popen([FARM_WORKER, "execute", str(path), "--json", "--cache-dir",
+                             str(worker_cache), "--work-dir", str(tmp_path / "work"),
+                             "--results-dir", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "] running:" in line:
+            break
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 3
+    assert json.loads(out)["state"] == "cancelled"
+    assert leftovers(tmp_path / "work") == []
