@@ -43,7 +43,7 @@ def test_dry_run_prints_one_json_summary(tmp_path: Path, worker_cache: Path,
 
 
 def test_invalid_payload_is_rejected_with_exit_2(tmp_path: Path, worker_cache: Path) -> None:
-    name, raw, field, fragment = next(row for row in INVALID if row[0] == "version-47")
+    _name, raw, field, fragment = next(row for row in INVALID if row[0] == "version-47")
     proc = execute(tmp_path, worker_cache, raw)
     assert proc.returncode == 2
     doc = json.loads(proc.stdout)
