@@ -1,6 +1,7 @@
 # make test  - set everything up (Debian packages, .venv) and run every check and test
 # make unit  - the fast part: no gearmand, no Tempest, no Keystone
 # make lint  - ruff and mypy
+# make demo  - the main job end to end: gearmand, Keystone, a worker, a real Tempest run
 SHELL := /bin/bash
 PYTHON ?= python3
 export FARM_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/refstack-farm
@@ -9,7 +10,7 @@ export UV_CACHE_DIR ?= $(FARM_CACHE)/uv
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: test unit lint bootstrap bench clean
+.PHONY: test unit lint bootstrap bench clean demo
 
 bootstrap:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh
@@ -29,3 +30,6 @@ bench: bootstrap
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+demo: bootstrap
+	$(VENV)/bin/python scripts/demo.py $(DEMO_ARGS)

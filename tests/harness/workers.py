@@ -61,7 +61,8 @@ def start_worker(base: Path, *, gearman: list[str], cache_dir: Path, versions: l
     keys: dict[str, Any] = {"worker_id": worker_id, "gearman_servers": gearman,
                             "tempest_versions": versions, "cache_dir": str(cache_dir),
                             "work_dir": str(work_dir), "results_dir": str(base / "results"),
-                            "log_level": "INFO", **extra}
+                            "log_level": "INFO"}
+    keys.update(extra)
     config = write_config(base / f"{worker_id}.yaml", **keys)
     log = base / f"{worker_id}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_WORKER_")}

@@ -1,9 +1,4 @@
-"""`farm-worker`: execute, run, prepare, lock, cache, config. The only module that exits.
-
-Each option's value comes from the flag, else `FARM_WORKER_<KEY>` in the environment,
-else the config file (-c, else $FARM_WORKER_CONFIG, else /etc/refstack-farm/worker.yaml),
-else the default.
-"""
+"""`farm-worker`: execute, run, prepare, lock, cache, config. The only module that exits."""
 
 from __future__ import annotations
 
@@ -28,6 +23,14 @@ from farm_worker.isolation import resolve_mode
 from farm_worker.protocol import Summary, TestState
 
 log = logging.getLogger("farm_worker")
+
+DESCRIPTION = """\
+The refstack-farm worker: runs pinned Tempest versions for gearman jobs.
+
+Each setting comes from its flag, else FARM_WORKER_<KEY> in the environment, else the
+config file (-c, else $FARM_WORKER_CONFIG, else /etc/refstack-farm/worker.yaml), else
+the default. Exit codes of execute: 0 passed, 1 failed, 2 error/timed_out/rejected or a
+usage error, 3 cancelled."""
 
 EXIT_CODES = {TestState.PASSED: 0, TestState.FAILED: 1, TestState.CANCELLED: 3}
 EXIT_USAGE = 2  # also error, timed_out and rejected
@@ -217,7 +220,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 # ---- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="farm-worker", description=__doc__,
+        prog="farm-worker", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"farm-worker {__version__}")
     common = argparse.ArgumentParser(add_help=False)
