@@ -36,7 +36,7 @@ def step(text: str) -> None:
 
 def watch(job: object, started: float) -> None:
     seen = 0
-    while not getattr(job, "complete"):
+    while not job.complete:
         evs = events(job)
         for ev in evs[seen:]:
             if ev["event"] == "state":
