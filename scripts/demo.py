@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -34,7 +35,7 @@ def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def watch(job: object, started: float) -> None:
+def watch(job: Any, started: float) -> None:
     seen = 0
     while not job.complete:
         evs = events(job)

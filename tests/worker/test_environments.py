@@ -236,3 +236,38 @@ def test_eviction_removes_least_recently_used_unpinned(
     assert cache.prune() == [tempest40.key]
     assert [e.key for e in cache.entries()] == [tempest47.key]
     assert cache.entries()[0].pinned
+
+
+def test_a_version_without_a_shipped_lock_is_locked_then_prepared(
+        tmp_path: Path, index: LocalIndex) -> None:
+    no_locks = tmp_path / "no-shipped-locks"
+    no_locks.mkdir()
+    cache = EnvironmentCache(tmp_path / "cache", index_url=index.url, shipped_locks=no_locks)
+    result = cache.prepare("40.0.0")
+    assert result.built and result.tests_listed > 1000
+    auto = tmp_path / "cache" / "locks" / "auto" / locks.lock_name("40.0.0")
+    assert Path(result.lock) == auto
+    shipped = locks.find_lock("40.0.0", [locks.SHIPPED_LOCKS])
+    assert shipped is not None and set(locks.read_lock(auto, "40.0.0").pins) == set(
+        shipped.pins)
+
+
+def test_a_lock_that_cannot_be_built_is_a_clear_error(tmp_path: Path,
+                                                       index: LocalIndex) -> None:
+    conflict = tmp_path / "constraints.txt"
+    conflict.write_text("pbr<1\n")
+    with pytest.raises(EnvironmentBuildError,
+                       match=r"^tempest 47.0.0: cannot be locked against the constraints in"):
+        locks.compile_lock("47.0.0", tmp_path / "x.txt", index_url=index.url,
+                           constraints=conflict)
+    assert not (tmp_path / "x.txt").exists()
+    assert not list(tmp_path.glob(".x.txt.*"))
+
+
+def test_cache_list_cli(worker_cache: Path, tempest47: PrepareResult) -> None:
+    proc = subprocess.run([FARM_WORKER, "cache", "list", "--json", "--cache-dir",
+                           str(worker_cache)], capture_output=True, text=True, check=True)
+    entries = {e["key"]: e for e in json.loads(proc.stdout)}
+    entry = entries[tempest47.key]
+    assert entry["version"] == "47.0.0" and entry["template"] == tempest47.template
+    assert entry["size_bytes"] > 50 * 2**20 and entry["last_used"] is not None

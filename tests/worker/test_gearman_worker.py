@@ -92,7 +92,11 @@ def test_identity_smoke_run_reports_everything(
     assert recorder.states("smoke-1") == ["installing", "running", "uploading", "passed"]
     assert all(r.headers["Authorization"] == "Bearer worker-token-77aa"
                for r in recorder.requests)
-    assert ADMIN_PASSWORD not in w.output()
+    for secret in (ADMIN_PASSWORD, "worker-token-77aa"):
+        assert secret not in w.output()
+    # progress is throttled to at most two events a second
+    times = {e["state"]: e["time"] for e in events(job) if e["event"] == "state"}
+    assert len(progress) <= 2 * (times["uploading"] - times["running"]) + 2
     assert ADMIN_PASSWORD not in json.dumps([r.json() for r in recorder.requests
                                              if r.path == "/update-test-status/"])
     assert leftovers(w.work_dir) == []
@@ -249,5 +253,66 @@ def test_install_on_demand_prepares_then_serves_the_version(
         assert any(r.startswith("/files/tempest-47.0.0") for r in index.requests)
         assert status(gearmand.port).get(RUN, (0, 0, 0))[2] >= 1  # now served by name too
         assert "preparing tempest 47.0.0" in w.output()
+        # a version the index does not have: `error`, nothing published, the worker goes on
+        bad = summary(wait(client.submit(RUN_ANY, valid(test_id="od-2",
+                                                        tempest={"version": "99.0.0"})), 120))
+        assert bad["state"] == "error", bad
+        assert "tempest 99.0.0: no such release on the index" in bad["message"]
+        assert not list((tmp_path / "own-cache" / "envs").glob("tempest-99.0.0*"))
+        assert w.proc.poll() is None
     finally:
         index.stop()
+
+
+@pytest.mark.cloud
+def test_unexpected_error_is_a_work_exception_and_the_worker_goes_on(
+        workers: WorkerFactory, client: TestClient, keystone: Keystone, tmp_path: Path,
+        tempest47: PrepareResult) -> None:
+    not_a_dir = tmp_path / "results-is-a-file"
+    not_a_dir.write_text("")
+    w = workers.start("oops", results_dir=str(not_a_dir))
+    job = wait(client.submit(RUN, identity_payload(
+        "oops-1", keystone, regex=r"test_domains\.DefaultDomainTestJSON")), 300)
+    assert job.failure and job.exception is None  # gearmand turns it into WORK_FAIL
+    assert [e["state"] for e in events(job)][-1] == "error"
+    assert "internal error: FileExistsError" in events(job)[-1]["message"]
+    assert "Traceback" in w.output()
+    ok = summary(wait(client.submit(RUN, valid(test_id="oops-2")), 120))
+    assert ok["state"] == "passed"
+    assert w.proc.poll() is None
+    assert leftovers(w.work_dir) == []
+
+
+def test_invalid_config_stops_the_worker_at_start(tmp_path: Path) -> None:
+    import subprocess
+
+    from harness.workers import FARM_WORKER
+
+    bad = tmp_path / "worker.yaml"
+    bad.write_text("gearman_servers: ['h:0']\ntempest_versions: ['47.0.0']\n")
+    proc = subprocess.run([FARM_WORKER, "run", "-c", str(bad)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert f"{bad}: gearman_servers[0]: \"h:0\" has port 0 outside 1-65535" in proc.stderr
+
+
+def test_one_worker_serves_several_gearmand(workers: WorkerFactory, gearmand: Gearmand,
+                                            tmp_path: Path, tempest47: PrepareResult) -> None:
+    second = Gearmand(tmp_path / "gm2", queue="builtin")
+    second.start()
+    try:
+        w = workers.start("both", gearman=[gearmand.address, second.address])
+        end = time.monotonic() + 30
+        while status(second.port).get(RUN, (0, 0, 0))[2] == 0:
+            assert time.monotonic() < end, w.output()[-2000:]
+            time.sleep(0.1)
+        clients = [TestClient(gearmand.address), TestClient(second.address)]
+        try:
+            jobs = [c.submit(RUN, valid(test_id=f"both-{i}")) for i, c in enumerate(clients)]
+            for job in jobs:
+                assert summary(wait(job, 120))["state"] == "passed"
+        finally:
+            for c in clients:
+                c.shutdown()
+    finally:
+        second.stop()

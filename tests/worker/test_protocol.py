@@ -57,7 +57,7 @@ def test_parse_payload_defaults_timeout_and_dry_run() -> None:
     doc = valid()
     del doc["timeout_s"], doc["dry_run"]
     payload = parse_payload(doc)
-    assert payload.timeout_s == 3600
+    assert payload.timeout_s is None  # the worker's default_timeout_s applies
     assert payload.dry_run is False
 
 

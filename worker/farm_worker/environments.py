@@ -181,8 +181,10 @@ class EnvironmentCache:
     """Locks, wheelhouses and templates of Tempest versions under one root directory."""
 
     def __init__(self, root: Path, *, index_url: str = defaults.INDEX_URL,
-                 pinned: tuple[str, ...] = (), max_size: int = defaults.CACHE_MAX_BYTES):
+                 pinned: tuple[str, ...] = (), max_size: int = defaults.CACHE_MAX_BYTES,
+                 shipped_locks: Path = locks.SHIPPED_LOCKS):
         self.root = root
+        self.shipped_locks = shipped_locks
         self.index_url = index_url
         self.pinned = pinned
         self.max_size = max_size
@@ -191,7 +193,7 @@ class EnvironmentCache:
 
     # ---- locks and keys -------------------------------------------------------------------
     def lock_folders(self) -> list[Path]:
-        return [self.root / "locks", locks.SHIPPED_LOCKS, self.root / "locks" / "auto"]
+        return [self.root / "locks", self.shipped_locks, self.root / "locks" / "auto"]
 
     def lock(self, version: str, *, allow_compile: bool = True) -> Lock:
         """The lock of `version`: operator's, shipped, or made now as of its release date."""

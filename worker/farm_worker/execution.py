@@ -159,9 +159,9 @@ class _Job:
         self.cancel = cancel
         self.started = started
         self.test_id = payload.test_id
+        self.timeout_s = payload.timeout_s or self.config.default_timeout_s
         self.worker = self.config.worker_id
         self.job_dir = runner.worker_dir / f"{payload.test_id}-{uuid.uuid4().hex[:8]}"
-        self.state = TestState.QUEUED
         self.results: LiveResults | None = None
         self.total = 0
         self._last_progress = 0.0
@@ -179,7 +179,6 @@ class _Job:
 
     def set_state(self, state: TestState, message: str = "") -> None:
         message = redaction.redact(message)
-        self.state = state
         self.say("%s%s", state.value, f": {message}" if message else "")
         self.hooks.emit(state_event(self.test_id, state, self.worker, message))
         self.reporter.state(state, message)
@@ -196,7 +195,7 @@ class _Job:
         except JobCancelled as exc:
             summary = self._end(TestState.CANCELLED, self.cancel.reason or str(exc))
         except JobTimedOut:
-            summary = self._end(TestState.TIMED_OUT, f"killed after timeout_s={p.timeout_s}")
+            summary = self._end(TestState.TIMED_OUT, f"killed after timeout_s={self.timeout_s}")
         except (EnvironmentBuildError, TempestError, ReportError) as exc:
             summary = self._end(TestState.ERROR, str(exc))
         except PayloadError as exc:
@@ -246,7 +245,7 @@ class _Job:
             ws = tempest.init_workspace(self.job_dir, env, self.cancel)
             tempest.write_conf(ws, tempest.render_conf(ws, self.config.tempest_defaults, conf))
             args = tempest.selection_args(p.tempest_version, selection, ws)
-            deadline = self.runner.clock() + p.timeout_s
+            deadline = self.runner.clock() + self.timeout_s
             tests = tempest.list_tests(ws, args, self.cancel, deadline)
             self.total = len(tests)
             if not tests:
@@ -359,23 +358,31 @@ class _Job:
         return self._summary(state, message, subunit)
 
     def _cleanup(self) -> None:
-        """Each step guarded on its own: one failing must not skip the others."""
+        """Each step guarded on its own: one failing must not skip the others, and none may
+        turn the job's outcome into an exception."""
+        for what, step in (("killing the process group", self._kill_leftovers),
+                           ("removing the job directory", self._remove_job_dir),
+                           ("removing the partial subunit file", self._remove_partial),
+                           ("flushing reports", self._flush_reports)):
+            try:
+                step()
+            except Exception:
+                self.say("cleanup: %s failed", what, level=logging.ERROR, exc_info=True)
+
+    def _kill_leftovers(self) -> None:
         pgid_file = self.job_dir / "pgid"
-        try:
-            if pgid_file.exists():
-                kill_stale_group(pgid_file, self.job_dir)
-        except Exception:
-            self.say("cleanup: killing the process group failed", level=logging.ERROR,
-                     exc_info=True)
-        try:
-            for point in mounts_under(self.job_dir) if self.job_dir.exists() else []:
-                unmount(point)
-            remove_tree(self.job_dir)
-        except Exception:
-            self.say("cleanup: removing %s failed", self.job_dir, level=logging.ERROR,
-                     exc_info=True)
-        partial = self.config.results_dir / f".{self.test_id}.subunit.part"
-        partial.unlink(missing_ok=True)
+        if pgid_file.exists():
+            kill_stale_group(pgid_file, self.job_dir)
+
+    def _remove_job_dir(self) -> None:
+        for point in mounts_under(self.job_dir) if self.job_dir.exists() else []:
+            unmount(point)
+        remove_tree(self.job_dir)
+
+    def _remove_partial(self) -> None:
+        (self.config.results_dir / f".{self.test_id}.subunit.part").unlink(missing_ok=True)
+
+    def _flush_reports(self) -> None:
         if not self.reporter.close():
             self.say("some reports did not reach %s", self.client, level=logging.ERROR)
 

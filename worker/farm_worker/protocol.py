@@ -178,14 +178,16 @@ class Payload:
     conf: Conf | None = dc_field(default=None, repr=False)
     tests: Selection | None = None
     callback: Callback | None = None
-    timeout_s: int = defaults.DEFAULT_TIMEOUT_S
+    timeout_s: int | None = None  # None: the worker's default_timeout_s
     dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The payload as JSON-ready data; `parse_payload(to_dict())` gives it back."""
         out: dict[str, Any] = {"schema": SCHEMA_VERSION, "test_id": self.test_id,
                                "tempest": {"version": self.tempest_version},
-                               "timeout_s": self.timeout_s, "dry_run": self.dry_run}
+                               "dry_run": self.dry_run}
+        if self.timeout_s is not None:
+            out["timeout_s"] = self.timeout_s
         if self.conf is not None:
             out["conf"] = self.conf
         if self.tests is not None:
@@ -343,7 +345,7 @@ def parse_payload(raw: bytes | str | Mapping[str, Any]) -> Payload:
             tests.get("regex", ""), tuple(tests.get("include", ())),
             tuple(tests.get("exclude", ()))),
         callback=None if callback is None else Callback(callback["url"], callback.get("token")),
-        timeout_s=doc.get("timeout_s", defaults.DEFAULT_TIMEOUT_S),
+        timeout_s=doc.get("timeout_s"),
         dry_run=doc.get("dry_run", False),
     )
 
