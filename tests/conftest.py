@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from farm_worker.environments import EnvironmentCache, PrepareResult
+from harness.gearclient import TestClient
 from harness.gearmand import Gearmand
 from harness.keystone import Keystone
 from harness.keystone import up as keystone_up
@@ -65,6 +66,16 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keystone]:
         yield ks
     finally:
         ks.stop()
+
+
+@pytest.fixture
+def client(gearmand: Gearmand) -> Iterator[TestClient]:
+    """A gear client of the session's gearmand."""
+    c = TestClient(gearmand.address)
+    try:
+        yield c
+    finally:
+        c.shutdown()
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
+
+from harness.loopback import Loopback, QuietHandler
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 
@@ -26,7 +26,7 @@ class LocalIndex:
     files: dict[str, Path] = field(default_factory=dict)  # file name -> path
     uploaded: dict[str, dt.datetime] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _server: Loopback | None = None
 
     def add(self, wheelhouse: Path, uploaded: dt.datetime) -> LocalIndex:
         for whl in wheelhouse.glob("*.whl"):
@@ -38,7 +38,7 @@ class LocalIndex:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/simple"
+        return f"http://127.0.0.1:{self._server.port}/simple"
 
     def project(self, name: str) -> dict[str, Any] | None:
         want = canonicalize_name(name)
@@ -59,12 +59,9 @@ class LocalIndex:
     def start(self) -> LocalIndex:
         index = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def do_HEAD(self) -> None:
-                self._head_only = True
+                self.head_only = True
                 self.do_GET()
 
             def do_GET(self) -> None:
@@ -73,26 +70,16 @@ class LocalIndex:
                 if len(parts) == 2 and parts[0] == "simple":
                     doc = index.project(parts[1])
                     if doc is not None:
-                        return self._send(200, json.dumps(doc).encode(), JSON_TYPE)
+                        return self.send(200, json.dumps(doc).encode(), JSON_TYPE)
                 if len(parts) == 2 and parts[0] == "files" and parts[1] in index.files:
                     data = index.files[parts[1]].read_bytes()
-                    return self._send(200, data, "application/octet-stream")
-                return self._send(404, b"not found", "text/plain")
+                    return self.send(200, data, "application/octet-stream")
+                return self.send(404, b"not found", "text/plain")
 
-            def _send(self, code: int, data: bytes, ctype: str) -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if not getattr(self, "_head_only", False):
-                    self.wfile.write(data)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = Loopback(Handler)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None

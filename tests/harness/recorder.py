@@ -10,9 +10,10 @@ import email.policy
 import json
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from harness.loopback import Loopback, QuietHandler
 
 
 @dataclass
@@ -36,21 +37,18 @@ class Recorder:
     fail_status: int = 503
     fail_next: int = 0  # answer this many requests with fail_status first
     requests: list[Request] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
+    _server: Loopback | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/"
+        return f"http://127.0.0.1:{self._server.port}/"
 
     def start(self, port: int = 0) -> Recorder:
         recorder = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
@@ -61,23 +59,16 @@ class Recorder:
                 req.answered = code
                 with recorder._lock:
                     recorder.requests.append(req)
-                data = json.dumps(answer).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send(code, json.dumps(answer).encode(), "application/json")
 
             do_GET = do_POST = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = Loopback(Handler, port)
         return self
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def _answer(self, req: Request) -> tuple[int, Any]:

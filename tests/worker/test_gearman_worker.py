@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,6 @@ def identity_payload(test_id: str, keystone: Keystone, regex: str = SMOKE,
                      **changes: Any) -> dict[str, Any]:
     return valid(test_id=test_id, conf=keystone.tempest_conf(), tests={"regex": regex},
                  dry_run=False, **changes)
-
-
-@pytest.fixture
-def client(gearmand: Gearmand) -> Iterator[TestClient]:
-    c = TestClient(gearmand.address)
-    yield c
-    c.shutdown()
 
 
 def test_invalid_payloads_are_rejected_and_the_worker_goes_on(

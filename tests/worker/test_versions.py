@@ -3,27 +3,17 @@ real identity run on an older Tempest against the same Keystone."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from farm_worker.environments import PrepareResult
 from farm_worker.protocol import run_function
 from harness.gearclient import TestClient, summary, wait
-from harness.gearmand import Gearmand
 from harness.keystone import Keystone
 from harness.payloads import valid
 from harness.workers import WorkerFactory
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest]
 VERSIONS = ("33.0.0", "40.0.0", "47.0.0")
-
-
-@pytest.fixture
-def client(gearmand: Gearmand) -> Iterator[TestClient]:
-    c = TestClient(gearmand.address)
-    yield c
-    c.shutdown()
 
 
 def test_every_shipped_version_lists_its_tests_through_gearmand(
