@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from farm_worker import locks
-from farm_worker.environments import FILES, EnvironmentCache, PrepareResult, key_for
+from farm_worker.building import FILES, file_listing, key_for
+from farm_worker.environments import EnvironmentCache, PrepareResult
 from farm_worker.exceptions import EnvironmentBuildError
 from harness.pypi import LocalIndex
 from harness.workers import FARM_WORKER
@@ -153,8 +154,6 @@ def test_failing_smoke_test_is_found_by_verify_and_repaired(tmp_path: Path,
         pyc.unlink()
     listing = built / FILES  # make the quick file check pass: only a smoke test finds it
     listing.chmod(0o644)
-    from farm_worker.environments import file_listing
-
     listing.write_text("\n".join(file_listing(built)) + "\n")
     args = [FARM_WORKER, "cache", "verify", "--cache-dir", str(tmp_path), "--json"]
     found = subprocess.run(args, capture_output=True, text=True)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from farm_worker.environments import EnvironmentCache, PrepareResult, file_listing
+from farm_worker.building import file_listing
+from farm_worker.environments import EnvironmentCache, PrepareResult
 from farm_worker.isolation import can_overlay, job_environment, mounts_under, resolve_mode
 from farm_worker.tempest import tempest_version
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,9 +18,12 @@ def test_worker_installs_alone(tmp_path: Path) -> None:
     uv = str(find_uv_bin())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL"))}
     venv = tmp_path / "venv"
+    source = tmp_path / "worker"  # a copy: building must not leave build/ in the clone
+    shutil.copytree(ROOT / "worker", source, ignore=shutil.ignore_patterns(
+        "build", "*.egg-info", "__pycache__"))
     subprocess.run([uv, "venv", "--quiet", str(venv)], check=True, env=env)
     subprocess.run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                    "--index-url", "https://pypi.org/simple", str(ROOT / "worker")],
+                    "--index-url", "https://pypi.org/simple", str(source)],
                    check=True, env=env)
     out = subprocess.run([str(venv / "bin" / "farm-worker"), "--version"], check=True,
                          capture_output=True, text=True, env=env).stdout

@@ -18,55 +18,33 @@ new build, never a mixed environment.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
 import re
-import shutil
-import stat
-import subprocess
-import sys
-import sysconfig
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import Version
-
-from farm_worker import defaults, locks, tempest
-from farm_worker.exceptions import EnvironmentBuildError, TempestError
+from farm_worker import defaults, locks
+from farm_worker.building import (
+    FILES,
+    READY,
+    CacheKey,
+    build_template,
+    build_wheelhouse,
+    file_listing,
+    key_for,
+    smoke_test,
+)
+from farm_worker.exceptions import EnvironmentBuildError
+from farm_worker.fsutil import remove_tree, tree_size
 from farm_worker.locks import Lock
 
 log = logging.getLogger(__name__)
-
-READY = "READY.json"
-FILES = "FILES.txt"
-MANIFEST = "MANIFEST.json"
-
-
-@dataclass(frozen=True)
-class CacheKey:
-    version: str
-    lock_digest: str
-    python: str  # sys.implementation.cache_tag, e.g. cpython-311
-    platform: str  # e.g. linux_x86_64
-
-    @property
-    def name(self) -> str:
-        return f"tempest-{self.version}-{self.lock_digest[:12]}-{self.python}-{self.platform}"
-
-
-def key_for(lock: Lock) -> CacheKey:
-    return CacheKey(lock.version, lock.digest, sys.implementation.cache_tag,
-                    sysconfig.get_platform().replace("-", "_").replace(".", "_"))
 
 
 @dataclass(frozen=True)
@@ -101,80 +79,6 @@ class Entry:
     size_bytes: int
     last_used: float | None
     pinned: bool
-
-
-def tree_size(path: Path) -> int:
-    total = 0
-    for root, dirs, files in os.walk(path):
-        for name in files + dirs:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-    return total
-
-
-def remove_tree(path: Path) -> None:
-    """rm -rf, also through read-only directories (templates are made read-only)."""
-    if path.is_symlink() or path.is_file():
-        path.unlink(missing_ok=True)
-        return
-    if not path.exists():
-        return
-
-    def _writable(func: Any, target: str, _exc: Any) -> None:
-        parent = os.path.dirname(target)
-        with contextlib.suppress(OSError):
-            os.chmod(parent, stat.S_IRWXU)
-        with contextlib.suppress(OSError):
-            os.chmod(target, stat.S_IRWXU)
-        func(target)
-
-    shutil.rmtree(path, onerror=_writable)
-
-
-def make_read_only(path: Path) -> None:
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            p = os.path.join(root, name)
-            if not os.path.islink(p):
-                mode = os.lstat(p).st_mode
-                os.chmod(p, mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-        os.chmod(root, 0o555)  # noqa: S103 - read and enter for all, write for none
-
-
-def file_listing(path: Path) -> list[str]:
-    """`relative path<TAB>size` (or `-> target` for links) for every file, sorted."""
-    out = []
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            rel = os.path.relpath(full, path)
-            if rel in (READY, FILES):
-                continue
-            st = os.lstat(full)
-            out.append(f"{rel}\t-> {os.readlink(full)}" if stat.S_ISLNK(st.st_mode)
-                       else f"{rel}\t{st.st_size}")
-    return out
-
-
-def _build_failure(what: str, version: str, detail: str) -> EnvironmentBuildError:
-    if "No space left on device" in detail:
-        return EnvironmentBuildError(f"tempest {version}: no space left on device while "
-                                     f"{what}; free space or lower cache_max_size")
-    return EnvironmentBuildError(f"tempest {version}: {what} failed: {detail[-800:]}")
-
-
-def _run_tool(cmd: list[str], what: str, version: str, timeout_s: float) -> str:
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=locks.tool_env(),
-                              timeout=timeout_s, check=False, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise EnvironmentBuildError(f"tempest {version}: {what} took longer than "
-                                    f"{timeout_s:.0f} s") from None
-    if proc.returncode != 0:
-        detail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-        raise _build_failure(what, version, detail)
-    return proc.stdout
 
 
 class EnvironmentCache:
@@ -280,128 +184,14 @@ class EnvironmentCache:
                                          info.get("tests_listed", 0))
                 log.warning("tempest %s: template %s is broken (%s); rebuilding", version,
                             current, "; ".join(problems[:3]))
-            wheelhouse = self._wheelhouse(key, lock)
-            build, listed = self._build_template(key, lock, wheelhouse, smoke)
+            wheelhouse = build_wheelhouse(self.root / "wheels" / key.name, key, lock,
+                                          self.index_url, self.root / ".state" / "pip-cache")
+            build, listed = build_template(self.root / "builds", key, lock, wheelhouse, smoke)
             self._publish(key, build)
         self.mark_used(Template(key, build, {}))
         self._remove_unused_builds(key.name)
         return PrepareResult(version, key.name, str(build), str(wheelhouse), str(lock.path),
                              True, time.monotonic() - started, listed)
-
-    def _staging(self, parent: Path, key: CacheKey) -> Path:
-        return Path(tempfile.mkdtemp(prefix=f".staging-{key.name}-", dir=parent))
-
-    def _wheelhouse(self, key: CacheKey, lock: Lock) -> Path:
-        final = self.root / "wheels" / key.name
-        if final.is_dir() and not self._check_wheelhouse(final, lock):
-            return final
-        remove_tree(final)
-        staging = self._staging(self.root / "wheels", key)
-        try:
-            log.info("tempest %s: downloading and building %d wheels into %s", key.version,
-                     len(lock.pins), final)
-            _run_tool([sys.executable, "-m", "pip", "wheel", "--isolated", "--no-deps",
-                       "--require-hashes", "--progress-bar", "off", "--quiet",
-                       "--index-url", self.index_url,
-                       "--cache-dir", str(self.root / ".state" / "pip-cache"),
-                       "--wheel-dir", str(staging), "-r", str(lock.path)],
-                      "building the wheelhouse", key.version, defaults.BUILD_TIMEOUT_S)
-            manifest = {}
-            for whl in sorted(staging.glob("*.whl")):
-                name, ver, _, _ = parse_wheel_filename(whl.name)
-                manifest[str(canonicalize_name(name))] = {
-                    "version": str(ver), "file": whl.name,
-                    "sha256": hashlib.sha256(whl.read_bytes()).hexdigest()}
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-            problems = self._check_wheelhouse(staging, lock)
-            if problems:
-                raise EnvironmentBuildError(f"tempest {key.version}: wheelhouse incomplete: "
-                                            + "; ".join(problems[:5]))
-            os.rename(staging, final)
-        except OSError as exc:
-            raise self._os_failure("building the wheelhouse", key.version, exc) from None
-        finally:
-            remove_tree(staging)
-        return final
-
-    @staticmethod
-    def _check_wheelhouse(path: Path, lock: Lock) -> list[str]:
-        try:
-            manifest = json.loads((path / MANIFEST).read_text())
-        except (OSError, ValueError):
-            return [f"{path / MANIFEST} missing or unreadable"]
-        problems = []
-        for pin in lock.pins:
-            name, _, ver = pin.partition("==")
-            entry = manifest.get(str(canonicalize_name(name)))
-            if entry is None or Version(entry["version"]) != Version(ver):
-                problems.append(f"no wheel for {pin}")
-            elif not (path / entry["file"]).is_file():
-                problems.append(f"{entry['file']} missing")
-        return problems
-
-    def _build_template(self, key: CacheKey, lock: Lock, wheelhouse: Path,
-                        smoke: bool) -> tuple[Path, int]:
-        staging = self._staging(self.root / "builds", key)
-        pins = staging.parent / f"{staging.name}.pins"
-        try:
-            uv = locks.uv_binary()
-            log.info("tempest %s: building template %s", key.version, key.name)
-            _run_tool([uv, "venv", "--relocatable", "--python", sys.executable, "--no-config",
-                       "--quiet", "--allow-existing", str(staging)],
-                      "creating the template venv", key.version, 300)
-            pins.write_text("\n".join(lock.pins) + "\n")
-            _run_tool([uv, "pip", "install", "--python", str(staging / "bin" / "python"),
-                       "--offline", "--no-index", "--find-links", str(wheelhouse),
-                       "--link-mode", "copy", "--compile-bytecode", "--no-deps",
-                       "--no-config", "--no-cache", "--quiet", "-r", str(pins)],
-                      "installing the template", key.version, defaults.BUILD_TIMEOUT_S)
-            _run_tool([uv, "pip", "check", "--python", str(staging / "bin" / "python"),
-                       "--no-config", "--quiet"],
-                      "checking the template's dependencies", key.version, 300)
-            listed = self.smoke_test(staging, key.version) if smoke else 0
-            (staging / FILES).write_text("\n".join(file_listing(staging)) + "\n")
-            info = {**asdict(key), "key": key.name, "lock": str(lock.path),
-                    "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    "tests_listed": listed, "python_executable": sys.executable}
-            (staging / READY).write_text(json.dumps(info, indent=1) + "\n")
-            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
-            build = self.root / "builds" / f"{key.name}.{stamp}"
-            os.rename(staging, build)
-            make_read_only(build)
-            return build, listed
-        except OSError as exc:
-            raise self._os_failure("building the template", key.version, exc) from None
-        finally:
-            remove_tree(staging)
-            pins.unlink(missing_ok=True)
-
-    @staticmethod
-    def _os_failure(what: str, version: str, exc: OSError) -> EnvironmentBuildError:
-        if exc.errno == errno.ENOSPC:
-            return _build_failure(what, version, "No space left on device")
-        return EnvironmentBuildError(f"tempest {version}: {what} failed: {exc}")
-
-    def smoke_test(self, env: Path, version: str) -> int:
-        """`tempest --version` is `version`, and `run --list-tests` lists > 1,000 tests."""
-        with tempfile.TemporaryDirectory(prefix="farm-smoke-") as tmp:
-            home = Path(tmp) / "home"
-            home.mkdir()
-            try:
-                got = tempest.tempest_version(env, home)
-                if got != version:
-                    raise EnvironmentBuildError(f"tempest {version}: the template reports "
-                                                f"version {got}")
-                ws = tempest.init_workspace(Path(tmp) / "job", env)
-                tests = tempest.list_tests(ws, [])
-            except TempestError as exc:
-                raise EnvironmentBuildError(f"tempest {version}: smoke test failed: {exc}") \
-                    from None
-        if len(tests) <= defaults.SMOKE_MIN_TESTS:
-            raise EnvironmentBuildError(f"tempest {version}: smoke test listed only "
-                                        f"{len(tests)} tests (expected > "
-                                        f"{defaults.SMOKE_MIN_TESTS})")
-        return len(tests)
 
     def _publish(self, key: CacheKey, build: Path) -> None:
         link = self.root / "envs" / key.name
@@ -431,7 +221,7 @@ class EnvironmentCache:
                      for line in sorted(actual - set(expected))]
         if deep and not problems:
             try:
-                self.smoke_test(path, key.version)
+                smoke_test(path, key.version)
             except EnvironmentBuildError as exc:
                 problems.append(str(exc))
         return problems

@@ -20,7 +20,7 @@ from typing import Any
 
 from farm_worker import defaults, redaction, tempest
 from farm_worker.config import WorkerConfig
-from farm_worker.environments import EnvironmentCache, Template, remove_tree
+from farm_worker.environments import EnvironmentCache, Template
 from farm_worker.exceptions import (
     EnvironmentBuildError,
     FieldError,
@@ -30,6 +30,7 @@ from farm_worker.exceptions import (
     ReportError,
     TempestError,
 )
+from farm_worker.fsutil import remove_tree
 from farm_worker.isolation import job_environment, mounts_under, unmount
 from farm_worker.processes import Outcome, ProcessGroup, kill_group, kill_stale_group
 from farm_worker.protocol import (

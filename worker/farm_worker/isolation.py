@@ -21,8 +21,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from farm_worker.environments import remove_tree
 from farm_worker.exceptions import ConfigError, EnvironmentBuildError
+from farm_worker.fsutil import remove_tree
 
 log = logging.getLogger(__name__)
 
