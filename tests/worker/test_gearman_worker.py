@@ -308,3 +308,19 @@ def test_one_worker_serves_several_gearmand(workers: WorkerFactory, gearmand: Ge
                 c.shutdown()
     finally:
         second.stop()
+
+
+def test_every_gearman_socket_has_tcp_nodelay(gearmand: Gearmand) -> None:
+    import socket
+
+    from farm_worker.gearman_worker import _GearWorker
+
+    w = _GearWorker(client_id="nodelay-probe")
+    try:
+        w.addServer("127.0.0.1", gearmand.port)
+        w.waitForServer(timeout=10)
+        (conn,) = w.active_connections
+        assert conn.conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert conn.conn.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+    finally:
+        w.shutdown()
