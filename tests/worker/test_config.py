@@ -114,3 +114,20 @@ def test_parse_helpers() -> None:
     assert parse_size("512M", "k") == 512 * 2**20
     assert parse_size("1.5GiB", "k") == int(1.5 * 2**30)
     assert parse_server("[fe80::1]", "k") == GearmanServer("fe80::1", 4730)
+
+
+def test_config_command_masks_secrets(tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    from harness.workers import FARM_WORKER
+
+    path = write(tmp_path, "callbacks: [{url: 'https://x.example/', token: tok-secret-1}]\n"
+                           "tempest_defaults: {auth: {admin_password: pw-secret-2, "
+                           "admin_username: admin}}\n")
+    out = subprocess.run([FARM_WORKER, "config", "-c", str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    assert "tok-secret-1" not in out and "pw-secret-2" not in out
+    doc = json.loads(out)
+    assert doc["tempest_defaults"]["auth"] == {"admin_password": "***", "admin_username": "admin"}
+    assert doc["source"] == str(path)

@@ -213,6 +213,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     doc["callbacks"] = [{"url": cb.url, "token": "***" if cb.token else None}
                         for cb in config.callbacks]
     doc["gearman_servers"] = [str(s) for s in config.gearman_servers]
+    doc["tempest_defaults"] = {
+        section: {k: redaction.MASK if redaction.SECRET_KEY.search(k) else v
+                  for k, v in values.items()}
+        for section, values in config.tempest_defaults.items()}
     print(json.dumps(doc, indent=1, default=str))
     return 0
 
