@@ -10,17 +10,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.loopback import free_port
+
 
 def find_gearmand() -> str | None:
     return shutil.which("gearmand") or next(
         (p for p in ("/usr/sbin/gearmand", "/usr/local/sbin/gearmand") if Path(p).exists()),
         None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 _LISTS = ("status", "workers", "show jobs", "show unique jobs", "prioritystatus")

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,12 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `harness` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from farm_worker.locks import uv_binary
+from harness.loopback import free_port
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "keystone-requirements.txt"
@@ -87,18 +92,6 @@ def cache_root() -> Path:
                 or Path.home() / ".cache" / "refstack-farm")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _uv() -> str:
-    from uv import find_uv_bin
-
-    return str(find_uv_bin())
-
-
 def ensure_venv(root: Path | None = None) -> Path:
     """The Keystone venv for the pinned set, built once (about 20 s) and reused."""
     digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]
@@ -108,9 +101,10 @@ def ensure_venv(root: Path | None = None) -> Path:
     staging = venv.with_name(venv.name + f".{os.getpid()}.tmp")
     subprocess.run(["rm", "-rf", str(staging)], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
-    subprocess.run([_uv(), "venv", "--quiet", "--relocatable", "--python", sys.executable,
+    uv = uv_binary()
+    subprocess.run([uv, "venv", "--quiet", "--relocatable", "--python", sys.executable,
                     str(staging)], check=True, env=env)
-    subprocess.run([_uv(), "pip", "install", "--quiet", "--python", str(staging / "bin/python"),
+    subprocess.run([uv, "pip", "install", "--quiet", "--python", str(staging / "bin/python"),
                     "--index-url", "https://pypi.org/simple", "-r", str(REQUIREMENTS)],
                    check=True, env=env)
     (staging / ".complete").touch()

@@ -11,7 +11,7 @@ import pytest
 from farm_worker.exceptions import ReportError
 from farm_worker.protocol import TestState
 from farm_worker.reporting import CallbackClient, Reporter
-from harness.gearmand import free_port
+from harness.loopback import free_port
 from harness.recorder import Recorder
 
 

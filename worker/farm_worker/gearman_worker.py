@@ -92,7 +92,8 @@ class FarmWorker:
         self.draining = threading.Event()
         self._signals = 0
         self._current: tuple[str | None, CancelEvent] | None = None
-        self._lock = threading.Lock()
+        # re-entrant: the signal handler runs in the main thread, maybe while it holds this
+        self._lock = threading.RLock()
         self._started = time.time()
         self._jobs_done = 0
 
