@@ -16,7 +16,7 @@ bootstrap:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh
 
 lint: bootstrap
-	$(VENV)/bin/ruff check worker tests bench scripts
+	$(VENV)/bin/ruff check worker client tests bench scripts
 	$(VENV)/bin/mypy
 
 test: lint

@@ -17,6 +17,7 @@ from harness.gearclient import TestClient
 from harness.gearmand import Gearmand
 from harness.keystone import Keystone
 from harness.keystone import up as keystone_up
+from harness.postgres import Postgres
 from harness.recorder import Recorder
 from harness.workers import TEMPEST, WorkerFactory
 
@@ -66,6 +67,17 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Keystone]:
         yield ks
     finally:
         ks.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One real PostgreSQL server for the session; each test takes a new database."""
+    server = Postgres()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -77,6 +77,13 @@ class TestState(str, enum.Enum):
         return str(self.value)
 
 
+# How subunit test statuses count in a summary (the worker and the server agree on this).
+# setUpClass/tearDownClass errors arrive as pseudo-tests with status fail: failures.
+SUBUNIT_PASSED = frozenset({"success", "xfail"})
+SUBUNIT_FAILED = frozenset({"fail", "uxsuccess"})
+SUBUNIT_SKIPPED = frozenset({"skip"})
+SUBUNIT_FINAL = SUBUNIT_PASSED | SUBUNIT_FAILED | SUBUNIT_SKIPPED
+
 FINAL_STATES = frozenset(
     {TestState.PASSED, TestState.FAILED, TestState.ERROR, TestState.CANCELLED,
      TestState.TIMED_OUT, TestState.REJECTED}
@@ -161,6 +168,11 @@ class Selection:
     def to_dict(self) -> dict[str, Any]:
         return {"regex": self.regex, "include": list(self.include),
                 "exclude": list(self.exclude)}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Selection:
+        return cls(doc.get("regex", ""), tuple(doc.get("include", ())),
+                   tuple(doc.get("exclude", ())))
 
 
 @dataclass(frozen=True)
@@ -341,9 +353,7 @@ def parse_payload(raw: bytes | str | Mapping[str, Any]) -> Payload:
         test_id=doc["test_id"],
         tempest_version=doc["tempest"]["version"],
         conf=doc.get("conf"),
-        tests=None if tests is None else Selection(
-            tests.get("regex", ""), tuple(tests.get("include", ())),
-            tuple(tests.get("exclude", ()))),
+        tests=None if tests is None else Selection.from_dict(tests),
         callback=None if callback is None else Callback(callback["url"], callback.get("token")),
         timeout_s=doc.get("timeout_s"),
         dry_run=doc.get("dry_run", False),

@@ -16,10 +16,8 @@ from typing import IO
 import subunit
 import testtools
 
-PASSED_STATUSES = frozenset({"success", "xfail"})
-FAILED_STATUSES = frozenset({"fail", "uxsuccess"})
-SKIPPED_STATUSES = frozenset({"skip"})
-FINAL_STATUSES = PASSED_STATUSES | FAILED_STATUSES | SKIPPED_STATUSES
+from farm_worker.protocol import SUBUNIT_FAILED, SUBUNIT_FINAL, SUBUNIT_PASSED, SUBUNIT_SKIPPED
+
 _DETAIL_FILES = ("traceback", "reason")
 MAX_DETAIL_BYTES = 64 * 1024  # per test: enough for a traceback, bounded for the summary
 
@@ -35,11 +33,11 @@ class TestOutcome:
 
     @property
     def passed(self) -> bool:
-        return self.status in PASSED_STATUSES
+        return self.status in SUBUNIT_PASSED
 
     @property
     def failed(self) -> bool:
-        return self.status in FAILED_STATUSES
+        return self.status in SUBUNIT_FAILED
 
 
 class LiveResults(testtools.StreamResult):
@@ -81,7 +79,7 @@ class LiveResults(testtools.StreamResult):
             self.current = test_id
             if self._on_start:
                 self._on_start(test_id)
-        elif test_status in FINAL_STATUSES:
+        elif test_status in SUBUNIT_FINAL:
             start = self._started.pop(test_id, None)
             duration = ((timestamp - start).total_seconds()
                         if start is not None and timestamp is not None else None)
@@ -102,15 +100,15 @@ class LiveResults(testtools.StreamResult):
 
     @property
     def passed(self) -> int:
-        return self.count(PASSED_STATUSES)
+        return self.count(SUBUNIT_PASSED)
 
     @property
     def failed(self) -> int:
-        return self.count(FAILED_STATUSES)
+        return self.count(SUBUNIT_FAILED)
 
     @property
     def skipped(self) -> int:
-        return self.count(SKIPPED_STATUSES)
+        return self.count(SUBUNIT_SKIPPED)
 
     def failures(self) -> list[TestOutcome]:
         with self._lock:

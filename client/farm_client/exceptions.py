@@ -1,0 +1,5 @@
+"""The client's exceptions, under one base."""
+
+
+class FarmClientError(Exception):
+    """Base of every error farm_client raises on purpose."""

@@ -1,0 +1,63 @@
+"""The state machine of a test, in one place.
+
+    queued ──▶ installing ──▶ running ──▶ uploading ──▶ passed | failed | error
+       │            ▲   ╰────────┴───────────┴───────▶ cancelled | timed_out | rejected
+       ╰────────────┴─ (a job gearmand hands to a second worker starts over at installing)
+
+- Final states are final: a late report (a `running` after `cancelled`) is kept in the
+  history but does not change the state.
+- A state never goes back except to `installing` (the job was handed to another worker)
+  or to `queued` (the monitor saw gearmand queue it again); only the monitor and the API
+  may set `queued`.
+- The same report twice is one report: a worker retries when an answer was lost.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from farm_worker.protocol import FINAL_STATES, TestState
+
+S = TestState
+RUNNING_STATES = frozenset({S.INSTALLING, S.RUNNING, S.UPLOADING})
+
+# state -> states a report may move it to (a state to itself: a progress update)
+ALLOWED: dict[TestState, frozenset[TestState]] = {
+    S.QUEUED: RUNNING_STATES | FINAL_STATES,
+    S.INSTALLING: RUNNING_STATES | FINAL_STATES,
+    S.RUNNING: RUNNING_STATES | FINAL_STATES,
+    S.UPLOADING: frozenset({S.INSTALLING, S.UPLOADING}) | FINAL_STATES,
+    **{final: frozenset() for final in FINAL_STATES},
+}
+REQUEUE_SOURCES = frozenset({"monitor", "api"})
+
+
+class Verdict(str, enum.Enum):
+    APPLY = "apply"  # the state (or the progress) changes
+    KEEP = "keep"  # history only: not a transition the test can make now
+    DUPLICATE = "duplicate"  # the very same report again: nothing to record
+
+
+@dataclass(frozen=True)
+class Report:
+    state: TestState
+    message: str
+    worker: str | None
+    progress: tuple[int | None, int | None, str | None] = (None, None, None)
+
+
+def decide(current: TestState, last: Report | None, new: Report,
+           source: str = "worker") -> Verdict:
+    """What a new report does to a test in state `current` whose last report was `last`."""
+    if last is not None and new == last:
+        return Verdict.DUPLICATE
+    if new.state is S.QUEUED:
+        allowed = current not in FINAL_STATES and source in REQUEUE_SOURCES
+    else:
+        allowed = new.state in ALLOWED[current]
+    return Verdict.APPLY if allowed else Verdict.KEEP
+
+
+def can_cancel(current: TestState) -> bool:
+    return current not in FINAL_STATES

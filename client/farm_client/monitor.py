@@ -1,0 +1,131 @@
+"""The monitor: the store is the truth about tests, gearmand the truth about jobs; this
+reconciles the two, so no test stays `queued` or `running` forever.
+
+- A `queued` test whose job no gearmand knows (restarted without persistence, job lost)
+  is resubmitted with the same unique (gearmand merges it with a job that still exists).
+- A test in `installing`/`running`/`uploading` that has not reported for `stale_after_s`:
+  if gearmand queues its job again (the worker died, gearmand re-queued it), it goes back
+  to `queued`; if no gearmand knows the job any more, it ends `error` ("worker lost").
+- A cancel job left in the queue after its test ended is removed.
+Everything it does is written into the test's history (source `monitor`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Callable
+
+from farm_client.gearman_client import Gearman, GearmanError, Server
+from farm_client.lifecycle import RUNNING_STATES, Report
+from farm_client.models import TestRow, utcnow
+from farm_client.store import Store, as_utc
+from farm_worker.protocol import FINAL_STATES, Callback, Payload, Selection, TestState, run_function
+
+log = logging.getLogger(__name__)
+
+
+class Monitor:
+    def __init__(self, store: Store, gearman: Gearman, stale_after_s: float, callback_url: str,
+                 clock: Callable[[], dt.datetime] = utcnow):
+        self.store = store
+        self.gearman = gearman
+        self.stale_after_s = stale_after_s
+        self.callback_url = callback_url
+        self.clock = clock
+        self._stop = threading.Event()
+
+    def run_once(self) -> list[str]:
+        """One pass over the tests that are not final; what it did, as sentences."""
+        uniques: set[str] = set()
+        jobs: dict[str, dict[str, tuple[int, bool, bool]]] = {}
+        for server in self.gearman.servers:
+            try:
+                uniques |= self.gearman.unique_jobs(server)
+                jobs[str(server)] = self.gearman.jobs(server)
+            except GearmanError as exc:
+                log.warning("monitor: %s; not deciding anything this round", exc)
+                return []
+        actions = []
+        for test in self.store.active():
+            action = self._check(test, uniques, jobs)
+            if action:
+                actions.append(f"{test.id}: {action}")
+        actions += self._clean_cancel_jobs()
+        for line in actions:
+            log.info("monitor: %s", line)
+        return actions
+
+    def _silent_for(self, test: TestRow) -> float:
+        last = as_utc(test.last_report_at or test.updated_at or test.created_at)
+        return (self.clock() - last).total_seconds() if last else 0.0
+
+    def _check(self, test: TestRow, uniques: set[str],
+               jobs: dict[str, dict[str, tuple[int, bool, bool]]]) -> str | None:
+        state = TestState(test.state)
+        known = test.id in uniques
+        if state is TestState.QUEUED:
+            if known:
+                return None
+            return self._resubmit(test, "gearmand no longer had the job")
+        if state not in RUNNING_STATES or self._silent_for(test) < self.stale_after_s:
+            return None
+        silent = f"no report for {self._silent_for(test):.0f} s"
+        if not known:
+            message = f"worker lost: {silent} and no gearmand has the job any more"
+            self.store.apply(test.id, Report(TestState.ERROR, message, None), source="monitor")
+            return f"error ({message})"
+        entry = jobs.get(test.gearman_server or "", {}).get(test.gearman_handle or "")
+        if entry is not None and entry[2]:  # waiting in the queue again
+            message = f"queued again by gearmand: the worker was lost ({silent})"
+            self.store.apply(test.id, Report(TestState.QUEUED, message, None),
+                             source="monitor")
+            return f"queued ({message})"
+        if entry is None:  # handles change when gearmand restarts: learn the new one
+            return self._resubmit(test, f"{silent}; gearmand holds the job under a new "
+                                        "handle", keep_state=True)
+        return None
+
+    def _resubmit(self, test: TestRow, why: str, keep_state: bool = False) -> str:
+        tests = Selection.from_dict(json.loads(test.tests_json or "{}"))
+        job = Payload(test.id, test.tempest_version, conf=None, tests=tests,
+                      callback=Callback(self.callback_url), timeout_s=test.timeout_s,
+                      dry_run=test.dry_run)
+        try:
+            server, handle = self.gearman.submit(run_function(test.tempest_version),
+                                                 job.encode(), unique=test.id)
+        except GearmanError as exc:
+            return f"resubmitting failed: {exc}"
+        self.store.set_job(test.id, str(server), handle)
+        state = TestState(test.state) if keep_state else TestState.QUEUED
+        self.store.apply(test.id, Report(state, f"resubmitted to {server}: {why}", None),
+                         source="monitor")
+        return f"resubmitted ({why})"
+
+    def _clean_cancel_jobs(self) -> list[str]:
+        done = []
+        for test in self.store.leftover_cancel_jobs([f.value for f in FINAL_STATES]):
+            assert test.cancel_server and test.cancel_handle
+            self.gearman.cancel_queued(Server.parse(test.cancel_server), test.cancel_handle)
+            self.store.set_cancel_job(test.id, None, None)
+            done.append(f"{test.id}: removed the cancel job left after {test.state}")
+        return done
+
+    def run_forever(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("monitor pass failed")
+
+    def start(self, interval_s: float) -> threading.Thread:
+        thread = threading.Thread(target=self.run_forever, args=(interval_s,), daemon=True,
+                                  name="farm-monitor")
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        self._stop.set()
+

@@ -1,0 +1,180 @@
+"""The store on SQLite and on a real PostgreSQL: migrations, tokens, reports, results."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from farm_client.lifecycle import Report, Verdict
+from farm_client.models import Base, TestRow
+from farm_client.store import Store, StoreError, hash_token
+from farm_client.subunit_results import parse
+from farm_worker.protocol import TestState
+from harness.postgres import Postgres
+from harness.subunit_streams import stream
+
+S = TestState
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'farm.db'}"
+    postgres: Postgres = request.getfixturevalue("postgres")
+    return postgres.new_database()
+
+
+@pytest.fixture
+def store(url: str) -> Iterator[Store]:
+    s = Store(url)
+    s.migrate()
+    try:
+        yield s
+    finally:
+        s.engine.dispose()
+
+
+def new_test(store: Store, test_id: str = "t1") -> TestRow:
+    row = TestRow(id=test_id, state="queued", tempest_version="47.0.0", dry_run=False,
+                  conf_json=json.dumps({"auth": {"admin_password": "pw"}}),
+                  tests_json=json.dumps({"regex": "x", "include": [], "exclude": []}),
+                  message="queued")
+    return store.create_test(row, lambda: ("127.0.0.1:4730", "H:1"), "alice")
+
+
+def test_migrations_match_the_models(store: Store) -> None:
+    assert store.revision() == store.head() == "0002"
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_upgrade_keeps_existing_data(url: str) -> None:
+    s = Store(url)
+    try:
+        s.migrate("0001")
+        with s.engine.begin() as conn:
+            conn.execute(sa.text(
+                "INSERT INTO tests (id, state, tempest_version, dry_run, message, created_at,"
+                " updated_at) VALUES ('old-1', 'passed', '40.0.0', false, 'from 0001',"
+                " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        token = s.add_worker("old-host", [])
+        s.migrate()
+        assert s.revision() == "0002"
+        old = s.get("old-1")
+        assert old is not None and old.message == "from 0001" and old.cancel_handle is None
+        assert s.worker_for(token) is not None
+        s.migrate()  # a second run changes nothing
+        assert s.revision() == "0002"
+    finally:
+        s.engine.dispose()
+
+
+def test_tokens_are_stored_hashed(store: Store) -> None:
+    token = store.add_worker("w1", ["10.0.0.0/8"])
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT token_hash FROM workers")).scalar_one()
+    assert stored == hash_token(token) and token not in stored
+    worker = store.worker_for(token)
+    assert worker is not None and worker.name == "w1"
+    assert store.worker_for(token + "x") is None
+    with pytest.raises(StoreError, match="exists already"):
+        store.add_worker("w1", [])
+    user_token = store.add_user("alice")
+    assert store.user_for(user_token) is not None and store.worker_for(user_token) is None
+
+
+def test_create_test_is_all_or_nothing(store: Store) -> None:
+    def broken_submit() -> tuple[str, str]:
+        raise RuntimeError("gearmand down")
+
+    row = TestRow(id="t-x", state="queued", tempest_version="47.0.0", dry_run=True,
+                  message="queued")
+    with pytest.raises(RuntimeError):
+        store.create_test(row, broken_submit, None)
+    assert store.get("t-x") is None
+    assert store.history("t-x") == []
+    created = new_test(store)
+    assert (created.gearman_server, created.gearman_handle) == ("127.0.0.1:4730", "H:1")
+    with pytest.raises(StoreError):
+        new_test(store)
+
+
+def test_reports_move_the_state_and_are_all_kept(store: Store) -> None:
+    new_test(store)
+    steps = [(S.INSTALLING, Verdict.APPLY), (S.RUNNING, Verdict.APPLY),
+             (S.RUNNING, Verdict.DUPLICATE), (S.CANCELLED, Verdict.APPLY),
+             (S.RUNNING, Verdict.KEEP)]
+    for state, verdict in steps:
+        applied = store.apply("t1", Report(state, state.value, "w1"), source="worker")
+        assert applied is not None and applied.verdict is verdict, state
+    test = store.get("t1")
+    assert test is not None and test.state == "cancelled" and test.finished_at is not None
+    history = store.history("t1")
+    assert [(h.state, h.applied) for h in history] == [
+        ("queued", True), ("installing", True), ("running", True), ("cancelled", True),
+        ("running", False)]
+    assert store.apply("nope", Report(S.RUNNING, "", None), source="worker") is None
+
+
+def test_progress_is_stored(store: Store) -> None:
+    new_test(store)
+    store.apply("t1", Report(S.RUNNING, "2/5", "w1", (2, 5, "a.b")), source="worker",
+                progress={"done": 2, "total": 5, "current": "a.b", "passed": 2})
+    test = store.get("t1")
+    assert test is not None
+    assert (test.progress_done, test.progress_total, test.progress_current, test.passed) == (
+        2, 5, "a.b", 2)
+
+
+def test_concurrent_reports_keep_a_consistent_history(store: Store) -> None:
+    new_test(store)
+    errors: list[BaseException] = []
+
+    def report(n: int) -> None:
+        try:
+            store.apply("t1", Report(S.RUNNING, f"{n}", "w1", (n, 100, None)),
+                        source="worker", progress={"done": n, "total": 100})
+        except BaseException as exc:  # pragma: no cover - the assertion shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=report, args=(n,)) for n in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(store.history("t1")) == 41
+
+
+def test_results_replace_previous_upload(store: Store) -> None:
+    new_test(store)
+    first = stream([("a.T.test_1", "success", ""), ("a.T.test_2", "fail", "boom")])
+    assert store.store_results("t1", parse(first), first)
+    second = stream([("a.T.test_1", "success", "")])
+    assert store.store_results("t1", parse(second), second)
+    rows, raw = store.results("t1")
+    assert [r.name for r in rows] == ["a.T.test_1"]
+    assert raw is not None and raw.data == second
+    test = store.get("t1")
+    assert test is not None and (test.passed, test.failed) == (1, 0)
+    assert not store.store_results("missing", parse(second), second)
+
+
+def test_find_filters_and_pages(store: Store) -> None:
+    for i in range(7):
+        new_test(store, f"t{i}")
+    store.apply("t3", Report(S.ERROR, "x", None), source="worker")
+    rows, total = store.find(limit=3, offset=0)
+    assert total == 7 and len(rows) == 3
+    rows, total = store.find(states=["error"])
+    assert total == 1 and rows[0].id == "t3"
+    rows, total = store.find(version="40.0.0")
+    assert total == 0 and rows == []
