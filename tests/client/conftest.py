@@ -5,16 +5,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from farm_client.gearman_client import Gearman, Server
 from farm_client.server import create_app
 from farm_client.server_config import ServerConfig
 from farm_client.store import Store
 from harness.gearmand import Gearmand
+
+
+def body(response: TestResponse) -> dict[str, Any]:
+    """A JSON object response's body."""
+    doc = response.get_json(silent=True)
+    assert isinstance(doc, dict), response.data[:200]
+    return doc
 
 
 @pytest.fixture
