@@ -19,7 +19,7 @@ from farm_client.store import Store
 from harness.gearmand import Gearmand
 
 
-def body(response: TestResponse) -> dict[str, Any]:
+def json_of(response: TestResponse) -> dict[str, Any]:
     """A JSON object response's body."""
     doc = response.get_json(silent=True)
     assert isinstance(doc, dict), response.data[:200]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from client.conftest import App, body, make_app
+from client.conftest import App, json_of, make_app
 from farm_client.models import TestRow
 from harness.gearmand import Gearmand
 from harness.subunit_streams import stream
@@ -41,7 +41,7 @@ def test_update_accepted_as_json_and_as_form(farm_app: App) -> None:
     r = farm_app.client.post(URL, data={"test_id": "t1", "status": "running",
                                         "progress": json.dumps({"done": 1, "total": 3})},
                              headers=farm_app.worker())
-    assert r.status_code == 202 and r.json is not None and body(r)["state"] == "running"
+    assert r.status_code == 202 and r.json is not None and json_of(r)["state"] == "running"
     test = farm_app.store.get("t1")
     assert test is not None and (test.progress_done, test.progress_total) == (1, 3)
     assert test.worker == "host-1"  # a form without `worker`: the token's host
@@ -53,7 +53,7 @@ def test_repeated_and_late_reports(farm_app: App) -> None:
     body = {"test_id": "t1", "status": "cancelled", "message": "by user"}
     for expected in ("apply", "duplicate"):
         r = farm_app.client.post(URL, json=body, headers=farm_app.worker())
-        assert r.status_code == 202 and r.json is not None and body(r)["report"] == expected
+        assert r.status_code == 202 and r.json is not None and json_of(r)["report"] == expected
     r = farm_app.client.post(URL, json={"test_id": "t1", "status": "running"},
                              headers=farm_app.worker())
     assert r.status_code == 202 and r.json == {"test_id": "t1", "state": "cancelled",
@@ -83,7 +83,7 @@ def test_update_bad_request_names_the_field(farm_app: App, body: dict[str, Any],
     seed(farm_app)
     r = farm_app.client.post(URL, json=body, headers=farm_app.worker())
     assert r.status_code == 400
-    assert r.json is not None and body(r)["field"] == field and fragment in body(r)["error"]
+    assert r.json is not None and json_of(r)["field"] == field and fragment in json_of(r)["error"]
     assert history(farm_app) == ["queued"]  # nothing stored
 
 
@@ -107,7 +107,7 @@ def test_unknown_hosts_get_405_and_nothing_is_stored(farm_app: App,
              {"data": {"file": (io.BytesIO(stream([("a", "success", "")])), "r.subunit")}})):
         r = getattr(farm_app.client, method)(path, headers=headers, **kwargs)
         assert r.status_code == 405, path
-        assert "not a known testing host" in body(r)["error"]
+        assert "not a known testing host" in json_of(r)["error"]
     assert history(farm_app) == ["queued"]
     assert farm_app.store.results("t1") == ([], None)
 
@@ -117,7 +117,7 @@ def test_a_worker_outside_its_networks_gets_405(farm_app: App) -> None:
     r = farm_app.client.post(URL, json={"test_id": "t1", "status": "running"},
                              headers=farm_app.worker(),
                              environ_base={"REMOTE_ADDR": "192.0.2.7"})
-    assert r.status_code == 405 and "192.0.2.7 is not allowed for host-1" in body(r)["error"]
+    assert r.status_code == 405 and "192.0.2.7 is not allowed for host-1" in json_of(r)["error"]
     assert history(farm_app) == ["queued"]
 
 
@@ -129,9 +129,9 @@ def test_miniconf_and_testcases(farm_app: App) -> None:
     assert r.status_code == 200 and r.json == {"testcases": ["a.b.test_x"]}
     for path in ("/get-miniconf?test_id=nope", "/get-testcases?test_id=nope"):
         r = farm_app.client.get(path, headers=farm_app.worker())
-        assert r.status_code == 404 and body(r)["field"] == "test_id"
+        assert r.status_code == 404 and json_of(r)["field"] == "test_id"
     r = farm_app.client.get("/get-miniconf", headers=farm_app.worker())
-    assert r.status_code == 400 and body(r)["field"] == "test_id"
+    assert r.status_code == 400 and json_of(r)["field"] == "test_id"
 
 
 def test_post_result_parses_subunit(farm_app: App) -> None:
@@ -159,17 +159,17 @@ def test_post_result_refuses_what_is_not_subunit(farm_app: App, data: bytes,
     seed(farm_app)
     r = farm_app.client.post("/post-result?test_id=t1", headers=farm_app.worker(),
                              data={"file": (io.BytesIO(data), "t1.subunit")})
-    assert r.status_code == 400 and body(r)["field"] == "file" and fragment in body(r)["error"]
+    assert r.status_code == 400 and json_of(r)["field"] == "file" and fragment in json_of(r)["error"]
     assert farm_app.store.results("t1") == ([], None)
 
 
 def test_post_result_needs_the_file_and_a_known_test(farm_app: App) -> None:
     seed(farm_app)
     r = farm_app.client.post("/post-result?test_id=t1", headers=farm_app.worker(), data={})
-    assert r.status_code == 400 and body(r)["field"] == "file"
+    assert r.status_code == 400 and json_of(r)["field"] == "file"
     r = farm_app.client.post("/post-result?test_id=zz", headers=farm_app.worker(),
                              data={"file": (io.BytesIO(stream([("a", "success", "")])), "f")})
-    assert r.status_code == 400 and body(r)["field"] == "test_id"
+    assert r.status_code == 400 and json_of(r)["field"] == "test_id"
 
 
 def test_oversize_bodies_get_413_and_nothing_is_stored(tmp_path: Path,
