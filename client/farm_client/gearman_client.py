@@ -110,8 +110,8 @@ class Gearman:
                 OSError) as exc:
             raise GearmanError(f"submitting {function}: {exc.__class__.__name__} {exc}") \
                 from None
-        if background:
-            client.jobs.pop(job.handle, None)  # gear never forgets background jobs
+        if background:  # gear would keep every background job in this table forever
+            job.connection.related_jobs.pop(job.handle, None)
         server = Server(job.connection.host, job.connection.port)
         return server, job.handle.decode()
 
