@@ -159,7 +159,8 @@ def test_post_result_refuses_what_is_not_subunit(farm_app: App, data: bytes,
     seed(farm_app)
     r = farm_app.client.post("/post-result?test_id=t1", headers=farm_app.worker(),
                              data={"file": (io.BytesIO(data), "t1.subunit")})
-    assert r.status_code == 400 and json_of(r)["field"] == "file" and fragment in json_of(r)["error"]
+    assert r.status_code == 400
+    assert json_of(r)["field"] == "file" and fragment in json_of(r)["error"]
     assert farm_app.store.results("t1") == ([], None)
 
 
