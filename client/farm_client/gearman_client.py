@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
 import uuid
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from farm_worker.protocol import RUN_PREFIX, version_of_function
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 4730
+_GET_STATUS, _STATUS_RES = 15, 20  # binary protocol packet types
 _LIST_COMMANDS = ("status", "workers", "show jobs", "show unique jobs")
 
 
@@ -75,6 +77,16 @@ class _Client(gear.Client):  # type: ignore[misc]
                 self.inactive_connections.append(
                     _NoDelayConnection(s.host, s.port, client_id=self.client_id))
             self.connections_condition.notify_all()
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("gearmand closed the connection")
+        data += chunk
+    return data
 
 
 class Gearman:
@@ -177,6 +189,26 @@ class Gearman:
             if len(parts) == 4:
                 out[parts[0]] = (int(parts[1]), parts[2] == "1", parts[3] == "1")
         return out
+
+    def job_status(self, server: Server, handle: str,
+                   timeout_s: float = 5.0) -> tuple[bool, bool, int, int]:
+        """GET_STATUS of a job: (known, running, done, total). gear has no call for it and
+        `show jobs` does not tell a running job from a queued one."""
+        data = handle.encode()
+        request = b"\0REQ" + struct.pack(">II", _GET_STATUS, len(data)) + data
+        try:
+            with socket.create_connection((server.host, server.port), timeout=timeout_s) as s:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.sendall(request)
+                head = _recv_exactly(s, 12)
+                magic, kind, size = head[:4], *struct.unpack(">II", head[4:])
+                body = _recv_exactly(s, size)
+        except OSError as exc:
+            raise GearmanError(f"gearmand {server}: {exc.__class__.__name__}: {exc}") from None
+        if magic != b"\0RES" or kind != _STATUS_RES:
+            raise GearmanError(f"gearmand {server}: unexpected answer to GET_STATUS ({kind})")
+        _, known, running, done, total = (body.split(b"\0") + [b"0"] * 5)[:5]
+        return (known == b"1", running == b"1", int(done or 0), int(total or 0))
 
     def cancel_queued(self, server: Server, handle: str) -> bool:
         """Remove a job that no worker has taken yet (gearmand's `cancel job`)."""

@@ -40,17 +40,18 @@ class Monitor:
     def run_once(self) -> list[str]:
         """One pass over the tests that are not final; what it did, as sentences."""
         uniques: set[str] = set()
-        jobs: dict[str, dict[str, tuple[int, bool, bool]]] = {}
         for server in self.gearman.servers:
             try:
                 uniques |= self.gearman.unique_jobs(server)
-                jobs[str(server)] = self.gearman.jobs(server)
             except GearmanError as exc:
                 log.warning("monitor: %s; not deciding anything this round", exc)
                 return []
         actions = []
         for test in self.store.active():
-            action = self._check(test, uniques, jobs)
+            try:
+                action = self._check(test, uniques)
+            except GearmanError as exc:
+                action = f"not checked: {exc}"
             if action:
                 actions.append(f"{test.id}: {action}")
         actions += self._clean_cancel_jobs()
@@ -62,8 +63,7 @@ class Monitor:
         last = as_utc(test.last_report_at or test.updated_at or test.created_at)
         return (self.clock() - last).total_seconds() if last else 0.0
 
-    def _check(self, test: TestRow, uniques: set[str],
-               jobs: dict[str, dict[str, tuple[int, bool, bool]]]) -> str | None:
+    def _check(self, test: TestRow, uniques: set[str]) -> str | None:
         state = TestState(test.state)
         known = test.id in uniques
         if state is TestState.QUEUED:
@@ -77,15 +77,18 @@ class Monitor:
             message = f"worker lost: {silent} and no gearmand has the job any more"
             self.store.apply(test.id, Report(TestState.ERROR, message, None), source="monitor")
             return f"error ({message})"
-        entry = jobs.get(test.gearman_server or "", {}).get(test.gearman_handle or "")
-        if entry is not None and entry[2]:  # waiting in the queue again
+        known, running = False, False
+        if test.gearman_server and test.gearman_handle:
+            known, running, _, _ = self.gearman.job_status(
+                Server.parse(test.gearman_server), test.gearman_handle)
+        if not known:  # handles change when gearmand restarts: learn the new one
+            return self._resubmit(test, f"{silent}; gearmand holds the job under a new "
+                                        "handle", keep_state=True)
+        if not running:  # the worker died and gearmand queued the job again
             message = f"queued again by gearmand: the worker was lost ({silent})"
             self.store.apply(test.id, Report(TestState.QUEUED, message, None),
                              source="monitor")
             return f"queued ({message})"
-        if entry is None:  # handles change when gearmand restarts: learn the new one
-            return self._resubmit(test, f"{silent}; gearmand holds the job under a new "
-                                        "handle", keep_state=True)
         return None
 
     def _resubmit(self, test: TestRow, why: str, keep_state: bool = False) -> str:

@@ -1,0 +1,121 @@
+"""The real path: `farm serve` (gunicorn, SQLite) queues on gearmand, a real worker runs
+Tempest and reports back with its token; the API shows state, history and results."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from farm_worker.environments import PrepareResult
+from harness.checks import leftovers, processes_under
+from harness.gearmand import Gearmand
+from harness.keystone import ADMIN_PASSWORD, Keystone
+from harness.server import FarmServer
+from harness.workers import WorkerFactory
+
+pytestmark = [pytest.mark.gearman, pytest.mark.tempest]
+SMOKE = r"tempest\.api\.identity\..*smoke"
+
+
+@pytest.fixture
+def server(tmp_path: Path, gearmand: Gearmand) -> Iterator[FarmServer]:
+    s = FarmServer(tmp_path / "server", [gearmand.address],
+                   extra={"stale_after_s": 3, "monitor_interval_s": 1})
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        assert processes_under(s.base) == []  # the monitor went with the server
+
+
+def start_worker(workers: WorkerFactory, server: FarmServer, name: str) -> None:
+    workers.start(name, callbacks=[{"url": server.url, "token": server.worker_token}])
+
+
+def test_dry_run_through_the_server(workers: WorkerFactory, server: FarmServer,
+                                    tempest47: PrepareResult) -> None:
+    start_worker(workers, server, "srv-dry")
+    r = server.api("POST", "/v1/tests", json={
+        "test_id": "srv-dry-1", "tempest": {"version": "47.0.0"}, "dry_run": True,
+        "conf": {"identity": {"uri_v3": "http://127.0.0.1:9/v3"}},
+        "tests": {"regex": "tempest.api.identity"}})
+    assert r.status_code == 201, r.text
+    doc = server.wait_state("srv-dry-1", {"passed", "failed", "error"}, 300)
+    assert doc["test"]["state"] == "passed", doc
+    assert "dry run" in doc["test"]["message"]
+    states = [h["state"] for h in doc["history"]]
+    assert states == ["queued", "installing", "passed"]
+    assert doc["history"][1]["worker"] == "srv-dry"
+
+
+@pytest.mark.cloud
+def test_identity_smoke_through_the_server(workers: WorkerFactory, server: FarmServer,
+                                           keystone: Keystone,
+                                           tempest47: PrepareResult) -> None:
+    start_worker(workers, server, "srv-smoke")
+    r = server.api("POST", "/v1/tests", json={
+        "test_id": "srv-smoke-1", "tempest": {"version": "47.0.0"},
+        "conf": keystone.tempest_conf(), "tests": {"regex": SMOKE}})
+    assert r.status_code == 201, r.text
+    doc = server.wait_state("srv-smoke-1", {"passed", "failed", "error"})
+    assert doc["test"]["state"] == "passed", doc
+    summary = doc["test"]["summary"]
+    assert summary["passed"] >= 10 and summary["failed"] == 0
+    assert [h["state"] for h in doc["history"] if h["applied"]][:3] == [
+        "queued", "installing", "running"]
+    assert doc["history"][-2]["state"] == "uploading"
+    results = server.api("GET", "/v1/tests/srv-smoke-1/results").json()["results"]
+    assert len(results) == summary["passed"] + summary["skipped"]
+    raw = server.api("GET", "/v1/tests/srv-smoke-1/results?format=subunit").content
+    assert raw.startswith(b"\xb3")
+    for text in (server.log.read_text(), server.api("GET", "/v1/tests").text,
+                 server.api("GET", "/v1/tests/srv-smoke-1").text):
+        assert ADMIN_PASSWORD not in text
+
+
+@pytest.mark.cloud
+def test_cancel_a_running_test_through_the_server(workers: WorkerFactory, server: FarmServer,
+                                                  keystone: Keystone,
+                                                  tempest47: PrepareResult) -> None:
+    start_worker(workers, server, "srv-cxl")
+    server.api("POST", "/v1/tests", json={
+        "test_id": "srv-cxl-1", "tempest": {"version": "47.0.0"},
+        "conf": keystone.tempest_conf(), "tests": {"regex": "tempest.api.identity"}})
+    server.wait_state("srv-cxl-1", {"running"})
+    asked = time.monotonic()
+    r = server.api("POST", "/v1/tests/srv-cxl-1/cancel")
+    assert r.status_code == 202, r.text
+    doc = server.wait_state("srv-cxl-1", {"cancelled", "passed", "failed", "error"}, 30)
+    assert doc["test"]["state"] == "cancelled" and time.monotonic() - asked < 10
+    assert server.api("POST", "/v1/tests/srv-cxl-1/cancel").status_code == 409
+
+
+@pytest.mark.cloud
+def test_a_killed_worker_is_noticed_and_the_test_runs_again(
+        workers: WorkerFactory, server: FarmServer, keystone: Keystone,
+        tempest47: PrepareResult) -> None:
+    first = workers.start("srv-dies", callbacks=[{"url": server.url,
+                                                  "token": server.worker_token}])
+    server.api("POST", "/v1/tests", json={
+        "test_id": "srv-lost-1", "tempest": {"version": "47.0.0"},
+        "conf": keystone.tempest_conf(), "tests": {"regex": SMOKE}})
+    server.wait_state("srv-lost-1", {"running"})
+    first.proc.send_signal(signal.SIGKILL)
+    first.wait(10)
+    # gearmand queues the job again; the monitor (stale after 3 s) says so
+    doc = server.wait_state("srv-lost-1", {"queued"}, 60)
+    assert "the worker was lost" in doc["test"]["message"]
+    second = workers.start("srv-second", callbacks=[{"url": server.url,
+                                                     "token": server.worker_token}])
+    doc = server.wait_state("srv-lost-1", {"passed", "failed", "error"})
+    assert doc["test"]["state"] == "passed" and doc["test"]["worker"] == "srv-second"
+    # the dead worker's leftovers go when a worker starts again on its directory
+    restarted = workers.start("srv-dies", callbacks=[{"url": server.url,
+                                                      "token": server.worker_token}])
+    assert leftovers(restarted.work_dir) == []
+    assert second.proc.poll() is None

@@ -1,0 +1,105 @@
+"""A real `farm serve` (gunicorn) on 127.0.0.1, with its database, a worker token and a
+user token, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from harness.loopback import free_port
+
+FARM = str(Path(sys.executable).parent / "farm")
+
+
+@dataclass
+class FarmServer:
+    base: Path
+    gearman: list[str]
+    port: int = field(default_factory=free_port)
+    extra: dict[str, Any] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    worker_token: str = ""
+    user_token: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def config(self) -> Path:
+        return self.base / "server.yaml"
+
+    @property
+    def log(self) -> Path:
+        return self.base / "server.log"
+
+    def farm(self, *args: str) -> str:
+        out = subprocess.run([FARM, *args, "-c", str(self.config)], check=True,
+                             capture_output=True, text=True, env=self._env())
+        return out.stdout.strip()
+
+    def _env(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if not k.startswith("FARM_SERVER_")}
+
+    def start(self, timeout_s: float = 30) -> FarmServer:
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(yaml.safe_dump({
+            "database_url": f"sqlite:///{self.base / 'server.db'}",
+            "gearman_servers": self.gearman, "callback_url": self.url,
+            "listen": f"127.0.0.1:{self.port}", "processes": 2, **self.extra}))
+        self.farm("server", "init-db")
+        self.worker_token = self.farm("server", "add-worker", "testhost", "--allow",
+                                      "127.0.0.0/8")
+        self.user_token = self.farm("server", "add-user", "tester")
+        with self.log.open("wb") as fh:
+            self.proc = subprocess.Popen([FARM, "serve", "-c", str(self.config)],
+                                         stdin=subprocess.DEVNULL, stdout=fh,
+                                         stderr=subprocess.STDOUT, env=self._env())
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"farm serve exited: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "v1/openapi.json", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"farm serve did not answer: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    # ---- the API, as a user ------------------------------------------------------------------
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"Bearer {self.user_token}"}
+        return requests.request(method, self.url + path.lstrip("/"), headers=headers,
+                                timeout=30, **kwargs)
+
+    def wait_state(self, test_id: str, states: set[str], timeout_s: float = 600) -> Any:
+        end = time.monotonic() + timeout_s
+        doc: Any = None
+        while time.monotonic() < end:
+            doc = self.api("GET", f"/v1/tests/{test_id}").json()
+            if doc["test"]["state"] in states:
+                return doc
+            time.sleep(0.3)
+        raise AssertionError(f"{test_id} never reached {states}: {doc}")
