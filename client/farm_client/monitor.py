@@ -2,7 +2,8 @@
 reconciles the two, so no test stays `queued` or `running` forever.
 
 - A `queued` test whose job no gearmand knows (restarted without persistence, job lost)
-  is resubmitted with the same unique (gearmand merges it with a job that still exists).
+  is resubmitted with the same unique (gearmand merges it with a job that still exists);
+  after three resubmissions it ends `error`: workers take the job but cannot report.
 - A test in `installing`/`running`/`uploading` that has not reported for `stale_after_s`:
   if gearmand queues its job again (the worker died, gearmand re-queued it), it goes back
   to `queued`; if no gearmand knows the job any more, it ends `error` ("worker lost").
@@ -26,6 +27,9 @@ from farm_worker.protocol import FINAL_STATES, Callback, Payload, Selection, Tes
 
 log = logging.getLogger(__name__)
 
+RESUBMITTED = "resubmitted"
+MAX_RESUBMITS = 3  # a job that keeps vanishing is consumed by workers that cannot report
+
 
 class Monitor:
     def __init__(self, store: Store, gearman: Gearman, stale_after_s: float, callback_url: str,
@@ -35,6 +39,7 @@ class Monitor:
         self.stale_after_s = stale_after_s
         self.callback_url = callback_url
         self.clock = clock
+        self.max_resubmits = MAX_RESUBMITS
         self._stop = threading.Event()
 
     def run_once(self) -> list[str]:
@@ -69,6 +74,14 @@ class Monitor:
         if state is TestState.QUEUED:
             if known:
                 return None
+            tries = self.store.count_reports(test.id, "monitor", RESUBMITTED)
+            if tries >= self.max_resubmits:
+                message = (f"the job vanished from gearmand {tries + 1} times without a "
+                           "report from a worker: can the workers reach "
+                           f"{self.callback_url}?")
+                self.store.apply(test.id, Report(TestState.ERROR, message, None),
+                                 source="monitor")
+                return f"error ({message})"
             return self._resubmit(test, "gearmand no longer had the job")
         if state not in RUNNING_STATES or self._silent_for(test) < self.stale_after_s:
             return None
@@ -103,8 +116,9 @@ class Monitor:
             return f"resubmitting failed: {exc}"
         self.store.set_job(test.id, str(server), handle)
         state = TestState(test.state) if keep_state else TestState.QUEUED
-        self.store.apply(test.id, Report(state, f"resubmitted to {server}: {why}", None),
-                         source="monitor")
+        tries = self.store.count_reports(test.id, "monitor", RESUBMITTED) + 1
+        self.store.apply(test.id, Report(state, f"{RESUBMITTED} (#{tries}) to {server}: {why}",
+                                         None), source="monitor")
         return f"resubmitted ({why})"
 
     def _clean_cancel_jobs(self) -> list[str]:

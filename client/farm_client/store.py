@@ -193,6 +193,12 @@ class Store:
             return list(s.scalars(select(ReportRow).where(ReportRow.test_id == test_id)
                                   .order_by(ReportRow.id)))
 
+    def count_reports(self, test_id: str, source: str, message_prefix: str) -> int:
+        with self.read() as s:
+            return int(s.scalar(select(func.count()).select_from(ReportRow).where(
+                ReportRow.test_id == test_id, ReportRow.source == source,
+                ReportRow.message.startswith(message_prefix))) or 0)
+
     def active(self) -> list[TestRow]:
         """Tests not in a final state (for the monitor)."""
         with self.read() as s:

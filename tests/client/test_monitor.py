@@ -1,0 +1,138 @@
+"""The monitor against a real gearmand that restarts under it without persistence."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import gear
+
+from client.conftest import App
+from farm_client.models import utcnow
+from farm_client.monitor import Monitor
+from farm_worker.protocol import cancel_function, parse_payload, run_function
+from harness.gearmand import Gearmand, admin, status
+
+
+def monitor(app: App, *, later_s: float = 0) -> Monitor:
+    state = app.app.extensions["farm"]
+    return Monitor(app.store, state.gearman, stale_after_s=60,
+                   callback_url=app.config.callback_url,
+                   clock=lambda: utcnow() + dt.timedelta(seconds=later_s))
+
+
+def create(app: App, test_id: str) -> None:
+    r = app.client.post("/v1/tests", headers=app.user(), json={
+        "test_id": test_id, "tempest": {"version": "47.0.0"}, "queue_anyway": True,
+        "conf": {"a": {"b": 1}}, "tests": {"regex": "x"}, "dry_run": True})
+    assert r.status_code == 201, r.json
+
+
+def report(app: App, test_id: str, state: str) -> None:
+    r = app.client.post("/update-test-status/", headers=app.worker(),
+                        json={"test_id": test_id, "status": state})
+    assert r.status_code == 202
+
+
+def states(app: App, test_id: str) -> list[tuple[str, str]]:
+    return [(h.source, h.state) for h in app.store.history(test_id)]
+
+
+def test_nothing_to_do_when_gearmand_has_every_job(farm_app: App) -> None:
+    create(farm_app, "m0")
+    assert monitor(farm_app, later_s=3600).run_once() == []
+
+
+def test_a_lost_queued_job_is_resubmitted(farm_app: App, own_gearmand: Gearmand) -> None:
+    create(farm_app, "m1")
+    own_gearmand.stop()  # the builtin queue: every job is gone after a restart
+    own_gearmand.start()
+    assert admin(own_gearmand.port, "show unique jobs") == []
+    actions = monitor(farm_app).run_once()
+    assert actions == ["m1: resubmitted (gearmand no longer had the job)"]
+    assert admin(own_gearmand.port, "show unique jobs") == ["m1"]
+    assert states(farm_app, "m1")[-1] == ("monitor", "queued")
+    # the job is the same as the first: a worker gets a valid payload without the conf
+    w = gear.Worker(client_id="probe")
+    try:
+        w.addServer("127.0.0.1", own_gearmand.port)
+        w.registerFunction(run_function("47.0.0"))
+        w.waitForServer(timeout=5)
+        job = w.getJob()
+        payload = parse_payload(bytes(job.arguments))
+        job.sendWorkComplete(b"{}")
+    finally:
+        w.shutdown()
+    assert payload.test_id == "m1" and payload.conf is None and payload.dry_run
+
+
+def test_a_job_that_keeps_vanishing_ends_error(farm_app: App, own_gearmand: Gearmand) -> None:
+    """A worker that takes jobs but cannot reach the server would otherwise get the same
+    test again and again."""
+    create(farm_app, "m5")
+    m = monitor(farm_app)
+    w = gear.Worker(client_id="mute")
+    try:
+        w.addServer("127.0.0.1", own_gearmand.port)
+        w.registerFunction(run_function("47.0.0"))
+        w.waitForServer(timeout=5)
+        for _ in range(3):
+            w.getJob().sendWorkComplete(b"{}")  # done, but no report reached the server
+            (action,) = m.run_once()
+            assert action.startswith("m5: resubmitted"), action
+        w.getJob().sendWorkComplete(b"{}")
+    finally:
+        w.shutdown()
+    (action,) = m.run_once()
+    assert "vanished from gearmand 4 times without a report" in action
+    test = farm_app.store.get("m5")
+    assert test is not None and test.state == "error"
+
+
+def test_a_silent_running_test_whose_job_is_gone_ends_error(farm_app: App,
+                                                           own_gearmand: Gearmand) -> None:
+    create(farm_app, "m2")
+    report(farm_app, "m2", "running")
+    own_gearmand.stop()
+    own_gearmand.start()
+    assert monitor(farm_app, later_s=30).run_once() == []  # not stale yet
+    (action,) = monitor(farm_app, later_s=3600).run_once()
+    assert action.startswith("m2: error (worker lost: no report for ")
+    test = farm_app.store.get("m2")
+    assert test is not None and test.state == "error" and "worker lost" in test.message
+    assert states(farm_app, "m2")[-1] == ("monitor", "error")
+
+
+def test_a_silent_running_test_gearmand_queued_again_goes_back_to_queued(
+        farm_app: App, own_gearmand: Gearmand) -> None:
+    create(farm_app, "m3")
+    w = gear.Worker(client_id="dies")
+    w.addServer("127.0.0.1", own_gearmand.port)
+    w.registerFunction(run_function("47.0.0"))
+    w.waitForServer(timeout=5)
+    w.getJob()
+    report(farm_app, "m3", "running")
+    assert monitor(farm_app, later_s=3600).run_once() == []  # running in gearmand: fine
+    w.shutdown()  # the worker dies: gearmand queues the job again
+    for _ in range(50):
+        if status(own_gearmand.port)[run_function("47.0.0")][1] == 0:
+            break
+    (action,) = monitor(farm_app, later_s=3600).run_once()
+    assert "queued (queued again by gearmand: the worker was lost" in action
+    test = farm_app.store.get("m3")
+    assert test is not None and test.state == "queued"
+
+
+def test_a_cancel_job_left_after_the_test_ended_is_removed(farm_app: App,
+                                                           own_gearmand: Gearmand) -> None:
+    create(farm_app, "m4")
+    report(farm_app, "m4", "running")
+    assert farm_app.client.post("/v1/tests/m4/cancel", headers=farm_app.user()).status_code \
+        == 202
+    report(farm_app, "m4", "passed")  # it finished before a worker took the cancel
+    assert status(own_gearmand.port)[cancel_function("m4")][0] == 1
+    assert monitor(farm_app).run_once() == ["m4: removed the cancel job left after passed"]
+    test = farm_app.store.get("m4")
+    assert test is not None and test.cancel_handle is None
+    ignored = [line.split("\t")[2] for line in admin(own_gearmand.port, "show jobs")
+               if line]
+    assert "1" in ignored  # gearmand marks it cancelled; no worker will run it
