@@ -131,10 +131,16 @@ def openapi_document() -> dict[str, Any]:
                                          "responses": {"200": _ok("OpenAPI 3.1")}}},
             "/v1/tests": {
                 "post": {"summary": "Create a test and queue its job", "security": user,
+                         "operationId": "createTest",
                          "requestBody": {"required": True, "content": {"application/json": {
                              "schema": _create_schema()}}},
-                         "responses": {"201": _ok("created and queued", {
-                             "type": "object", "properties": {"test": ref}}),
+                         "responses": {"201": {**_ok("created and queued", {
+                             "type": "object", "properties": {"test": ref}}), "links": {
+                                 name: {"operationId": op, "parameters": {
+                                     "test_id": "$response.body#/test/id"}}
+                                 for name, op in (("GetTest", "getTest"),
+                                                  ("CancelTest", "cancelTest"),
+                                                  ("GetResults", "getResults"))}},
                                        "400": _error("invalid payload (field named)"),
                                        "401": _error("user token required"),
                                        "409": _error("test id exists already"),
@@ -157,12 +163,14 @@ def openapi_document() -> dict[str, Any]:
                                       "401": _error("user token required")}}},
             "/v1/tests/{test_id}": {"get": {
                 "summary": "A test with its history", "security": user,
+                "operationId": "getTest",
                 "parameters": [{"name": "test_id", "in": "path", "required": True,
                                 "schema": {"type": "string"}}],
                 "responses": {"200": _ok("the test"), "401": _error("user token required"),
                               "404": _error("no such test")}}},
             "/v1/tests/{test_id}/cancel": {"post": {
                 "summary": "Cancel a queued or running test", "security": user,
+                "operationId": "cancelTest",
                 "parameters": [{"name": "test_id", "in": "path", "required": True,
                                 "schema": {"type": "string"}}],
                 "responses": {"200": _ok("removed from the queue"),
@@ -173,6 +181,7 @@ def openapi_document() -> dict[str, Any]:
                               "503": _error("gearman unreachable")}}},
             "/v1/tests/{test_id}/results": {"get": {
                 "summary": "Results: JSON, the subunit stream, or JUnit XML", "security": user,
+                "operationId": "getResults",
                 "parameters": [{"name": "test_id", "in": "path", "required": True,
                                 "schema": {"type": "string"}},
                                {"name": "format", "in": "query",
