@@ -21,6 +21,8 @@ command -v gcc >/dev/null || need+=(gcc)
 "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' ||
   need+=(python3-dev)
 "$PYTHON" -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)  # tests
+command -v wrk >/dev/null || need+=(wrk)  # bench/status_api.py
 if ((${#need[@]})); then
   log "installing Debian packages: ${need[*]}"
   sudo=(); [[ $(id -u) == 0 ]] || sudo=(sudo)

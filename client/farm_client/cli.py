@@ -7,6 +7,7 @@ import argparse
 import ipaddress
 import json
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -64,9 +65,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", config.listen)
-            self.cfg.set("workers", config.processes)
+            self.cfg.set("workers", config.serve_processes())
             self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 4)
+            self.cfg.set("threads", int(os.environ.get("FARM_SERVE_THREADS", "8")))
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("errorlog", "-")
             self.cfg.set("loglevel", config.log_level.lower())

@@ -56,7 +56,7 @@ class FarmServer:
         self.config.write_text(yaml.safe_dump({
             "database_url": f"sqlite:///{self.base / 'server.db'}",
             "gearman_servers": self.gearman, "callback_url": self.url,
-            "listen": f"127.0.0.1:{self.port}", "processes": 2, **self.extra}))
+            "listen": f"127.0.0.1:{self.port}", **self.extra}))
         self.farm("server", "init-db")
         self.worker_token = self.farm("server", "add-worker", "testhost", "--allow",
                                       "127.0.0.0/8")

@@ -37,6 +37,11 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None, *,
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["farm"] = FarmState(cfg, store, gearman or Gearman(cfg.gearman_servers))
+    @app.get("/healthz")
+    def healthz() -> Response:
+        """For load balancers and probes: the process answers (no database access)."""
+        return jsonify({"ok": True})
+
     app.register_blueprint(refstack.bp)
     app.register_blueprint(v1.bp, url_prefix="/v1")
 
