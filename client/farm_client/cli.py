@@ -7,7 +7,6 @@ import argparse
 import ipaddress
 import json
 import logging
-import os
 import re
 import signal
 import subprocess
@@ -65,9 +64,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", config.listen)
+            # sync workers: measured faster than gthread here (bench/status_api.py); a
+            # slow client holds one process, so production puts a proxy in front (TLS)
             self.cfg.set("workers", config.serve_processes())
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", int(os.environ.get("FARM_SERVE_THREADS", "8")))
+            self.cfg.set("worker_class", "sync")
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("errorlog", "-")
             self.cfg.set("loglevel", config.log_level.lower())
