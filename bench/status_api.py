@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/status_api.py [--seconds 10] [--connections 8]
 
-Starts gearmand and `farm serve` (2 gunicorn processes x 4 threads) on loopback, creates a
-test, then drives `POST /update-test-status/` with wrk: 8 connections, each report a new
+Starts gearmand and `farm serve` (its defaults: 3 gunicorn sync processes on SQLite) on
+loopback, creates a test, then drives `POST /update-test-status/` with wrk (one thread,
+8 connections, so the load generator takes one of the 2 cores): each report a new
 progress (so every request is a real write: a report row and the test row), the worker
 token checked on each. The baseline, measured in the same run against the same server:
 `GET /healthz` (no database). Prints requests/s and p99 of both; the last line is e.g.
@@ -13,7 +14,6 @@ token checked on each. The baseline, measured in the same run against the same s
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -60,12 +60,15 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--processes", type=int, help="gunicorn processes (default: farm "
+                                                      "serve's own)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="farm-bench-api-") as tmp:
         base = Path(tmp)
         gearmand = Gearmand(base / "gearmand", queue="builtin")
         gearmand.start()
-        server = FarmServer(base / "server", [gearmand.address], extra={"monitor": False, **({"processes": int(os.environ["BENCH_PROCESSES"])} if os.environ.get("BENCH_PROCESSES") else {})})
+        server = FarmServer(base / "server", [gearmand.address], extra={
+            "monitor": False, **({"processes": args.processes} if args.processes else {})})
         try:
             server.start()
             r = server.api("POST", "/v1/tests", json={

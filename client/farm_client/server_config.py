@@ -38,7 +38,7 @@ class ServerConfig:
     gearman_servers: tuple[Server, ...] = (Server("127.0.0.1"),)
     callback_url: str = "http://127.0.0.1:8080/"  # how workers reach this server
     listen: str = "127.0.0.1:8080"
-    processes: int | None = None  # gunicorn processes; None: 1 on SQLite, 2 per CPU otherwise
+    processes: int | None = None  # gunicorn processes; None: 3 on SQLite, 2 per CPU + 1 else
     open_reads: bool = False  # GET /v1/... without a user token
     max_body_bytes: int = 32 * 1024 * 1024  # larger requests get 413
     stale_after_s: float = 900.0  # a running test silent this long may be lost
@@ -48,11 +48,11 @@ class ServerConfig:
     source: str = "<defaults>"
 
     def serve_processes(self) -> int:
-        """SQLite has one writer: one process (8 threads) queues writes on a lock instead
-        of retrying on SQLite's busy handler, which sleeps up to 100 ms a time."""
+        """SQLite has one writer at a time (the store queues them on a flock): a few
+        processes keep it busy; a database server takes the usual 2 per CPU + 1."""
         if self.processes:
             return self.processes
-        return 1 if self.database_url.startswith("sqlite") else 2 * (os.cpu_count() or 1)
+        return 3 if self.database_url.startswith("sqlite") else 2 * (os.cpu_count() or 1) + 1
 
 
 # key -> its type; every key of ServerConfig but `source`
