@@ -27,6 +27,7 @@ unit: bootstrap
 
 bench: bootstrap
 	$(VENV)/bin/python bench/environments.py
+	$(VENV)/bin/python bench/status_api.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
