@@ -319,10 +319,6 @@ class Store:
             if test is not None:
                 test.cancel_server, test.cancel_handle = server, handle
 
-    def conf(self, test_id: str) -> Any:
-        test = self.get(test_id)
-        return None if test is None or test.conf_json is None else json.loads(test.conf_json)
-
     # ---- results ------------------------------------------------------------------------------
     def store_results(self, test_id: str, parsed: ParsedResults, data: bytes) -> bool:
         """Replace the test's results (an upload retried is stored once); False if no test."""

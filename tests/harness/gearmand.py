@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from farm_client.gearman_client import Gearman, GearmanError, Server
 from harness.loopback import free_port
 
 
@@ -19,25 +19,9 @@ def find_gearmand() -> str | None:
         None)
 
 
-_LISTS = ("status", "workers", "show jobs", "show unique jobs", "prioritystatus")
-
-
-def admin(port: int, command: str, timeout_s: float = 5.0) -> list[str]:
-    """One gearmand admin command: its lines (a list ends with a line holding `.`)."""
-    multi = command.startswith(_LISTS)
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as s:
-        s.sendall(command.encode() + b"\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-            if multi and (data == b".\n" or data.endswith(b"\n.\n")):
-                break
-            if not multi and data.endswith(b"\n"):
-                break
-    return [line for line in data.decode().splitlines() if line != "."]
+def admin(port: int, command: str) -> list[str]:
+    """One gearmand admin command (the client's own implementation of the protocol)."""
+    return Gearman([Server("127.0.0.1", port)]).admin(Server("127.0.0.1", port), command)
 
 
 def status(port: int) -> dict[str, tuple[int, int, int]]:
@@ -76,9 +60,9 @@ class Gearmand:
                 raise RuntimeError(f"gearmand exited {self.proc.returncode}: "
                                    f"{(self.state / 'gearmand.log').read_text()[-500:]}")
             try:
-                admin(self.port, "version", 1)
+                admin(self.port, "version")
                 return
-            except OSError:
+            except GearmanError:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError("gearmand did not answer")

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from farm_client.lifecycle import Report
+from farm_client.models import TestRow
 from farm_client.server.auth import require_worker
 from farm_client.server.state import farm
 from farm_client.subunit_results import NotSubunit, parse
@@ -154,40 +155,34 @@ def post_result() -> tuple[Response, int]:
                     "failed": parsed.failed, "skipped": parsed.skipped}), 201
 
 
-def _known_test(test_id: str) -> tuple[Response, int] | None:
-    if farm().store.get(test_id) is None:
+def _requested_test() -> TestRow | tuple[Response, int]:
+    """The test named by `?test_id=` for a known testing host, or the error answer."""
+    require_worker()
+    try:
+        test_id = test_id_of(request.args.get("test_id"))
+    except BadField as exc:
+        return bad_request(exc)
+    test = farm().store.get(test_id)
+    if test is None:
         return jsonify({"error": f"test_id: {show(test_id)} is not a test of this server",
                         "field": "test_id"}), 404
-    return None
+    return test
 
 
 @bp.get("/get-miniconf", strict_slashes=False)
 def get_miniconf() -> tuple[Response, int]:
-    require_worker()
-    try:
-        test_id = test_id_of(request.args.get("test_id"))
-    except BadField as exc:
-        return bad_request(exc)
-    missing = _known_test(test_id)
-    if missing:
-        return missing
-    conf = farm().store.conf(test_id)
-    if conf is None:
-        return jsonify({"error": f"test {test_id} has no tempest configuration"}), 404
-    return jsonify(conf), 200
+    test = _requested_test()
+    if not isinstance(test, TestRow):
+        return test
+    if test.conf_json is None:
+        return jsonify({"error": f"test {test.id} has no tempest configuration"}), 404
+    return jsonify(json.loads(test.conf_json)), 200
 
 
 @bp.get("/get-testcases", strict_slashes=False)
 def get_testcases() -> tuple[Response, int]:
-    require_worker()
-    try:
-        test_id = test_id_of(request.args.get("test_id"))
-    except BadField as exc:
-        return bad_request(exc)
-    missing = _known_test(test_id)
-    if missing:
-        return missing
-    test = farm().store.get(test_id)
-    assert test is not None
+    test = _requested_test()
+    if not isinstance(test, TestRow):
+        return test
     tests = json.loads(test.tests_json) if test.tests_json else {}
     return jsonify({"testcases": list(tests.get("include", []))}), 200
