@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import gear
 
@@ -113,9 +114,10 @@ def test_a_silent_running_test_gearmand_queued_again_goes_back_to_queued(
     report(farm_app, "m3", "running")
     assert monitor(farm_app, later_s=3600).run_once() == []  # running in gearmand: fine
     w.shutdown()  # the worker dies: gearmand queues the job again
-    for _ in range(50):
-        if status(own_gearmand.port)[run_function("47.0.0")][1] == 0:
-            break
+    end = time.monotonic() + 10
+    while status(own_gearmand.port)[run_function("47.0.0")][1] != 0:
+        assert time.monotonic() < end, "gearmand still shows the job running"
+        time.sleep(0.05)
     (action,) = monitor(farm_app, later_s=3600).run_once()
     assert "queued (queued again by gearmand: the worker was lost" in action
     test = farm_app.store.get("m3")
