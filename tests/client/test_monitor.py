@@ -11,6 +11,7 @@ from client.conftest import App
 from farm_client.models import utcnow
 from farm_client.monitor import Monitor
 from farm_worker.protocol import cancel_function, parse_payload, run_function
+from harness.gearclient import take_job
 from harness.gearmand import Gearmand, admin, status
 
 
@@ -38,6 +39,14 @@ def states(app: App, test_id: str) -> list[tuple[str, str]]:
     return [(h.source, h.state) for h in app.store.history(test_id)]
 
 
+def gone(gearmand: Gearmand, unique: str) -> None:
+    """Wait until gearmand has processed the job's WORK_COMPLETE."""
+    end = time.monotonic() + 10
+    while unique in admin(gearmand.port, "show unique jobs"):
+        assert time.monotonic() < end, f"gearmand still has {unique}"
+        time.sleep(0.02)
+
+
 def test_nothing_to_do_when_gearmand_has_every_job(farm_app: App) -> None:
     create(farm_app, "m0")
     assert monitor(farm_app, later_s=3600).run_once() == []
@@ -53,16 +62,8 @@ def test_a_lost_queued_job_is_resubmitted(farm_app: App, own_gearmand: Gearmand)
     assert admin(own_gearmand.port, "show unique jobs") == ["m1"]
     assert states(farm_app, "m1")[-1] == ("monitor", "queued")
     # the job is the same as the first: a worker gets a valid payload without the conf
-    w = gear.Worker(client_id="probe")
-    try:
-        w.addServer("127.0.0.1", own_gearmand.port)
-        w.registerFunction(run_function("47.0.0"))
-        w.waitForServer(timeout=5)
-        job = w.getJob()
-        payload = parse_payload(bytes(job.arguments))
-        job.sendWorkComplete(b"{}")
-    finally:
-        w.shutdown()
+    raw, _ = take_job(own_gearmand.port, run_function("47.0.0"))
+    payload = parse_payload(raw)
     assert payload.test_id == "m1" and payload.conf is None and payload.dry_run
 
 
@@ -71,18 +72,13 @@ def test_a_job_that_keeps_vanishing_ends_error(farm_app: App, own_gearmand: Gear
     test again and again."""
     create(farm_app, "m5")
     m = monitor(farm_app)
-    w = gear.Worker(client_id="mute")
-    try:
-        w.addServer("127.0.0.1", own_gearmand.port)
-        w.registerFunction(run_function("47.0.0"))
-        w.waitForServer(timeout=5)
-        for _ in range(3):
-            w.getJob().sendWorkComplete(b"{}")  # done, but no report reached the server
-            (action,) = m.run_once()
-            assert action.startswith("m5: resubmitted"), action
-        w.getJob().sendWorkComplete(b"{}")
-    finally:
-        w.shutdown()
+    for _ in range(3):
+        take_job(own_gearmand.port, run_function("47.0.0"))  # no report reaches the server
+        gone(own_gearmand, "m5")
+        (action,) = m.run_once()
+        assert action.startswith("m5: resubmitted"), action
+    take_job(own_gearmand.port, run_function("47.0.0"))
+    gone(own_gearmand, "m5")
     (action,) = m.run_once()
     assert "vanished from gearmand 4 times without a report" in action
     test = farm_app.store.get("m5")

@@ -13,6 +13,7 @@ import gear
 
 from client.conftest import App, json_of, make_app
 from farm_worker.protocol import cancel_function, parse_payload, run_function
+from harness.gearclient import take_job
 from harness.gearmand import Gearmand, admin, status
 from harness.subunit_streams import stream
 
@@ -37,22 +38,13 @@ def test_create_queues_a_background_job_without_the_password(farm_app: App,
     assert status(own_gearmand.port)[run_function("47.0.0")] == (1, 0, 0)
     assert admin(own_gearmand.port, "show unique jobs") == ["c1"]
     # what a worker receives: the callback is the server, no conf, the selection kept
-    w = gear.Worker(client_id="probe")
-    try:
-        w.addServer("127.0.0.1", own_gearmand.port)
-        w.registerFunction(run_function("47.0.0"))
-        w.waitForServer(timeout=5)
-        job = w.getJob()
-        raw = bytes(job.arguments)
-        job.sendWorkComplete(b"{}")
-    finally:
-        w.shutdown()
+    raw, unique = take_job(own_gearmand.port, run_function("47.0.0"))
     assert SECRET.encode() not in raw
     payload = parse_payload(raw)
     assert payload.conf is None and payload.callback is not None
     assert payload.callback.url == farm_app.config.callback_url
     assert payload.tests is not None and payload.tests.regex == "tempest.api.identity"
-    assert payload.dry_run and payload.timeout_s == 600 and job.unique == b"c1"
+    assert payload.dry_run and payload.timeout_s == 600 and unique == b"c1"
 
 
 def test_create_validates_with_the_protocol_schema(farm_app: App) -> None:

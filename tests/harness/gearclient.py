@@ -44,6 +44,21 @@ class TestClient(gear.Client):  # type: ignore[misc]
         return job
 
 
+def take_job(port: int, function: str) -> tuple[bytes, bytes | None]:
+    """Act as a worker once: take a job of `function` from gearmand on 127.0.0.1:port,
+    complete it, and return its (arguments, unique)."""
+    w = gear.Worker(client_id=f"probe-{uuid.uuid4().hex[:6]}")
+    try:
+        w.addServer("127.0.0.1", port)
+        w.registerFunction(function)
+        w.waitForServer(timeout=5)
+        job = w.getJob()
+        job.sendWorkComplete(b"{}")
+        return bytes(job.arguments), job.unique
+    finally:
+        w.shutdown()
+
+
 def wait(job: gear.Job, timeout_s: float) -> gear.Job:
     end = time.monotonic() + timeout_s
     while not job.complete:
