@@ -33,7 +33,8 @@ def st(server: FarmServer, tmp_path: Path, *args: str) -> None:
          # schemathesis generates from several threads (SystemError, not a server error)
          "--max-examples", "30", "--seed", "20261125", "--workers", "1",
          "--report-dir", str(tmp_path / "st"), "--warnings", "off", *args],
-        capture_output=True, text=True, timeout=600)
+        capture_output=True, text=True, timeout=600,
+        cwd=tmp_path)  # its example database and cache stay out of the clone
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert "server error" not in proc.stdout.lower().replace("not_a_server_error", "")
 
