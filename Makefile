@@ -28,6 +28,7 @@ unit: bootstrap
 bench: bootstrap
 	$(VENV)/bin/python bench/environments.py
 	$(VENV)/bin/python bench/status_api.py
+	$(VENV)/bin/python bench/dispatch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,5 @@
-"""`farm`: the status server's commands (serve, server ..., monitor). The only module that
-exits the process."""
+"""`farm`: the client commands (submit, watch, cancel, ... in commands.py) and the status
+server's (serve, monitor, server ...). The only module that exits the process."""
 
 from __future__ import annotations
 
@@ -11,25 +11,46 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from farm_client import __version__
+from farm_client.commands import add_client_commands
 from farm_client.exceptions import FarmClientError
 from farm_client.gearman_client import Gearman
 from farm_client.server_config import ServerConfig, load_server_config
 from farm_client.store import Store
+from farm_worker.exceptions import PayloadError
 
 log = logging.getLogger("farm_client")
 
 DESCRIPTION = """\
-refstack-farm: the status server (the RefStack side) and its administration.
+refstack-farm: queue Tempest runs on a pool of workers through gearman, follow and cancel
+them, read their results; and run the status server that keeps them.
 
-Each server setting comes from its flag, else FARM_SERVER_<KEY> in the environment, else
-the server config file (-c, else $FARM_SERVER_CONFIG, else /etc/refstack-farm/server.yaml),
-else the default."""
+Client commands (config ... ping) find the farm in refstack.cfg: GEARMAN_SERVER,
+GEARMAN_PORT, TEST_METHOD, FARM_SERVER_URL, FARM_TOKEN; each from its flag, else FARM_<KEY>
+in the environment, else the file (-c, else ./refstack.cfg, else
+/etc/refstack/refstack.cfg), else the default. With FARM_SERVER_URL they go through the
+status server, else straight to gearmand.
+
+Server commands (serve, monitor, server ...) read server.yaml: each setting from its flag,
+else FARM_SERVER_<KEY> in the environment, else the file (-c, else $FARM_SERVER_CONFIG,
+else /etc/refstack-farm/server.yaml), else the default."""
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps each paragraph of a description on its own; keeps the blank lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n\n" not in text and "\n" in text:  # laid out by hand
+            return super()._fill_text(text, width, indent)
+        return "\n\n".join(textwrap.fill(par, width, initial_indent=indent,
+                                         subsequent_indent=indent)
+                           for par in text.split("\n\n"))
 
 NAME_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
@@ -197,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--database-url", help="SQLAlchemy URL (config: database_url)")
     common.add_argument("--gearman", action="append", metavar="HOST:PORT",
                         help="gearmand (repeat for several; config: gearman_servers)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_client_commands(sub, _Formatter)
 
     p = sub.add_parser("serve", parents=[common], help="run the status server (gunicorn)")
     p.add_argument("--listen", metavar="HOST:PORT", help="config: listen")
@@ -237,9 +259,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (FarmClientError, SQLAlchemyError, OSError) as exc:
+    except (FarmClientError, PayloadError, SQLAlchemyError, OSError) as exc:
         print(f"farm {args.command}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"farm {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -9,23 +9,28 @@ protocol (`status`, `show jobs`, `show unique jobs`, `workers`, `cancel job`).
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import struct
 import threading
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import gear
 
 from farm_client.exceptions import FarmClientError
-from farm_worker.protocol import RUN_PREFIX, version_of_function
+from farm_worker.protocol import PING_PREFIX, RUN_PREFIX, version_of_function
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 4730
-_GET_STATUS, _STATUS_RES = 15, 20  # binary protocol packet types
+# binary protocol packet types gear has no call for
+_GET_STATUS, _STATUS_RES = 15, 20
+_GET_STATUS_UNIQUE, _STATUS_RES_UNIQUE = 41, 42
+_FINAL_KINDS = frozenset({"complete", "fail", "exception", "disconnect"})
 _LIST_COMMANDS = ("status", "workers", "show jobs", "show unique jobs")
 
 
@@ -63,13 +68,93 @@ class FunctionStatus:
     workers: int
 
 
+@dataclass(frozen=True)
+class UniqueStatus:
+    """GET_STATUS_UNIQUE of a job's unique id (the test id) on one gearmand."""
+
+    server: Server
+    known: bool
+    running: bool
+    done: int
+    total: int
+    clients: int  # foreground clients waiting on it
+
+
+@dataclass(frozen=True)
+class Update:
+    """Something a worker sent about a foreground job."""
+
+    kind: str  # "data" | "status" | "complete" | "fail" | "exception" | "disconnect"
+    data: bytes = b""
+    done: int = 0
+    total: int = 0
+
+
+class ForegroundJob:
+    """A foreground job: its updates arrive in order on a queue, read with `updates()`."""
+
+    def __init__(self, function: str, payload: bytes, unique: str | None) -> None:
+        self.gear_job = _StreamedJob(self, function, payload, unique)
+        self._updates: queue.Queue[Update] = queue.Queue()
+        self.final: Update | None = None
+        self.server: Server | None = None
+        self.finished_at: float | None = None  # perf_counter() when the end arrived
+
+    @property
+    def handle(self) -> str:
+        return bytes(self.gear_job.handle or b"").decode()
+
+    def _put(self, update: Update) -> None:
+        if update.kind in _FINAL_KINDS:
+            self.finished_at = time.perf_counter()
+        self._updates.put(update)
+
+    def updates(self, timeout_s: float | None = None,
+                poll_s: float = 0.25) -> Iterator[Update | None]:
+        """Every update until the final one; None every `poll_s` without one (so the
+        caller can redraw, or give up after `timeout_s`: then it stops early)."""
+        end = None if timeout_s is None else time.monotonic() + timeout_s
+        while self.final is None:
+            left = poll_s if end is None else min(poll_s, end - time.monotonic())
+            if left <= 0:
+                return
+            try:
+                update = self._updates.get(timeout=left)
+            except queue.Empty:
+                yield None
+                continue
+            if update.kind in _FINAL_KINDS:
+                self.final = update
+            yield update
+
+    def wait(self, timeout_s: float | None = None) -> Update | None:
+        for _ in self.updates(timeout_s):
+            pass
+        return self.final
+
+
+class _StreamedJob(gear.Job):  # type: ignore[misc]
+    def __init__(self, owner: ForegroundJob, function: str, payload: bytes,
+                 unique: str | None) -> None:
+        super().__init__(function, payload, unique=unique)
+        self.owner = owner
+
+
 class _NoDelayConnection(gear.Connection):  # type: ignore[misc]
     def connect(self) -> None:
         super().connect()
         self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def _forward(job: Any, update: Update) -> Any:
+    if isinstance(job, _StreamedJob):
+        job.owner._put(update)
+    return job
+
+
 class _Client(gear.Client):  # type: ignore[misc]
+    """gear's client with TCP_NODELAY, whose foreground jobs stream their updates."""
+
     def __init__(self, servers: Iterable[Server]) -> None:
         super().__init__(client_id=f"farm-{uuid.uuid4().hex[:8]}")
         with self.connections_condition:
@@ -77,6 +162,32 @@ class _Client(gear.Client):  # type: ignore[misc]
                 self.inactive_connections.append(
                     _NoDelayConnection(s.host, s.port, client_id=self.client_id))
             self.connections_condition.notify_all()
+
+    def handleWorkData(self, packet: gear.Packet) -> Any:
+        return _forward(super().handleWorkData(packet),
+                        Update("data", bytes(packet.getArgument(1, True))))
+
+    def handleWorkStatus(self, packet: gear.Packet) -> Any:
+        job = super().handleWorkStatus(packet)
+        try:
+            done, total = int(packet.getArgument(1)), int(packet.getArgument(2))
+        except ValueError:
+            return job
+        return _forward(job, Update("status", done=done, total=total))
+
+    def handleWorkComplete(self, packet: gear.Packet) -> Any:
+        return _forward(super().handleWorkComplete(packet),
+                        Update("complete", bytes(packet.getArgument(1, True))))
+
+    def handleWorkFail(self, packet: gear.Packet) -> Any:
+        return _forward(super().handleWorkFail(packet), Update("fail"))
+
+    def handleWorkException(self, packet: gear.Packet) -> Any:
+        return _forward(super().handleWorkException(packet),
+                        Update("exception", bytes(packet.getArgument(1, True))))
+
+    def handleDisconnect(self, job: Any) -> Any:
+        return _forward(super().handleDisconnect(job), Update("disconnect"))
 
 
 def _recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -126,6 +237,33 @@ class Gearman:
             job.connection.related_jobs.pop(job.handle, None)
         server = Server(job.connection.host, job.connection.port)
         return server, job.handle.decode()
+
+    def start(self, function: str, payload: bytes, unique: str | None = None) -> ForegroundJob:
+        """Submit a foreground job; read its updates from the returned object. gearmand
+        withdraws it if this client goes away before a worker takes it."""
+        client = self._gear()
+        job = ForegroundJob(function, payload, unique)
+        try:
+            client.submitJob(job.gear_job, background=False, timeout=self.connect_timeout_s)
+        except (gear.GearmanError, gear.TimeoutError, gear.NoConnectedServersError,
+                OSError) as exc:
+            raise GearmanError(f"submitting {function}: {exc.__class__.__name__} {exc}") \
+                from None
+        conn = job.gear_job.connection
+        job.server = Server(conn.host, conn.port)
+        return job
+
+    def call(self, function: str, payload: bytes = b"", unique: str | None = None,
+             timeout_s: float = 30.0) -> bytes:
+        """A foreground job's WORK_COMPLETE data; GearmanError on failure or timeout."""
+        job = self.start(function, payload, unique)
+        final = job.wait(timeout_s)
+        if final is None:
+            raise GearmanError(f"{function}: no answer within {timeout_s:g} s")
+        if final.kind != "complete":
+            raise GearmanError(f"{function}: {final.kind} {final.data.decode(errors='replace')}"
+                               .rstrip())
+        return final.data
 
     def close(self) -> None:
         with self._lock:
@@ -190,25 +328,69 @@ class Gearman:
                 out[parts[0]] = (int(parts[1]), parts[2] == "1", parts[3] == "1")
         return out
 
-    def job_status(self, server: Server, handle: str,
-                   timeout_s: float = 5.0) -> tuple[bool, bool, int, int]:
-        """GET_STATUS of a job: (known, running, done, total). gear has no call for it and
-        `show jobs` does not tell a running job from a queued one."""
-        data = handle.encode()
-        request = b"\0REQ" + struct.pack(">II", _GET_STATUS, len(data)) + data
+    def _binary(self, server: Server, kind: int, data: bytes, answer: int,
+                timeout_s: float = 5.0) -> list[bytes]:
+        """One request of the binary protocol on its own connection; the answer's fields."""
+        request = b"\0REQ" + struct.pack(">II", kind, len(data)) + data
         try:
             with socket.create_connection((server.host, server.port), timeout=timeout_s) as s:
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 s.sendall(request)
                 head = _recv_exactly(s, 12)
-                magic, kind, size = head[:4], *struct.unpack(">II", head[4:])
+                magic, got, size = head[:4], *struct.unpack(">II", head[4:])
                 body = _recv_exactly(s, size)
         except OSError as exc:
             raise GearmanError(f"gearmand {server}: {exc.__class__.__name__}: {exc}") from None
-        if magic != b"\0RES" or kind != _STATUS_RES:
-            raise GearmanError(f"gearmand {server}: unexpected answer to GET_STATUS ({kind})")
-        _, known, running, done, total = (body.split(b"\0") + [b"0"] * 5)[:5]
+        if magic != b"\0RES" or got != answer:
+            raise GearmanError(f"gearmand {server}: unexpected answer ({got}) to request {kind}")
+        return body.split(b"\0")
+
+    def job_status(self, server: Server, handle: str,
+                   timeout_s: float = 5.0) -> tuple[bool, bool, int, int]:
+        """GET_STATUS of a job: (known, running, done, total). gear has no call for it and
+        `show jobs` does not tell a running job from a queued one."""
+        fields = self._binary(server, _GET_STATUS, handle.encode(), _STATUS_RES, timeout_s)
+        _, known, running, done, total = (fields + [b"0"] * 5)[:5]
         return (known == b"1", running == b"1", int(done or 0), int(total or 0))
+
+    def unique_status(self, server: Server, unique: str,
+                      timeout_s: float = 5.0) -> UniqueStatus:
+        """GET_STATUS_UNIQUE: where a test id's job stands on one gearmand."""
+        fields = self._binary(server, _GET_STATUS_UNIQUE, unique.encode(), _STATUS_RES_UNIQUE,
+                              timeout_s)
+        _, known, running, done, total, clients = (fields + [b"0"] * 6)[:6]
+        return UniqueStatus(server, known == b"1", running == b"1", int(done or 0),
+                            int(total or 0), int(clients or 0))
+
+    def locate(self, unique: str) -> tuple[UniqueStatus | None, list[str]]:
+        """The job with this unique id on any server (None: on none that answered), and
+        the errors of the servers that did not answer."""
+        errors = []
+        for server in self.servers:
+            try:
+                st = self.unique_status(server, unique)
+            except GearmanError as exc:
+                errors.append(str(exc))
+                continue
+            if st.known:
+                return st, errors
+        if len(errors) == len(self.servers):
+            raise GearmanError("; ".join(errors))
+        return None, errors
+
+    def worker_ids(self) -> dict[str, list[Server]]:
+        """Farm workers (their `farm:ping:<id>` function) -> the servers they serve."""
+        out: dict[str, list[Server]] = {}
+        for server in self.servers:
+            try:
+                rows = self.workers(server)
+            except GearmanError:
+                continue
+            for row in rows:
+                for name in row["functions"]:
+                    if name.startswith(PING_PREFIX):
+                        out.setdefault(name[len(PING_PREFIX):], []).append(server)
+        return out
 
     def cancel_queued(self, server: Server, handle: str) -> bool:
         """Remove a job that no worker has taken yet (gearmand's `cancel job`)."""

@@ -5,32 +5,17 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from farm_worker.environments import PrepareResult
-from harness.checks import leftovers, processes_under
-from harness.gearmand import Gearmand
+from harness.checks import leftovers
 from harness.keystone import ADMIN_PASSWORD, Keystone
 from harness.server import FarmServer
 from harness.workers import WorkerFactory
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest]
 SMOKE = r"tempest\.api\.identity\..*smoke"
-
-
-@pytest.fixture
-def server(tmp_path: Path, gearmand: Gearmand) -> Iterator[FarmServer]:
-    s = FarmServer(tmp_path / "server", [gearmand.address],
-                   extra={"stale_after_s": 3, "monitor_interval_s": 1})
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
-        assert processes_under(s.base) == []  # the monitor went with the server
 
 
 def start_worker(workers: WorkerFactory, server: FarmServer, name: str) -> None:

@@ -1,0 +1,95 @@
+"""The status server's JSON API v1, as a client (what `farm` uses when a server is set)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import requests
+
+from farm_client.exceptions import FarmClientError
+
+
+class APIError(FarmClientError):
+    """The server refused a request, or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None,
+                 body: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body or {}
+
+
+class FarmAPI:
+    def __init__(self, url: str, token: str | None, timeout_s: float = 30.0) -> None:
+        self.url = url.rstrip("/") + "/"
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def __repr__(self) -> str:  # the token stays out of reprs and logs
+        return f"FarmAPI({self.url!r})"
+
+    def request(self, method: str, path: str, expect: tuple[int, ...] = (200,),
+                **kwargs: Any) -> requests.Response:
+        try:
+            r = self.session.request(method, self.url + path.lstrip("/"),
+                                     timeout=self.timeout_s, **kwargs)
+        except requests.RequestException as exc:
+            raise APIError(f"{self.url}: {exc.__class__.__name__}: {exc}") from None
+        if r.status_code not in expect:
+            try:
+                body = r.json()
+            except ValueError:
+                body = {}
+            if not isinstance(body, dict):
+                body = {}
+            message = body.get("error") or r.text.strip()[:200] or r.reason
+            raise APIError(f"{method} {path}: {r.status_code} {message}", r.status_code, body)
+        return r
+
+    def _json(self, method: str, path: str, expect: tuple[int, ...] = (200,),
+              **kwargs: Any) -> dict[str, Any]:
+        r = self.request(method, path, expect, **kwargs)
+        try:
+            doc = r.json()
+        except ValueError:
+            raise APIError(f"{method} {path}: the answer is not JSON") from None
+        if not isinstance(doc, dict):
+            raise APIError(f"{method} {path}: the answer is not a JSON object")
+        return doc
+
+    def create_test(self, doc: dict[str, Any], queue_anyway: bool = False) -> dict[str, Any]:
+        body = {**doc, "queue_anyway": queue_anyway}
+        return self._json("POST", "v1/tests", (201,), json=body)["test"]  # type: ignore[no-any-return]
+
+    def test(self, test_id: str) -> dict[str, Any]:
+        """{"test": ..., "history": [...]}"""
+        return self._json("GET", f"v1/tests/{test_id}")
+
+    def tests(self, states: list[str] | None = None, version: str | None = None,
+              limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if states:
+            params["state"] = ",".join(states)
+        if version:
+            params["version"] = version
+        return self._json("GET", "v1/tests", params=params)
+
+    def cancel(self, test_id: str) -> dict[str, Any]:
+        return self._json("POST", f"v1/tests/{test_id}/cancel", (200, 202))
+
+    def results(self, test_id: str) -> dict[str, Any]:
+        return self._json("GET", f"v1/tests/{test_id}/results")
+
+    def results_raw(self, test_id: str, fmt: str) -> bytes:
+        return self.request("GET", f"v1/tests/{test_id}/results",
+                            params={"format": fmt}).content
+
+    def queue(self) -> dict[str, Any]:
+        return self._json("GET", "v1/queue")
+
+
+def dumps(doc: Any) -> str:
+    return json.dumps(doc, indent=1, sort_keys=True)

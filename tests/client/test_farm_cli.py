@@ -1,0 +1,294 @@
+"""`farm` as people and scripts use it, against a real gearmand, real worker processes, a
+real `farm serve` and real Tempest (dry runs where a full run adds nothing)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from farm_worker.environments import PrepareResult
+from farm_worker.protocol import cancel_function
+from harness.checks import leftovers, processes_under
+from harness.farmcli import farm, start_farm
+from harness.gearmand import Gearmand, status
+from harness.keystone import ADMIN_PASSWORD, Keystone
+from harness.recorder import Recorder
+from harness.server import FarmServer
+from harness.workers import WorkerFactory, WorkerProcess
+
+pytestmark = [pytest.mark.gearman, pytest.mark.tempest]
+SMOKE = r"tempest\.api\.identity\..*smoke"
+DUMMY_CONF = {"identity": {"uri_v3": "http://127.0.0.1:9/v3"}}
+
+
+def write_json(path: Path, doc: object) -> Path:
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def direct(gearmand: Gearmand) -> tuple[str, ...]:
+    return ("--gearman", gearmand.address)
+
+
+def via(server: FarmServer) -> dict[str, str]:
+    return {"FARM_SERVER_URL": server.url, "FARM_TOKEN": server.user_token}
+
+
+def server_worker(workers: WorkerFactory, server: FarmServer, name: str,
+                  versions: tuple[str, ...] = ("47.0.0",)) -> WorkerProcess:
+    return workers.start(name, versions=versions,
+                         callbacks=[{"url": server.url, "token": server.worker_token}])
+
+
+def test_dry_run_submit_wait_straight_to_gearmand(tmp_path: Path, gearmand: Gearmand,
+                                                  workers: WorkerFactory,
+                                                  tempest47: PrepareResult) -> None:
+    workers.start("cli-dry")
+    conf = write_json(tmp_path / "conf.json", DUMMY_CONF)
+    r = farm(tmp_path, "submit", *direct(gearmand), "--tempest", "47.0.0", "--conf", str(conf),
+             "--regex", "tempest.api.identity", "--dry-run", "--wait", "--test-id", "cli-dry-1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    # not a terminal: plain lines, no escape codes or carriage returns
+    assert "\x1b[" not in r.stdout and "\r" not in r.stdout
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("cli-dry-1 queued on tempest:run:47.0.0 via gearmand")
+    assert any("cli-dry-1 installing on cli-dry" in line for line in lines), r.stdout
+    assert any("cli-dry-1 passed on cli-dry: dry run: 138 tests selected" in line
+               for line in lines), r.stdout
+    # --json gives the worker's summary
+    r = farm(tmp_path, "submit", *direct(gearmand), "--tempest", "47.0.0", "--conf", str(conf),
+             "--regex", "tempest.api.identity.v3.test_tokens", "--dry-run", "--wait", "--json")
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["state"] == "passed" and summary["worker"] == "cli-dry"
+    assert 0 < summary["total"] < 138
+
+
+def test_submit_then_watch_through_the_server(tmp_path: Path, server: FarmServer,
+                                              workers: WorkerFactory,
+                                              tempest47: PrepareResult) -> None:
+    server_worker(workers, server, "cli-srv")
+    payload = write_json(tmp_path / "job.json", {
+        "tempest": {"version": "47.0.0"}, "conf": DUMMY_CONF,
+        "tests": {"regex": "tempest.api.identity"}, "dry_run": True})
+    r = farm(tmp_path, "submit", str(payload), "--test-id", "cli-srv-1", "--json", env=via(server))
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"test_id": "cli-srv-1", "function": "tempest:run:47.0.0",
+                                    "via": "server", "handle": None, "server": None}
+    r = farm(tmp_path, "watch", "cli-srv-1", env=via(server))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "cli-srv-1 passed on cli-srv: dry run: 138 tests selected" in r.stdout
+    assert "\x1b[" not in r.stdout
+    r = farm(tmp_path, "status", "cli-srv-1", env=via(server))
+    assert r.returncode == 0 and "cli-srv-1: passed" in r.stdout
+    assert [line.split()[1] for line in r.stdout.splitlines()[2:]] == [
+        "queued", "installing", "passed"], r.stdout
+    r = farm(tmp_path, "list", "--state", "passed", "--json", env=via(server))
+    assert [t["id"] for t in json.loads(r.stdout)["tests"]] == ["cli-srv-1"]
+    # the same test id again: refused, and still one run
+    r = farm(tmp_path, "submit", str(payload), "--test-id", "cli-srv-1", env=via(server))
+    assert r.returncode == 2 and "exists already" in r.stderr
+    assert json.loads(farm(tmp_path, "list", "--json", env=via(server)).stdout)["total"] == 1
+
+
+@pytest.mark.cloud
+def test_identity_smoke_run_wait_and_results(tmp_path: Path, server: FarmServer,
+                                             workers: WorkerFactory, keystone: Keystone,
+                                             tempest47: PrepareResult) -> None:
+    server_worker(workers, server, "cli-smoke")
+    conf = write_json(tmp_path / "conf.json", keystone.tempest_conf())
+    r = farm(tmp_path, "submit", "--tempest", "47.0.0", "--conf", str(conf), "--regex", SMOKE,
+             "--test-id", "cli-smoke-1", "--wait", env=via(server))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "cli-smoke-1 running on cli-smoke" in r.stdout
+    assert "test cli-smoke-1: passed" in r.stdout and "FAILED" not in r.stdout
+    doc = json.loads(farm(tmp_path, "results", "cli-smoke-1", "--format", "json",
+                          env=via(server)).stdout)
+    passed = [x for x in doc["results"] if x["status"] == "success"]
+    assert len(passed) == doc["test"]["summary"]["passed"] >= 10
+    junit = farm(tmp_path, "results", "cli-smoke-1", "--format", "junit", env=via(server))
+    assert junit.stdout.startswith("<?xml") and "<testsuite" in junit.stdout
+    out = tmp_path / "report.html"
+    r = farm(tmp_path, "results", "cli-smoke-1", "--format", "html", "-o", str(out),
+             env=via(server))
+    html = out.read_text()
+    assert r.returncode == 0 and "<h2>Slowest tests</h2>" in html and "src=" not in html
+    assert passed[0]["name"].split("[")[0] in html
+    sub = tmp_path / "run.subunit"
+    farm(tmp_path, "results", "cli-smoke-1", "--format", "subunit", "-o", str(sub),
+         env=via(server))
+    assert sub.read_bytes().startswith(b"\xb3")
+    for text in (r.stdout, r.stderr, html, server.log.read_text()):
+        assert ADMIN_PASSWORD not in text
+
+
+def test_no_worker_for_the_version(tmp_path: Path, gearmand: Gearmand, server: FarmServer,
+                                   workers: WorkerFactory, tempest47: PrepareResult) -> None:
+    workers.start("cli-47")
+    conf = write_json(tmp_path / "conf.json", DUMMY_CONF)
+    for env in ({}, via(server)):
+        r = farm(tmp_path, "submit", *direct(gearmand), "--tempest", "33.0.0", "--conf",
+                 str(conf), "--regex", "tempest.api", "--dry-run", env=env)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "no worker serves tempest:run:33.0.0; registered versions: 47.0.0" in r.stderr
+    assert status(gearmand.port).get("tempest:run:33.0.0", (0, 0, 0))[0] == 0
+
+
+def test_cancel_queued_it_never_starts(tmp_path: Path, gearmand: Gearmand,
+                                       workers: WorkerFactory, recorder: Recorder,
+                                       tempest40: PrepareResult) -> None:
+    """No worker serves 40.0.0 yet: the job waits; cancelled, it never runs, and a second
+    submit of the same id while it waits is refused."""
+    payload = write_json(tmp_path / "job.json", {
+        "test_id": "cli-cq-1", "tempest": {"version": "40.0.0"}, "conf": DUMMY_CONF,
+        "tests": {"regex": "tempest.api.identity"}, "dry_run": True,
+        "callback": {"url": recorder.url}})
+    r = farm(tmp_path, "submit", str(payload), *direct(gearmand))
+    assert r.returncode == 2 and "--queue-anyway" in r.stderr
+    r = farm(tmp_path, "submit", str(payload), *direct(gearmand), "--queue-anyway")
+    assert r.returncode == 0, r.stderr
+    r = farm(tmp_path, "submit", str(payload), *direct(gearmand), "--queue-anyway")
+    assert r.returncode == 2 and "already queued" in r.stderr
+    assert status(gearmand.port)["tempest:run:40.0.0"][0] == 1
+    r = farm(tmp_path, "status", "cli-cq-1", *direct(gearmand))
+    assert r.returncode == 0 and r.stdout.startswith("cli-cq-1: queued on gearmand")
+    r = farm(tmp_path, "cancel", "cli-cq-1", *direct(gearmand))
+    assert r.returncode == 0 and "stops before Tempest starts" in r.stdout, r.stdout
+    w = workers.start("cli-40", versions=("40.0.0",))
+    end = time.monotonic() + 60
+    while "cancelled" not in recorder.states("cli-cq-1"):
+        assert time.monotonic() < end, recorder.states("cli-cq-1")
+        time.sleep(0.2)
+    assert "running" not in recorder.states("cli-cq-1")
+    assert farm(tmp_path, "status", "cli-cq-1", *direct(gearmand)).returncode == 1
+    st = status(gearmand.port)
+    assert st.get("tempest:run:40.0.0", (0, 0, 0))[0] == 0
+    assert st.get(cancel_function("cli-cq-1"), (0, 0, 0))[0] == 0
+    assert leftovers(w.work_dir) == []
+
+
+def test_cancel_queued_through_the_server(tmp_path: Path, gearmand: Gearmand,
+                                          server: FarmServer, workers: WorkerFactory,
+                                          tempest40: PrepareResult) -> None:
+    r = farm(tmp_path, "submit", "--tempest", "40.0.0", "--dry-run", "--queue-anyway",
+             "--test-id", "cli-scq-1", env=via(server))
+    assert r.returncode == 0, r.stderr
+    r = farm(tmp_path, "cancel", "cli-scq-1", "--wait", env=via(server))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "removed from the queue" in r.stdout and "cli-scq-1: cancelled" in r.stdout
+    server_worker(workers, server, "cli-s40", versions=("40.0.0",))
+    time.sleep(2)  # a worker that could take it: nothing comes
+    doc = server.api("GET", "/v1/tests/cli-scq-1").json()
+    assert doc["test"]["state"] == "cancelled" and doc["test"]["worker"] is None
+    assert status(gearmand.port).get("tempest:run:40.0.0", (0, 0, 0))[0] == 0
+
+
+@pytest.mark.cloud
+def test_cancel_running_kills_the_tree_in_5_s(tmp_path: Path, gearmand: Gearmand,
+                                             server: FarmServer, workers: WorkerFactory,
+                                             keystone: Keystone,
+                                             tempest47: PrepareResult) -> None:
+    w = server_worker(workers, server, "cli-cr")
+    conf = write_json(tmp_path / "conf.json", keystone.tempest_conf())
+    farm(tmp_path, "submit", "--tempest", "47.0.0", "--conf", str(conf), "--regex",
+         "tempest.api.identity", "--test-id", "cli-cr-1", env=via(server))
+    doc = server.wait_state("cli-cr-1", {"running"})
+    end = time.monotonic() + 120
+    while not (doc["test"]["progress"]["done"] or 0) >= 1:  # Tempest is really running
+        assert time.monotonic() < end
+        time.sleep(0.2)
+        doc = server.api("GET", "/v1/tests/cli-cr-1").json()
+    assert processes_under(w.work_dir)
+    asked = time.monotonic()
+    r = farm(tmp_path, "cancel", "cli-cr-1", env=via(server))
+    assert r.returncode == 0 and "cancel requested" in r.stdout, r.stdout + r.stderr
+    while processes_under(w.work_dir):
+        assert time.monotonic() - asked < 5, "the Tempest process tree outlived 5 s"
+        time.sleep(0.05)
+    doc = server.wait_state("cli-cr-1", {"cancelled", "passed", "failed", "error"}, 30)
+    assert doc["test"]["state"] == "cancelled"
+    assert leftovers(w.work_dir) == []
+    r = farm(tmp_path, "cancel", "cli-cr-1", env=via(server))
+    assert r.returncode == 1 and "already cancelled" in r.stdout
+    assert status(gearmand.port).get(cancel_function("cli-cr-1"), (0, 0, 0))[0] == 0
+
+
+def test_cancel_finished_or_unknown_queues_nothing(tmp_path: Path, gearmand: Gearmand,
+                                                   workers: WorkerFactory,
+                                                   tempest47: PrepareResult) -> None:
+    workers.start("cli-fin")
+    conf = write_json(tmp_path / "conf.json", DUMMY_CONF)
+    r = farm(tmp_path, "submit", *direct(gearmand), "--tempest", "47.0.0", "--conf", str(conf),
+             "--regex", "tempest.api.identity", "--dry-run", "--wait", "--test-id", "cli-fin-1")
+    assert r.returncode == 0, r.stderr
+    for test_id in ("cli-fin-1", "never-submitted"):
+        r = farm(tmp_path, "cancel", test_id, *direct(gearmand))
+        assert r.returncode == 1 and "nothing to cancel" in r.stdout, r.stdout
+        assert cancel_function(test_id) not in status(gearmand.port)
+
+
+def test_exit_codes(tmp_path: Path, gearmand: Gearmand, workers: WorkerFactory,
+                    tempest47: PrepareResult) -> None:
+    """1 failed (Tempest against a closed port), 2 timed out, 3 cancelled on Ctrl-C with
+    --cancel-on-interrupt, 130 when Ctrl-C only stops watching."""
+    workers.start("cli-exit")
+    conf = write_json(tmp_path / "conf.json", {
+        "identity": {"uri_v3": "http://127.0.0.1:9/v3"},
+        "auth": {"use_dynamic_credentials": False}})
+    base = ("submit", *direct(gearmand), "--tempest", "47.0.0", "--conf", str(conf), "--wait")
+    r = farm(tmp_path, *base, "--regex", r"tempest\.api\.identity\.v3\.test_tokens")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAILED" in r.stdout and "Traceback" in r.stdout
+    r = farm(tmp_path, *base, "--regex", "tempest.api.identity", "--timeout", "2")
+    assert r.returncode == 2 and "timed_out" in r.stdout, r.stdout + r.stderr
+    for flags, code in ((("--cancel-on-interrupt",), 3), ((), 130)):
+        p = start_farm(tmp_path, *base, "--regex", "tempest.api.identity", *flags)
+        try:
+            assert p.stdout is not None
+            for line in p.stdout:
+                if " installing on " in line:
+                    break
+            p.send_signal(signal.SIGINT)
+            out, err = p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert p.returncode == code, out + err
+    # the run that was only left alone went on: it ends (failed) without anyone watching
+    end = time.monotonic() + 120
+    while status(gearmand.port).get("tempest:run:47.0.0", (0, 0, 0))[1]:
+        assert time.monotonic() < end
+        time.sleep(0.2)
+
+
+def test_two_gearmand_one_down(tmp_path: Path, gearmand: Gearmand, workers: WorkerFactory,
+                               tempest47: PrepareResult) -> None:
+    other = Gearmand(tmp_path / "gm2", queue="builtin")
+    other.start()
+    try:
+        workers.start("cli-two", gearman=[gearmand.address, other.address])
+        both = ("--gearman", other.address, "--gearman", gearmand.address)
+        r = farm(tmp_path, "queue", *both, "--json")
+        servers = json.loads(r.stdout)["servers"]
+        assert [s["reachable"] for s in servers] == [True, True]
+        assert all(any(f["name"] == "tempest:run:47.0.0" and f["workers"] == 1
+                       for f in s["functions"]) for s in servers)
+        other.stop()
+        conf = write_json(tmp_path / "conf.json", DUMMY_CONF)
+        for n in range(2):  # gear would alternate servers: both go to the live one
+            r = farm(tmp_path, "submit", *both, "--tempest", "47.0.0", "--conf", str(conf),
+                     "--regex", "tempest.api.identity", "--dry-run", "--wait", "--test-id", f"cli-two-{n}")
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert f"via gearmand {gearmand.address}" in r.stdout
+        r = farm(tmp_path, "queue", *both)
+        assert r.returncode == 0 and f"gearmand {other.address}: unreachable" in r.stdout
+        assert f"gearmand {gearmand.address}" in r.stdout and "cli-two" in r.stdout
+        r = farm(tmp_path, "ping", *both)
+        assert r.returncode == 0 and r.stdout.startswith("cli-two ") and " ms " in r.stdout
+    finally:
+        other.stop()
