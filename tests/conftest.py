@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 
 from farm_worker.environments import EnvironmentCache, PrepareResult
+from harness.checks import processes_under
 from harness.gearclient import TestClient
 from harness.gearmand import Gearmand
 from harness.keystone import Keystone
 from harness.keystone import up as keystone_up
 from harness.postgres import Postgres
 from harness.recorder import Recorder
+from harness.server import FarmServer
 from harness.workers import TEMPEST, WorkerFactory
 
 
@@ -106,3 +108,16 @@ def workers(tmp_path: Path, gearmand: Gearmand, worker_cache: Path) -> Iterator[
         yield factory
     finally:
         factory.stop_all()
+
+
+@pytest.fixture
+def server(tmp_path: Path, gearmand: Gearmand) -> Iterator[FarmServer]:
+    """A real `farm serve` on the session's gearmand; its monitor finds lost jobs fast."""
+    s = FarmServer(tmp_path / "server", [gearmand.address],
+                   extra={"stale_after_s": 3, "monitor_interval_s": 1})
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        assert processes_under(s.base) == []  # the monitor went with the server

@@ -16,9 +16,7 @@ from farm_client.gearman_client import Gearman, Server
 from farm_client.server import create_app
 from farm_client.server_config import ServerConfig
 from farm_client.store import Store
-from harness.checks import processes_under
 from harness.gearmand import Gearmand
-from harness.server import FarmServer
 
 
 def json_of(response: TestResponse) -> dict[str, Any]:
@@ -75,15 +73,3 @@ def farm_app(tmp_path: Path, own_gearmand: Gearmand) -> Iterator[App]:
         a.app.extensions["farm"].gearman.close()
         a.store.engine.dispose()
 
-
-@pytest.fixture
-def server(tmp_path: Path, gearmand: Gearmand) -> Iterator[FarmServer]:
-    """A real `farm serve` on the session's gearmand; its monitor finds lost jobs fast."""
-    s = FarmServer(tmp_path / "server", [gearmand.address],
-                   extra={"stale_after_s": 3, "monitor_interval_s": 1})
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
-        assert processes_under(s.base) == []  # the monitor went with the server

@@ -282,7 +282,8 @@ def test_two_gearmand_one_down(tmp_path: Path, gearmand: Gearmand, workers: Work
         conf = write_json(tmp_path / "conf.json", DUMMY_CONF)
         for n in range(2):  # gear would alternate servers: both go to the live one
             r = farm(tmp_path, "submit", *both, "--tempest", "47.0.0", "--conf", str(conf),
-                     "--regex", "tempest.api.identity", "--dry-run", "--wait", "--test-id", f"cli-two-{n}")
+                     "--regex", "tempest.api.identity", "--dry-run", "--wait",
+                     "--test-id", f"cli-two-{n}")
             assert r.returncode == 0, r.stdout + r.stderr
             assert f"via gearmand {gearmand.address}" in r.stdout
         r = farm(tmp_path, "queue", *both)
