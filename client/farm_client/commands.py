@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from farm_client.api import dumps
 from farm_client.config import ClientConfig, load_client_config
-from farm_client.console import display_for, print_results, result_rows
+from farm_client.console import display_for, make_console, print_results, result_rows
 from farm_client.exceptions import FarmClientError
 from farm_client.farm import EXIT_CODES, Farm, Snapshot
 from farm_client.reports import html_report
@@ -203,17 +202,17 @@ def _final_report(farm: Farm, snap: Snapshot, args: argparse.Namespace) -> None:
     if getattr(args, "json", False):
         print(dumps(snap.summary or snap.__dict__))
         return
-    console = Console()
+    tempest = (snap.summary or {}).get("tempest_version")
     if farm.api is not None:
         try:
             doc = farm.results(snap.test_id)
+            tempest = doc["test"]["tempest_version"]
         except FarmClientError:
             doc = {}  # no results uploaded (error, cancelled, dry run)
         rows, complete = result_rows(doc) if doc else ([], False)
     else:
         rows, complete = result_rows({"summary": snap.summary})
-    tempest = (snap.summary or {}).get("tempest_version")
-    print_results(console, snap, rows, complete, tempest)
+    print_results(make_console(), snap, rows, complete, tempest)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -302,8 +301,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         table.add_row(t["id"], t["state"], t["tempest_version"],
                       f"{p['done']}/{p['total']}" if p["total"] else "",
                       str(s["passed"] or 0), str(s["failed"] or 0), str(s["skipped"] or 0),
-                      t["worker"] or "", t["created_at"] or "")
-    Console().print(table)
+                      t["worker"] or "", (t["created_at"] or "").replace("T", " ")[:19])
+    make_console().print(table)
     return 0
 
 
@@ -319,8 +318,8 @@ def cmd_results(args: argparse.Namespace) -> int:
             elif args.format == "html":
                 data = html_report(doc["test"], doc["results"]).encode()
             else:
-                console = Console(file=open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-                                  if args.output else None, width=None)
+                console = make_console(open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+                                       if args.output else None)
                 snap = Snapshot(doc["test"]["id"], doc["test"]["state"],
                                 worker=doc["test"]["worker"], message=doc["test"]["message"])
                 rows, complete = result_rows(doc)
@@ -351,7 +350,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps({"servers": servers}))
         return 0
-    console = Console()
+    console = make_console()
     for s in servers:
         if not s["reachable"]:
             console.print(f"[bold]gearmand {s['server']}[/]: [red]unreachable[/] "

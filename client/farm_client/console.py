@@ -58,9 +58,7 @@ class PlainDisplay:
                        f"{_counts(snap)}")
 
     def close(self, snap: Snapshot | None) -> None:
-        if snap is not None and snap.done is not None and snap.final:
-            self._line(f"{snap.test_id} {snap.state} {snap.done}/{snap.total or '?'} "
-                       f"{_counts(snap)}")
+        """The final state had its line; the counts follow in the result table."""
 
 
 class LiveDisplay:
@@ -107,6 +105,12 @@ class LiveDisplay:
 def display_for(out: TextIO | None = None) -> PlainDisplay | LiveDisplay:
     stream = out or sys.stdout
     return LiveDisplay(Console(file=stream)) if stream.isatty() else PlainDisplay(stream)
+
+
+def make_console(file: TextIO | None = None) -> Console:
+    """A terminal gets its own width; a pipe or file gets lines long enough for test ids."""
+    stream = file or sys.stdout
+    return Console(file=stream, width=None if stream.isatty() else 200)
 
 
 # ---- results ----------------------------------------------------------------------------------
