@@ -16,14 +16,16 @@ bootstrap:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh
 
 lint: bootstrap
-	$(VENV)/bin/ruff check worker client tests bench scripts
+	$(VENV)/bin/ruff check worker client tests bench scripts library
 	$(VENV)/bin/mypy
+	$(VENV)/bin/yamllint -s roles playbooks inventories
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint -q
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 unit: bootstrap
-	$(VENV)/bin/pytest -m "not gearman and not tempest and not cloud" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not gearman and not tempest and not cloud and not deployment" $(PYTEST_ARGS)
 
 bench: bootstrap
 	$(VENV)/bin/python bench/environments.py

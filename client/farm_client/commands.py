@@ -18,6 +18,7 @@ from farm_client.config import ClientConfig, load_client_config
 from farm_client.console import display_for, make_console, print_results, result_rows
 from farm_client.exceptions import FarmClientError
 from farm_client.farm import EXIT_CODES, Farm, Snapshot
+from farm_client.gearman_client import ForegroundJob
 from farm_client.reports import html_report
 from farm_worker.protocol import TEST_ID_PATTERN, VERSION_PATTERN, TestState
 
@@ -122,7 +123,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             submitted, job = farm.run(doc, args.queue_anyway)
             _announce(args, submitted.__dict__)
             return _watch(farm, submitted.test_id, farm.follow(job, submitted.test_id), args,
-                          foreground=True)
+                          job=job)
         submitted = farm.submit(doc, args.queue_anyway)
         _announce(args, submitted.__dict__)
         if not args.wait:
@@ -145,7 +146,7 @@ def _announce(args: argparse.Namespace, submitted: dict[str, Any]) -> None:
 
 # ---- watch ------------------------------------------------------------------------------------
 def _watch(farm: Farm, test_id: str, snapshots: Any, args: argparse.Namespace,
-           foreground: bool = False) -> int:
+           job: ForegroundJob | None = None) -> int:
     # with --json, stdout carries the result alone; progress goes to stderr
     display = display_for(sys.stderr if getattr(args, "json", False) else sys.stdout)
     snap: Snapshot | None = None
@@ -154,7 +155,7 @@ def _watch(farm: Farm, test_id: str, snapshots: Any, args: argparse.Namespace,
             display.update(snap)
     except KeyboardInterrupt:
         display.close(snap)
-        return _interrupted(farm, test_id, snap, args, foreground)
+        return _interrupted(farm, test_id, snap, args, job)
     display.close(snap)
     if snap is None:
         return 2
@@ -167,17 +168,24 @@ def _watch(farm: Farm, test_id: str, snapshots: Any, args: argparse.Namespace,
 
 
 def _interrupted(farm: Farm, test_id: str, snap: Snapshot | None, args: argparse.Namespace,
-                 foreground: bool) -> int:
+                 job: ForegroundJob | None) -> int:
     if getattr(args, "cancel_on_interrupt", False):
         outcome = farm.cancel(test_id)
         print(f"\n{test_id}: {outcome.message}", file=sys.stderr)
-        if outcome.outcome == "nothing":
-            return 2
+        final: Snapshot | None = None
         if farm.api is not None:
             final = _wait_final(farm, test_id, 60)
-            return final.exit_code if final else 2
-        return EXIT_CODES[TestState.CANCELLED] if farm.wait_gone(test_id, 60) else 2
-    if foreground and (snap is None or snap.state == TestState.QUEUED.value):
+        elif job is not None:  # the worker's own word on how it ended
+            for final in farm.follow(job, test_id):
+                if final.final:
+                    break
+        else:
+            return EXIT_CODES[TestState.CANCELLED] if farm.wait_gone(test_id, 60) else 2
+        if final is None or not final.final:
+            return 2
+        print(f"{test_id}: {final.state}", file=sys.stderr)
+        return final.exit_code
+    if job is not None and (snap is None or snap.state == TestState.QUEUED.value):
         print(f"\n{test_id}: stopped watching while it was still queued; gearmand withdraws "
               "a waiting foreground job when its client leaves, so it will not run "
               "(submit without --wait, or through a status server, to keep it queued)",

@@ -30,6 +30,7 @@ from farm_worker.exceptions import FieldError, PayloadError
 from farm_worker.protocol import (
     FINAL_STATES,
     PING,
+    RUN_PREFIX,
     Summary,
     TestState,
     cancel_function,
@@ -37,6 +38,7 @@ from farm_worker.protocol import (
     ping_function,
     run_function,
     show,
+    version_of_function,
 )
 
 # `farm watch` / `--wait` exit codes, by final state
@@ -215,8 +217,20 @@ class Farm:
         return self.api
 
     # ---- submit -------------------------------------------------------------------------------
+    def registered_versions(self) -> set[str]:
+        """Tempest versions some worker serves (through the server, when there is one)."""
+        if self.api is None:
+            return set(self.gearman.registered_versions())
+        found = set()
+        for server in self.queue():
+            for f in server["functions"]:
+                version = version_of_function(f["name"])
+                if f["name"].startswith(RUN_PREFIX) and version and f["workers"]:
+                    found.add(version)
+        return found
+
     def check_registered(self, version: str) -> None:
-        registered = self.gearman.registered_versions()
+        registered = self.registered_versions()
         if version not in registered:
             raise NotRegistered(version, sorted(registered, key=_version_key))
 

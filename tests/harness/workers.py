@@ -35,13 +35,25 @@ class WorkerProcess:
         return self.proc.wait(timeout_s)
 
     def stop(self, timeout_s: float = 30) -> int:
-        """SIGTERM (drain), then SIGKILL if it does not exit in time; the exit code."""
+        """SIGTERM (drain); a job still running after 5 s gets a second SIGTERM (the worker
+        cancels it and cleans up); SIGKILL as the last resort, then its job mounts are
+        undone here. The exit code."""
         self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return self.proc.wait()
+            code = self.proc.wait()
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+        for line in mounts:
+            point = line.split()[4]
+            if point.startswith(str(self.work_dir)):
+                subprocess.run(["umount", "-l", point], check=False)
+        return code
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

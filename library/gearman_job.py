@@ -1,0 +1,350 @@
+#!/usr/bin/python
+# Copyright: refstack-farm contributors
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: gearman_job
+short_description: Submit, wait for or cancel a refstack-farm Tempest run
+description:
+  - Queues a Tempest run on a refstack-farm (O(state=present)), optionally waits until it
+    ends and returns its summary, or cancels it (O(state=absent)).
+  - Goes through the status server when O(server_url) is given (the cloud's configuration
+    is kept there and fetched by the worker, so passwords do not ride the queue), else
+    straight to gearmand with a self-contained payload.
+  - Idempotent by O(test_id) - a test id that the farm already knows is not submitted
+    again; with O(wait=true) the module waits for that run instead.
+version_added: "0.1.0"
+author: refstack-farm contributors
+requirements:
+  - refstack-farm-client (the C(farm_client) library) on the host that runs the module
+options:
+  test_id:
+    description: The run's id (V([A-Za-z0-9._-]{1,64})); what makes the task idempotent.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) queues the run unless the farm knows the test id already.
+      - V(absent) cancels it - a queued run never starts; a running one is stopped by its
+        worker. A finished or unknown run is left alone (changed=false).
+    type: str
+    choices: [present, absent]
+    default: present
+  tempest_version:
+    description: The exact Tempest release to run, for example V(47.0.0). Required to submit.
+    type: str
+  conf:
+    description:
+      - The tempest.conf sections and options (the seed's conf_json), merged over the
+        worker's defaults.
+      - Required without O(server_url) (the worker has nowhere to fetch it from).
+    type: dict
+  regex:
+    description: Select tests by regular expression.
+    type: str
+  include:
+    description: Regular expressions of tests to run.
+    type: list
+    elements: str
+  exclude:
+    description: Regular expressions of tests to skip.
+    type: list
+    elements: str
+  dry_run:
+    description: Build the environment and the configuration and list the tests, run none.
+    type: bool
+    default: false
+  timeout_s:
+    description: The run's time limit in seconds (the worker's default when unset).
+    type: int
+  queue_anyway:
+    description: Queue even when no worker serves O(tempest_version) yet.
+    type: bool
+    default: false
+  wait:
+    description: Wait until the run ends and return its summary.
+    type: bool
+    default: false
+  wait_timeout:
+    description: How long to wait, in seconds; past it the module fails with C(timed_out=true).
+    type: int
+    default: 3600
+  poll_interval:
+    description: Seconds between looks at the run while waiting (through a status server).
+    type: float
+    default: 2.0
+  gearman_servers:
+    description: gearmand servers, V(host) or V(host:port); the first that answers takes the job.
+    type: list
+    elements: str
+    default: [127.0.0.1:4730]
+  server_url:
+    description: The status server (C(farm serve)); unset to talk to gearmand directly.
+    type: str
+  token:
+    description: A user token for the status server.
+    type: str
+notes:
+  - Check mode validates the payload and connects (the server, or gearmand and the
+    registered versions) without submitting or cancelling.
+  - Without O(server_url), O(wait=true) follows the run through a foreground gearman job;
+    a run that another task queued is followed until it leaves the queue, and its final
+    state is only known to the status server.
+"""
+
+EXAMPLES = r"""
+- name: Run the identity API tests on Tempest 47.0.0 and wait for the result
+  gearman_job:
+    test_id: "cloud-a-{{ ansible_date_time.date }}"
+    tempest_version: 47.0.0
+    regex: tempest.api.identity
+    conf: "{{ cloud_a_tempest_conf }}"
+    server_url: https://farm.example.org/
+    token: "{{ farm_token }}"
+    wait: true
+    wait_timeout: 7200
+  register: run
+
+- name: Queue a dry run straight to gearmand
+  gearman_job:
+    test_id: dry-1
+    tempest_version: 47.0.0
+    conf: {identity: {uri_v3: "https://keystone.example.org/v3"}}
+    regex: tempest.api.identity
+    dry_run: true
+    gearman_servers: [gm1.example.org, gm2.example.org:4731]
+
+- name: Cancel a run
+  gearman_job:
+    test_id: cloud-a-2026-11-25
+    state: absent
+    server_url: https://farm.example.org/
+    token: "{{ farm_token }}"
+"""
+
+RETURN = r"""
+test_id:
+  description: The run's id.
+  returned: always
+  type: str
+  sample: cloud-a-2026-11-25
+handle:
+  description: gearmand's job handle (when the module submitted straight to gearmand).
+  returned: when submitted without a server
+  type: str
+  sample: "H:gm1:42"
+state:
+  description:
+    - The run's state when the module returned - queued, installing, running, uploading,
+      passed, failed, error, cancelled, timed_out, rejected - or unknown (no server knows it).
+  returned: always
+  type: str
+  sample: passed
+summary:
+  description: The run's counts and message once it ended (with O(wait=true)).
+  returned: when waited for
+  type: dict
+  sample: {"passed": 138, "failed": 0, "skipped": 0, "total": 138, "message": "..."}
+timed_out:
+  description: Whether O(wait_timeout) passed before the run ended.
+  returned: always
+  type: bool
+  sample: false
+message:
+  description: What the module did, in a sentence.
+  returned: always
+  type: str
+"""
+
+import time  # noqa: E402
+import traceback  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
+
+try:
+    from farm_client.config import load_client_config
+    from farm_client.exceptions import FarmClientError
+    from farm_client.farm import Duplicate, Farm, NotRegistered, read_payload
+    from farm_worker.exceptions import PayloadError
+    HAS_FARM_CLIENT = True
+    FARM_IMPORT_ERROR = None
+except ImportError:
+    HAS_FARM_CLIENT = False
+    FARM_IMPORT_ERROR = traceback.format_exc()
+
+FINAL = {"passed", "failed", "error", "cancelled", "timed_out", "rejected"}
+
+
+def payload_of(params):
+    doc = {"schema": 1, "test_id": params["test_id"],
+           "tempest": {"version": params["tempest_version"]},
+           "dry_run": params["dry_run"]}
+    if params["conf"] is not None:
+        doc["conf"] = params["conf"]
+    if params["regex"] is not None or params["include"] or params["exclude"]:
+        tests = {}
+        if params["regex"] is not None:
+            tests["regex"] = params["regex"]
+        if params["include"]:
+            tests["include"] = params["include"]
+        if params["exclude"]:
+            tests["exclude"] = params["exclude"]
+        doc["tests"] = tests
+    if params["timeout_s"] is not None:
+        doc["timeout_s"] = params["timeout_s"]
+    return doc
+
+
+def open_farm(params):
+    flags = {"GEARMAN_SERVER": ",".join(params["gearman_servers"]),
+             "FARM_SERVER_URL": params["server_url"] or "",
+             "FARM_TOKEN": params["token"]}
+    return Farm(load_client_config(flags=flags, environ={}))
+
+
+def known_state(farm, test_id):
+    """The run's state if the farm knows it, else None."""
+    try:
+        snap = farm.status(test_id)
+    except FarmClientError as exc:
+        if "no test" in str(exc):
+            return None
+        raise
+    return None if snap.state == "unknown" else snap.state
+
+
+def wait_server(farm, test_id, timeout_s, poll_s):
+    end = time.monotonic() + timeout_s
+    while True:
+        snap = farm.status(test_id)
+        if snap.final:
+            return snap, False
+        if time.monotonic() >= end:
+            return snap, True
+        time.sleep(poll_s)
+
+
+def summary_of(snap):
+    return {"passed": snap.passed, "failed": snap.failed, "skipped": snap.skipped,
+            "total": snap.total or 0, "worker": snap.worker, "message": snap.message}
+
+
+def present(module, farm, result):
+    p = module.params
+    test_id = p["test_id"]
+    state = known_state(farm, test_id)
+    if state is None:
+        if module.check_mode:
+            if not p["queue_anyway"]:
+                farm.check_registered(p["tempest_version"])
+            result.update(changed=True, state="queued",
+                          message=f"{test_id} would be queued (check mode)")
+            return
+        if p["wait"] and farm.api is None:
+            submitted, job = farm.run(payload_of(p), p["queue_anyway"])
+            # until WORK_COMPLETE (the worker's final state event comes before its clean-up)
+            snaps = farm.follow(job, test_id)
+            snap = next(snaps)
+            while job.final is None and time.monotonic() < result["_deadline"]:
+                snap = next(snaps, snap)
+            result.update(changed=True, handle=submitted.handle, state=snap.state,
+                          timed_out=not snap.final, summary=snap.summary or summary_of(snap),
+                          message=f"{test_id} ran: {snap.state}")
+            return
+        submitted = farm.submit(payload_of(p), p["queue_anyway"])
+        result.update(changed=True, handle=submitted.handle, state="queued",
+                      message=f"{test_id} queued on {submitted.function}")
+    else:
+        result.update(state=state, message=f"{test_id} is already known ({state}): "
+                                           "not submitted again")
+    if p["wait"] and not module.check_mode:
+        if farm.api is not None:
+            snap, timed_out = wait_server(farm, test_id, p["wait_timeout"], p["poll_interval"])
+            result.update(state=snap.state, timed_out=timed_out, summary=summary_of(snap))
+        else:
+            gone = farm.wait_gone(test_id, p["wait_timeout"])
+            result.update(state="unknown" if gone else result["state"], timed_out=not gone)
+
+
+def absent(module, farm, result):
+    test_id = module.params["test_id"]
+    state = known_state(farm, test_id)
+    if state is None or state in FINAL:
+        result.update(state=state or "unknown",
+                      message=f"{test_id}: nothing to cancel ({state or 'unknown'})")
+        return
+    if module.check_mode:
+        result.update(changed=True, state=state, message=f"{test_id} would be cancelled")
+        return
+    outcome = farm.cancel(test_id)
+    result.update(changed=outcome.outcome != "nothing", state=outcome.state or state,
+                  message=outcome.message)
+    if module.params["wait"] and result["changed"]:
+        if farm.api is not None:
+            snap, timed_out = wait_server(farm, test_id, module.params["wait_timeout"],
+                                          module.params["poll_interval"])
+            result.update(state=snap.state, timed_out=timed_out)
+        else:
+            gone = farm.wait_gone(test_id, module.params["wait_timeout"])
+            result.update(state="cancelled" if gone else state, timed_out=not gone)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            test_id=dict(type="str", required=True),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            tempest_version=dict(type="str"),
+            conf=dict(type="dict", no_log=True),
+            regex=dict(type="str"),
+            include=dict(type="list", elements="str"),
+            exclude=dict(type="list", elements="str"),
+            dry_run=dict(type="bool", default=False),
+            timeout_s=dict(type="int"),
+            queue_anyway=dict(type="bool", default=False),
+            wait=dict(type="bool", default=False),
+            wait_timeout=dict(type="int", default=3600),
+            poll_interval=dict(type="float", default=2.0),
+            gearman_servers=dict(type="list", elements="str", default=["127.0.0.1:4730"]),
+            server_url=dict(type="str"),
+            token=dict(type="str", no_log=True),
+        ),
+        required_if=[("state", "present", ["tempest_version"])],
+        supports_check_mode=True,
+    )
+    if not HAS_FARM_CLIENT:
+        module.fail_json(msg=missing_required_lib("refstack-farm-client"),
+                         exception=FARM_IMPORT_ERROR)
+    p = module.params
+    result = dict(changed=False, test_id=p["test_id"], handle=None, state="unknown",
+                  summary=None, timed_out=False, message="",
+                  _deadline=time.monotonic() + p["wait_timeout"])
+    farm = None
+    try:
+        farm = open_farm(p)
+        if p["state"] == "present":
+            read_payload(payload_of(p), server_mode=farm.api is not None)
+            present(module, farm, result)
+        else:
+            absent(module, farm, result)
+    except PayloadError as exc:
+        module.fail_json(msg=f"invalid job: {exc}", field=exc.field,
+                         **{k: v for k, v in result.items() if not k.startswith("_")})
+    except (NotRegistered, Duplicate, FarmClientError) as exc:
+        module.fail_json(msg=str(exc),
+                         **{k: v for k, v in result.items() if not k.startswith("_")})
+    finally:
+        if farm is not None:
+            farm.close()
+    result.pop("_deadline")
+    if result["timed_out"]:
+        module.fail_json(msg=f"{p['test_id']} did not end within {p['wait_timeout']} s "
+                             f"(state {result['state']})", **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

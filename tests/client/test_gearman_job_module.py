@@ -1,0 +1,102 @@
+"""library/gearman_job.py: main() driven as Ansible drives it, against a real gearmand, a
+real `farm serve` and a real worker (dry runs)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+
+from farm_client.gearman_client import Gearman, Server
+from farm_worker.environments import PrepareResult
+from harness.gearmand import Gearmand
+from harness.server import FarmServer
+from harness.workers import WorkerFactory
+
+pytestmark = [pytest.mark.gearman, pytest.mark.tempest]
+LIBRARY = Path(__file__).resolve().parents[2] / "library" / "gearman_job.py"
+CONF = {"identity": {"uri_v3": "http://127.0.0.1:9/v3", "admin_password": "S3cret-pw"}}
+
+
+def load_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gearman_job", LIBRARY)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(capsys: pytest.CaptureFixture[str], **args: Any) -> tuple[int, dict[str, Any]]:
+    """main() with these module arguments: (exit code, the JSON it printed)."""
+    module = load_module()
+    with patch_module_args(args), pytest.raises(SystemExit) as exit_:
+        module.main()
+    out = capsys.readouterr().out
+    return int(exit_.value.code or 0), json.loads(out)
+
+
+def through(server: FarmServer) -> dict[str, Any]:
+    return {"server_url": server.url, "token": server.user_token}
+
+
+def test_check_mode_submit_wait_and_idempotence(capsys: pytest.CaptureFixture[str],
+                                                server: FarmServer, workers: WorkerFactory,
+                                                tempest47: PrepareResult) -> None:
+    workers.start("mod-w", callbacks=[{"url": server.url, "token": server.worker_token}])
+    job = {"test_id": "mod-1", "tempest_version": "47.0.0", "conf": CONF,
+           "regex": "tempest.api.identity", "dry_run": True, **through(server)}
+    code, out = run(capsys, **job, _ansible_check_mode=True)
+    assert code == 0 and out["changed"] is True and "check mode" in out["message"]
+    assert server.api("GET", "/v1/tests").json()["total"] == 0  # nothing submitted
+    code, out = run(capsys, **job, wait=True, wait_timeout=300, poll_interval=0.3)
+    assert code == 0, out
+    assert out["changed"] is True and out["state"] == "passed" and not out["timed_out"]
+    assert "138 tests selected" in out["summary"]["message"]
+    assert "S3cret-pw" not in json.dumps(out)
+    code, out = run(capsys, **job, wait=True)
+    assert code == 0 and out["changed"] is False and out["state"] == "passed", out
+    assert server.api("GET", "/v1/tests").json()["total"] == 1
+
+
+def test_wait_timeout_then_cancel(capsys: pytest.CaptureFixture[str], server: FarmServer,
+                                  gearmand: Gearmand) -> None:
+    """No worker serves 40.0.0: the job waits, the wait times out, the cancel removes it."""
+    job = {"test_id": "mod-q", "tempest_version": "40.0.0", "regex": "tempest.api",
+           "dry_run": True, **through(server)}
+    code, out = run(capsys, **job)
+    assert code == 1 and "no worker serves tempest:run:40.0.0" in out["msg"]
+    code, out = run(capsys, **job, queue_anyway=True, wait=True, wait_timeout=1,
+                    poll_interval=0.2)
+    assert code == 1 and out["timed_out"] is True and out["state"] == "queued", out
+    code, out = run(capsys, test_id="mod-q", state="absent", _ansible_check_mode=True,
+                    **through(server))
+    assert code == 0 and out["changed"] is True and out["state"] == "queued"
+    code, out = run(capsys, test_id="mod-q", state="absent", wait=True, wait_timeout=30,
+                    **through(server))
+    assert code == 0 and out["changed"] is True and out["state"] == "cancelled", out
+    code, out = run(capsys, test_id="mod-q", state="absent", **through(server))
+    assert code == 0 and out["changed"] is False and "nothing to cancel" in out["message"]
+    # gearmand's `cancel job` marks a queued job ignored: dropped when a worker asks for it
+    jobs = Gearman([Server("127.0.0.1", gearmand.port)]).jobs(Server("127.0.0.1", gearmand.port))
+    assert jobs and all(ignored for _, ignored, _ in jobs.values())
+
+
+def test_straight_to_gearmand(capsys: pytest.CaptureFixture[str], gearmand: Gearmand,
+                              workers: WorkerFactory, tempest47: PrepareResult) -> None:
+    workers.start("mod-d")
+    job = {"test_id": "mod-d-1", "tempest_version": "47.0.0", "conf": CONF,
+           "regex": "tempest.api.identity.v3", "dry_run": True,
+           "gearman_servers": [gearmand.address]}
+    code, out = run(capsys, **job, wait=True, wait_timeout=300)
+    assert code == 0 and out["changed"] is True and out["state"] == "passed", out
+    assert out["handle"] and out["summary"]["worker"] == "mod-d"
+    code, out = run(capsys, **{**job, "tempest_version": "47"}, wait=True)
+    assert code == 1 and "tempest.version" in out["msg"] and out["changed"] is False
+    code, out = run(capsys, test_id="mod-d-1", state="absent",
+                    gearman_servers=[gearmand.address])
+    assert code == 0 and out["changed"] is False, out

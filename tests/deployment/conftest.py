@@ -1,0 +1,60 @@
+"""A farm deployed with playbooks/site.yml on real systemd hosts (systemd-nspawn -b, one
+network namespace each): h1 runs gearmand and the status server, h2 and h3 are workers.
+Packages reach the hosts from a package index of the test session (the project's wheels,
+their dependencies and Tempest's locked wheels), bridged into the hosts' network; apt goes
+to this machine's Debian mirror through socat. Everything is torn down at the end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farm_worker.environments import PrepareResult
+from harness.deployment import DeployedFarm, wheelhouse
+from harness.nspawn import Hosts, missing_tools
+from harness.pypi import LocalIndex
+
+INDEX_PORT = 8081  # on the bridge address, inside the hosts' network
+
+
+@pytest.fixture(scope="session")
+def deployed(tmp_path_factory: pytest.TempPathFactory, farm_cache: Path,
+             tempest47: PrepareResult) -> Iterator[DeployedFarm]:
+    if missing_tools() or os.geteuid() != 0:
+        pytest.fail(f"the deployment tests need root and {', '.join(missing_tools())} "
+                    "(apt-get install systemd-container debootstrap socat zstd "
+                    "openssh-client)")
+    state = tmp_path_factory.mktemp("nspawn")
+    hosts = Hosts(state, farm_cache / "nspawn")
+    index = LocalIndex()
+    try:
+        worker_wheel, client_wheel, deps = wheelhouse(farm_cache, state / "wheels")
+        uploaded = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+        index.add(deps, uploaded).add(state / "wheels", uploaded)
+        index.add(Path(tempest47.wheelhouse), uploaded)
+        index.start()
+        hosts.up(3)
+        hosts.bridge("pypi", INDEX_PORT, index.url.split("//")[1].split("/")[0])
+        index_url = f"http://{hosts.bridge_ip}:{INDEX_PORT}/simple"
+        variables: dict[str, Any] = {
+            "gearmand_listen_address": hosts.ip("h1"),
+            "farm_worker_package_files": [str(worker_wheel)],
+            "farm_worker_index_url": index_url,
+            "farm_worker_callback_url": f"http://{hosts.ip('h1')}:8080/",
+            "farm_worker_tempest_versions": ["47.0.0"],
+            "farm_server_package_files": [str(worker_wheel), str(client_wheel)],
+            "farm_server_index_url": index_url,
+            "farm_server_users": ["operator"],
+        }
+        groups = {"gearman": ["h1"], "farm_servers": ["h1"], "workers": ["h2", "h3"]}
+        farm = DeployedFarm(hosts, hosts.inventory(groups, variables), groups, variables)
+        farm.first_run = farm.playbook("site.yml").stdout  # type: ignore[attr-defined]
+        yield farm
+    finally:
+        hosts.down()
+        index.stop()
