@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set this machine up for `make test` and `make demo`, idempotently and quickly when done:
-#   1. Debian packages the farm needs (gearmand, gearadmin, a compiler for sdists)
+#   1. Debian packages the farm needs (gearmand, gearadmin, a compiler for sdists) and the
+#      tests need (PostgreSQL, wrk, systemd-nspawn and debootstrap for the Ansible hosts)
 #   2. the virtualenv .venv with uv, the worker (and client) packages and the test tools
 # Downloads are cached under $FARM_CACHE (outside the clone) and reused.
 set -euo pipefail
@@ -23,6 +24,12 @@ command -v gcc >/dev/null || need+=(gcc)
 "$PYTHON" -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)  # tests
 command -v wrk >/dev/null || need+=(wrk)  # bench/status_api.py
+# the deployment tests: real systemd hosts with systemd-nspawn, reached over SSH
+command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v socat >/dev/null || need+=(socat)
+command -v zstd >/dev/null || need+=(zstd)
+command -v ssh >/dev/null || need+=(openssh-client)
 if ((${#need[@]})); then
   log "installing Debian packages: ${need[*]}"
   sudo=(); [[ $(id -u) == 0 ]] || sudo=(sudo)

@@ -382,15 +382,19 @@ class Gearman:
     def worker_ids(self) -> dict[str, list[Server]]:
         """Farm workers (their `farm:ping:<id>` function) -> the servers they serve."""
         out: dict[str, list[Server]] = {}
+        errors = []
         for server in self.servers:
             try:
                 rows = self.workers(server)
-            except GearmanError:
+            except GearmanError as exc:
+                errors.append(str(exc))
                 continue
             for row in rows:
                 for name in row["functions"]:
                     if name.startswith(PING_PREFIX):
                         out.setdefault(name[len(PING_PREFIX):], []).append(server)
+        if len(errors) == len(self.servers):
+            raise GearmanError("; ".join(errors))
         return out
 
     def cancel_queued(self, server: Server, handle: str) -> bool:

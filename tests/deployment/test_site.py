@@ -1,15 +1,111 @@
 """site.yml on real systemd hosts: converge, a second run changes nothing, the services
-and files are as the roles say, and a job goes through the module."""
+and files are as the roles say, a job goes through the module, and the pool scales out
+and in (with a drain). The tests share one deployment and run in this order."""
 
 from __future__ import annotations
 
+import json
+import time
+from typing import Any
+
 import pytest
+import testinfra
 
 from harness.deployment import DeployedFarm, changed_counts
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow]
+BLACKHOLE_CONF = {  # an address on the hosts' bridge that nobody has: each test class waits
+    "identity": {"uri_v3": "http://10.213.77.99:5000/v3"},
+    "auth": {"use_dynamic_credentials": True, "admin_username": "admin",
+             "admin_password": "not-a-password", "admin_project_name": "admin",
+             "admin_domain_name": "Default"}}
+
+
+def host(deployed: DeployedFarm, name: str) -> Any:
+    port = deployed.hosts.forward_ssh(name)
+    return testinfra.get_host(
+        f"ssh://root@127.0.0.1:{port}", ssh_identity_file=str(deployed.hosts.key),
+        ssh_extra_args="-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+                       "-o LogLevel=ERROR")
 
 
 def test_a_second_run_changes_nothing(deployed: DeployedFarm) -> None:
     out = deployed.playbook("site.yml").stdout
     assert changed_counts(out) == {"h1": 0, "h2": 0, "h3": 0}, out[-4000:]
+
+
+def test_services_ports_and_files(deployed: DeployedFarm) -> None:
+    h1 = host(deployed, "h1")
+    assert h1.service("gearman-job-server").is_running
+    assert h1.service("gearman-job-server").is_enabled
+    assert h1.service("farm-server").is_running and h1.service("farm-server").is_enabled
+    assert h1.socket(f"tcp://{deployed.hosts.ip('h1')}:4730").is_listening
+    assert h1.socket("tcp://0.0.0.0:8080").is_listening
+    assert "--queue-type=libsqlite3" in h1.file("/etc/default/gearman-job-server").content_string
+    cfg = h1.file("/etc/refstack-farm/server.yaml")
+    assert (cfg.user, cfg.group, cfg.mode) == ("farm-server", "farm-server", 0o600)
+    for name in ("h2", "h3"):
+        token = h1.file(f"/var/lib/refstack-farm-server/tokens/workers/{name}")
+        assert token.user == "root" and token.mode == 0o600
+        w = host(deployed, name)
+        unit = w.service("farm-worker@1")
+        assert unit.is_running and unit.is_enabled
+        conf = w.file("/etc/refstack-farm/worker.yaml")
+        assert (conf.user, conf.mode) == ("farm-worker", 0o600)
+        assert token.content_string.strip() in conf.content_string
+        assert w.process.get(user="farm-worker", comm="farm-worker")
+        assert w.file("/var/cache/refstack-farm-worker/envs").is_directory
+    pong = json.loads(deployed.farm("ping", "--json"))
+    assert sorted(p["worker"] for p in pong) == ["h2-1", "h3-1"]
+    assert all(p["answer"]["versions"] == ["47.0.0"] for p in pong)
+
+
+def test_a_dry_run_through_the_module(deployed: DeployedFarm) -> None:
+    r = deployed.playbook("run_test.yml", "-e", "test_id=ans-dry-1", "-e",
+                          "tempest_version=47.0.0", "-e", "regex=tempest.api.identity",
+                          "-e", "dry_run=true", "-e",
+                          json.dumps({"conf": {"identity": {"uri_v3": "http://x/v3"}}}))
+    assert "ans-dry-1: passed" in r.stdout, r.stdout[-3000:]
+    assert "138 tests selected" in r.stdout
+    # again: the module sees the test id and submits nothing
+    r = deployed.playbook("run_test.yml", "-e", "test_id=ans-dry-1", "-e",
+                          "tempest_version=47.0.0", "-e", "dry_run=true")
+    assert changed_counts(r.stdout)["h1"] == 0, r.stdout[-3000:]
+    view = json.loads(deployed.farm("status", "ans-dry-1", "--json"))
+    assert [h["state"] for h in view["history"]] == ["queued", "installing", "passed"]
+    r = deployed.playbook("cancel_test.yml", "-e", "test_id=ans-dry-1")
+    assert "nothing to cancel" in r.stdout and changed_counts(r.stdout)["h1"] == 0
+
+
+def test_scale_out_then_drain_a_busy_worker(deployed: DeployedFarm) -> None:
+    deployed.hosts.add_host("h4")
+    deployed.set_groups(workers=["h2", "h3", "h4"])
+    deployed.playbook("workers.yml")
+    pong = json.loads(deployed.farm("ping", "--json"))
+    assert sorted(p["worker"] for p in pong) == ["h2-1", "h3-1", "h4-1"]
+    queue = json.loads(deployed.farm("queue", "--json"))
+    assert any(f["name"] == "tempest:run:47.0.0" and f["workers"] == 3
+               for f in queue["servers"][0]["functions"]), queue
+
+    # a run that lasts (every test class waits for an address nobody has), then drain
+    # the host that runs it: the run finishes, then its unit stops
+    deployed.on("h1", "cat > /tmp/blackhole.json <<'EOF'\n" + json.dumps(BLACKHOLE_CONF)
+                + "\nEOF")
+    deployed.farm("submit", "--tempest", "47.0.0", "--conf", "/tmp/blackhole.json",
+                  "--regex", "tempest.api.identity.v3", "--test-id", "ans-drain-1")
+    end = time.monotonic() + 180
+    while True:
+        view = json.loads(deployed.farm("status", "ans-drain-1", "--json"))["test"]
+        if view["state"] == "running":
+            break
+        assert time.monotonic() < end and view["state"] in ("queued", "installing"), view
+        time.sleep(1)
+    busy = view["worker"].rsplit("-", 1)[0]
+    deployed.playbook("workers.yml", "--limit", busy, "-e", "farm_worker_state=absent")
+    view = json.loads(deployed.farm("status", "ans-drain-1", "--json"))["test"]
+    assert view["state"] in ("passed", "failed"), view  # finished, not cancelled or lost
+    w = host(deployed, busy)
+    assert not w.service("farm-worker@1").is_running
+    assert not w.service("farm-worker@1").is_enabled
+    pong = json.loads(deployed.farm("ping", "--json"))
+    assert f"{busy}-1" not in [p["worker"] for p in pong]

@@ -78,5 +78,5 @@ class DeployedFarm:
     def farm(self, *args: str) -> str:
         """The `farm` CLI on the server host, against its gearmand and itself."""
         return self.on("h1", "/opt/refstack-farm-server/bin/farm " + " ".join(args)
-                       + " --gearman 127.0.0.1:4730 --server http://127.0.0.1:8080/ "
+                       + f" --gearman {self.hosts.ip('h1')}:4730 --server http://127.0.0.1:8080/ "
                        "--token $(cat /var/lib/refstack-farm-server/tokens/users/operator)")
