@@ -47,7 +47,22 @@ class _NoDelayConnection(gear.Connection):  # type: ignore[misc]
 
 
 class _GearWorker(gear.Worker):  # type: ignore[misc]
-    """gear.Worker with TCP_NODELAY, and without gear's crash on a stray ERROR packet."""
+    """gear.Worker with TCP_NODELAY, without gear's crash on a stray ERROR packet, and
+    with (un)registration safe while another thread waits in getJob()."""
+
+    def registerFunction(self, name: str, timeout: Any = None) -> None:
+        # gear's registerFunction wakes a sleeping connection (SLEEP -> IDLE, GRAB_JOB,
+        # GRAB_WAIT) without its job_lock. On loopback with TCP_NODELAY gearmand's NO_JOB
+        # can be handled by the poll thread before GRAB_WAIT is set: gear then ignores it,
+        # never sends PRE_SLEEP, and gearmand never wakes this connection again, so a
+        # cancel job for the test just registered waits forever. The poll thread handles
+        # NO_JOB and NOOP under job_lock: holding it here closes the race.
+        with self.job_lock:
+            super().registerFunction(name, timeout)
+
+    def unRegisterFunction(self, name: str) -> None:
+        with self.job_lock:
+            super().unRegisterFunction(name)
 
     def addServer(self, host: str, port: int = defaults.GEARMAN_PORT, *args: Any,
                   **kwargs: Any) -> None:
@@ -235,6 +250,8 @@ class FarmWorker:
                 current[1].cancel(f"cancelled by request (via {name})")
                 log.info("[test %s] cancel requested", test_id)
                 return {"test_id": test_id, "cancelled": True, "worker": self.worker_id}
+            log.info("[test %s] cancel request, but %s holds %s: nothing to cancel", test_id,
+                     self.worker_id, current[0] if current else "no test")
             return {"test_id": test_id, "cancelled": False, "worker": self.worker_id,
                     "message": f"nothing to cancel: {test_id} is not running on "
                                f"{self.worker_id}"}
