@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -150,13 +152,21 @@ def _watch(farm: Farm, test_id: str, snapshots: Any, args: argparse.Namespace,
     # with --json, stdout carries the result alone; progress goes to stderr
     display = display_for(sys.stderr if getattr(args, "json", False) else sys.stdout)
     snap: Snapshot | None = None
+    # Ctrl-C sets a flag the loop checks at each snapshot (they come at least every half
+    # second): a KeyboardInterrupt raised at an arbitrary point could land inside gear or
+    # rich and leave them stuck
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
     try:
         for snap in snapshots:
             display.update(snap)
-    except KeyboardInterrupt:
-        display.close(snap)
-        return _interrupted(farm, test_id, snap, args, job)
+            if interrupted.is_set():
+                break
+    finally:
+        signal.signal(signal.SIGINT, previous)
     display.close(snap)
+    if interrupted.is_set():
+        return _interrupted(farm, test_id, snap, args, job)
     if snap is None:
         return 2
     if snap.state == "unknown":

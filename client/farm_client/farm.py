@@ -294,14 +294,12 @@ class Farm:
                         where=str(found.server))
 
     def watch(self, test_id: str, interval_s: float = 0.5) -> Iterator[Snapshot]:
-        """Snapshots while the test runs, ending with a final one (server), or when it
-        leaves gearmand's queue (no server: its final state is not known here)."""
-        last: Snapshot | None = None
+        """A snapshot every `interval_s` while the test runs, ending with a final one
+        (server), or when it leaves gearmand's queue (no server: its final state is not
+        known here)."""
         while True:
             snap = self.status(test_id)
-            if snap != last:
-                yield snap
-                last = snap
+            yield snap
             if snap.final or snap.state == "unknown":
                 return
             time.sleep(interval_s)
