@@ -169,13 +169,12 @@ try:
     from farm_client.exceptions import FarmClientError
     from farm_client.farm import Duplicate, Farm, NotRegistered, read_payload
     from farm_worker.exceptions import PayloadError
+    from farm_worker.protocol import FINAL_STATES
     HAS_FARM_CLIENT = True
     FARM_IMPORT_ERROR = None
 except ImportError:
     HAS_FARM_CLIENT = False
     FARM_IMPORT_ERROR = traceback.format_exc()
-
-FINAL = {"passed", "failed", "error", "cancelled", "timed_out", "rejected"}
 
 
 def payload_of(params):
@@ -272,7 +271,7 @@ def present(module, farm, result):
 def absent(module, farm, result):
     test_id = module.params["test_id"]
     state = known_state(farm, test_id)
-    if state is None or state in FINAL:
+    if state is None or state in {s.value for s in FINAL_STATES}:
         result.update(state=state or "unknown",
                       message=f"{test_id}: nothing to cancel ({state or 'unknown'})")
         return

@@ -25,20 +25,25 @@ from typing import Any
 from farm_client.api import APIError, FarmAPI
 from farm_client.config import ClientConfig
 from farm_client.exceptions import FarmClientError
-from farm_client.gearman_client import ForegroundJob, Gearman, GearmanError, Update
+from farm_client.gearman_client import (
+    ForegroundJob,
+    Gearman,
+    GearmanError,
+    Update,
+    served_versions,
+)
 from farm_worker.exceptions import FieldError, PayloadError
 from farm_worker.protocol import (
     FINAL_STATES,
     PING,
-    RUN_PREFIX,
     Summary,
     TestState,
     cancel_function,
     parse_payload,
+    parse_version,
     ping_function,
     run_function,
     show,
-    version_of_function,
 )
 
 # `farm watch` / `--wait` exit codes, by final state
@@ -221,18 +226,13 @@ class Farm:
         """Tempest versions some worker serves (through the server, when there is one)."""
         if self.api is None:
             return set(self.gearman.registered_versions())
-        found = set()
-        for server in self.queue():
-            for f in server["functions"]:
-                version = version_of_function(f["name"])
-                if f["name"].startswith(RUN_PREFIX) and version and f["workers"]:
-                    found.add(version)
-        return found
+        return set(served_versions((f["name"], f["workers"])
+                                   for server in self.queue() for f in server["functions"]))
 
     def check_registered(self, version: str) -> None:
         registered = self.registered_versions()
         if version not in registered:
-            raise NotRegistered(version, sorted(registered, key=_version_key))
+            raise NotRegistered(version, sorted(registered, key=parse_version))
 
     def submit(self, doc: dict[str, Any], queue_anyway: bool = False) -> Submitted:
         """Queue a background job. Raises NotRegistered, Duplicate or PayloadError."""
@@ -418,6 +418,3 @@ class Farm:
         """`farm:ping`: whichever worker is free first answers."""
         return json.loads(self.gearman.call(PING, b"", timeout_s=timeout_s))  # type: ignore[no-any-return]
 
-
-def _version_key(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split(".") if p.isdigit())

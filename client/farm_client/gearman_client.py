@@ -201,6 +201,16 @@ def _recv_exactly(sock: socket.socket, size: int) -> bytes:
     return data
 
 
+def served_versions(functions: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Tempest version -> workers, from (function name, workers) rows of `status`."""
+    out = {}
+    for name, workers in functions:
+        version = version_of_function(name)
+        if name.startswith(RUN_PREFIX) and version and workers:
+            out[version] = workers
+    return out
+
+
 class Gearman:
     """Several gearmand servers, seen as one farm queue."""
 
@@ -414,10 +424,9 @@ class Gearman:
             except GearmanError as exc:
                 errors.append(str(exc))
                 continue
-            for f in functions:
-                version = version_of_function(f.name)
-                if f.name.startswith(RUN_PREFIX) and version and f.workers:
-                    versions[version] = max(versions.get(version, 0), f.workers)
+            for version, workers in served_versions((f.name, f.workers)
+                                                    for f in functions).items():
+                versions[version] = max(versions.get(version, 0), workers)
         if len(errors) == len(self.servers):
             raise GearmanError("; ".join(errors))
         return versions

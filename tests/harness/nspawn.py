@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from harness.loopback import free_port
+
 PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt,iproute2,procps,sudo"
 TOOLS = ("systemd-nspawn", "debootstrap", "socat", "zstd", "ssh", "ip")
 
@@ -273,8 +275,3 @@ class Hosts:
             shutil.rmtree(d, ignore_errors=True)
         self.names.clear()
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
