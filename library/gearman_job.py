@@ -1,6 +1,8 @@
 #!/usr/bin/python
 # Copyright: refstack-farm contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+# (Ansible's licence for modules; the farm_client package it drives is Apache-2.0.)
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ description:
   - Idempotent by O(test_id) - a test id that the farm already knows is not submitted
     again; with O(wait=true) the module waits for that run instead.
 version_added: "0.1.0"
-author: refstack-farm contributors
+author: refstack-farm maintainers (@refstack-farm)
 requirements:
   - refstack-farm-client (the C(farm_client) library) on the host that runs the module
 options:

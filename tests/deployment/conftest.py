@@ -16,10 +16,13 @@ import pytest
 
 from farm_worker.environments import PrepareResult
 from harness.deployment import DeployedFarm, wheelhouse
+from harness.keystone import Keystone
+from harness.keystone import up as keystone_up
 from harness.nspawn import Hosts, missing_tools
 from harness.pypi import LocalIndex
 
 INDEX_PORT = 8081  # on the bridge address, inside the hosts' network
+KEYSTONE_PORT = 5000  # likewise
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +61,18 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, farm_cache: Path,
     finally:
         hosts.down()
         index.stop()
+
+
+@pytest.fixture(scope="session")
+def cloud(deployed: DeployedFarm, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[Keystone]:
+    """A real Keystone the workers reach inside their namespaces: it listens on this
+    machine's loopback, is bridged to bridge_ip:5000, and its catalog announces that."""
+    hosts = deployed.hosts
+    ks = keystone_up(tmp_path_factory.mktemp("cloud"),
+                     public=f"http://{hosts.bridge_ip}:{KEYSTONE_PORT}")
+    try:
+        hosts.bridge("keystone", KEYSTONE_PORT, f"127.0.0.1:{ks.port}")
+        yield ks
+    finally:
+        ks.stop()

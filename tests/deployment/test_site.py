@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 import testinfra
 
 from harness.deployment import DeployedFarm, changed_counts
+from harness.keystone import ADMIN_PASSWORD, Keystone
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow]
+SMOKE = r"tempest\.api\.identity\..*smoke"
 BLACKHOLE_CONF = {  # an address on the hosts' bridge that nobody has: each test class waits
     "identity": {"uri_v3": "http://10.213.77.99:5000/v3"},
     "auth": {"use_dynamic_credentials": True, "admin_username": "admin",
@@ -75,6 +78,34 @@ def test_a_dry_run_through_the_module(deployed: DeployedFarm) -> None:
     assert [h["state"] for h in view["history"]] == ["queued", "installing", "passed"]
     r = deployed.playbook("cancel_test.yml", "-e", "test_id=ans-dry-1")
     assert "nothing to cancel" in r.stdout and changed_counts(r.stdout)["h1"] == 0
+
+
+def test_an_identity_smoke_run_through_the_module(deployed: DeployedFarm, cloud: Keystone,
+                                                 tmp_path: Path) -> None:
+    """A real Tempest run on a worker host against a Keystone it reaches through the
+    hosts' network; the cloud password shows nowhere on the way."""
+    extra = tmp_path / "cloud.json"
+    extra.write_text(json.dumps({"conf": cloud.tempest_conf()}))
+    r = deployed.playbook("run_test.yml", "-e", "test_id=ans-smoke-1", "-e",
+                          "tempest_version=47.0.0", "-e", f"regex={SMOKE}",
+                          "-e", f"@{extra}")
+    assert "ans-smoke-1: passed" in r.stdout, r.stdout[-3000:]
+    summary = json.loads(deployed.farm("status", "ans-smoke-1", "--json"))["test"]
+    assert summary["state"] == "passed", summary
+    doc = json.loads(deployed.farm("results", "ans-smoke-1", "--format", "json"))
+    passed = [x for x in doc["results"] if x["status"] == "success"]
+    assert len(passed) == doc["test"]["summary"]["passed"] >= 10, doc["test"]
+    assert not [x for x in doc["results"] if x["status"] == "fail"]
+    assert ADMIN_PASSWORD not in r.stdout + r.stderr
+    # the worker host: nowhere (journal, config, workspaces, results, environments); the
+    # server host: its journal, logs and gearmand's queue (the conf reaches workers from
+    # the server's store, never through gearmand)
+    worker = summary["worker"].rsplit("-", 1)[0]
+    for name, paths in ((worker, "/etc /var /opt /tmp /root /home"),
+                        ("h1", "/etc /var/log /var/lib/gearman /tmp")):
+        found = deployed.hosts.ssh(name, f"journalctl --no-pager | grep -cF '{ADMIN_PASSWORD}';"
+                                   f" grep -rlF '{ADMIN_PASSWORD}' {paths} 2>/dev/null; true")
+        assert found.stdout.split() == ["0"], (name, found.stdout)
 
 
 def test_scale_out_then_drain_a_busy_worker(deployed: DeployedFarm) -> None:

@@ -119,6 +119,13 @@ class Keystone:
     state: Path
     port: int
     proc: subprocess.Popen[bytes] | None = None
+    public: str | None = None  # the address clients use when it is not the listen address
+
+    @property
+    def public_url(self) -> str:
+        """What the catalog announces and Tempest is given (a bridge address for hosts in
+        other network namespaces), else the listen address."""
+        return self.public or self.url
 
     @property
     def pid(self) -> int | None:
@@ -148,7 +155,7 @@ class Keystone:
         (self.state / "fernet-keys").chmod(0o700)
         (self.state / "credential-keys").chmod(0o700)
         (self.state / "etc" / "keystone.conf").write_text(_KEYSTONE_CONF.format(
-            state=self.state, url=self.url, lockout_attempts=LOCKOUT_ATTEMPTS,
+            state=self.state, url=self.public_url, lockout_attempts=LOCKOUT_ATTEMPTS,
             lockout_duration=LOCKOUT_DURATION, unique_last_pw=UNIQUE_LAST_PW))
         (self.state / "run" / "keystone_wsgi_shim.py").write_text(_SHIM)
         user, group = str(os.getuid()), str(os.getgid())
@@ -163,9 +170,9 @@ class Keystone:
                      "--bootstrap-username", "admin", "--bootstrap-project-name", "admin",
                      "--bootstrap-role-name", "admin", "--bootstrap-service-name", "keystone",
                      "--bootstrap-region-id", "RegionOne",
-                     "--bootstrap-admin-url", f"{self.url}/v3",
-                     "--bootstrap-internal-url", f"{self.url}/v3",
-                     "--bootstrap-public-url", f"{self.url}/v3")
+                     "--bootstrap-admin-url", f"{self.public_url}/v3",
+                     "--bootstrap-internal-url", f"{self.public_url}/v3",
+                     "--bootstrap-public-url", f"{self.public_url}/v3")
 
     def start(self, timeout_s: float = 60) -> None:
         log = (self.state / "log" / "gunicorn.stdout").open("wb")
@@ -227,7 +234,7 @@ class Keystone:
                      "admin_password": password, "admin_project_name": "admin",
                      "admin_domain_name": "Default", "admin_user_domain_name": "Default",
                      "admin_project_domain_name": "Default", "admin_system": "all"},
-            "identity": {"uri_v3": f"{self.url}/v3", "auth_version": "v3",
+            "identity": {"uri_v3": f"{self.public_url}/v3", "auth_version": "v3",
                          "region": "RegionOne", "v3_endpoint_type": "public",
                          "admin_role": "admin", "default_domain_id": "default",
                          "user_lockout_failure_attempts": LOCKOUT_ATTEMPTS,
@@ -253,8 +260,10 @@ def _alive(pgid: int) -> bool:
     return True
 
 
-def up(state: Path, port: int | None = None) -> Keystone:
-    ks = Keystone(ensure_venv(), state, port or free_port())
+def up(state: Path, port: int | None = None, public: str | None = None) -> Keystone:
+    """A configured, answering Keystone on 127.0.0.1:`port`; `public` (scheme://host:port)
+    is the address its catalog announces when clients reach it some other way."""
+    ks = Keystone(ensure_venv(), state, port or free_port(), public=public)
     ks.configure()
     ks.start()
     return ks
