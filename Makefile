@@ -1,5 +1,6 @@
 # make test  - set everything up (Debian packages, .venv) and run every check and test
 # make unit  - the fast part: no gearmand, no Tempest, no Keystone
+# make faults - the fault suite alone (docs/reliability.md)
 # make lint  - ruff and mypy
 # make demo  - the main job end to end: gearmand, Keystone, a worker, a real Tempest run
 SHELL := /bin/bash
@@ -10,7 +11,7 @@ export UV_CACHE_DIR ?= $(FARM_CACHE)/uv
 VENV := .venv
 PYTEST_ARGS ?=
 
-.PHONY: test unit lint bootstrap bench clean demo
+.PHONY: test unit faults lint bootstrap bench clean demo
 
 bootstrap:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh
@@ -23,6 +24,9 @@ lint: bootstrap
 
 test: lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+faults: bootstrap
+	$(VENV)/bin/pytest tests/faults $(PYTEST_ARGS)
 
 unit: bootstrap
 	$(VENV)/bin/pytest -m "not gearman and not tempest and not cloud and not deployment" $(PYTEST_ARGS)

@@ -16,6 +16,7 @@ from farm_worker.environments import EnvironmentCache, PrepareResult
 from harness.checks import processes_under
 from harness.gearclient import TestClient
 from harness.gearmand import Gearmand
+from harness.gearmand import running as running_gearmand
 from harness.keystone import Keystone
 from harness.keystone import up as keystone_up
 from harness.postgres import Postgres
@@ -54,12 +55,8 @@ def tempest33(worker_cache: Path) -> PrepareResult:
 
 @pytest.fixture(scope="session")
 def gearmand(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gearmand]:
-    server = Gearmand(tmp_path_factory.mktemp("gearmand"))
-    server.start()
-    try:
+    with running_gearmand(tmp_path_factory.mktemp("gearmand")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

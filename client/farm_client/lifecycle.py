@@ -10,6 +10,11 @@
   or to `queued` (the monitor saw gearmand queue it again); only the monitor and the API
   may set `queued`.
 - The same report twice is one report: a worker retries when an answer was lost.
+- One worker holds a test: the last to claim it (report `installing`). A job gearmand
+  delivers twice (a restart reloads a running job from its persistent queue) is claimed
+  by the second worker; the first one's later reports are `superseded`, which tells it to
+  stop, and its upload is refused. A copy of a test that already ended is told so by
+  `keep` with a final state, and stops too.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from farm_worker.protocol import FINAL_STATES, TestState
+from farm_worker.protocol import FINAL_STATES, SUPERSEDED, TestState
 
 S = TestState
 RUNNING_STATES = frozenset({S.INSTALLING, S.RUNNING, S.UPLOADING})
@@ -36,6 +41,7 @@ REQUEUE_SOURCES = frozenset({"monitor", "api"})
 class Verdict(str, enum.Enum):
     APPLY = "apply"  # the state (or the progress) changes
     KEEP = "keep"  # history only: not a transition the test can make now
+    SUPERSEDED = SUPERSEDED  # from a worker that no longer holds the test: it must stop
     DUPLICATE = "duplicate"  # the very same report again: nothing to record
 
 
@@ -48,10 +54,15 @@ class Report:
 
 
 def decide(current: TestState, last: Report | None, new: Report,
-           source: str = "worker") -> Verdict:
-    """What a new report does to a test in state `current` whose last report was `last`."""
+           source: str = "worker", fence: bool = True) -> Verdict:
+    """What a new report does to a test in state `current` whose last report was `last`.
+    `fence`: the report names its worker (a client that does not is never superseded)."""
     if last is not None and new == last:
         return Verdict.DUPLICATE
+    if fence and source == "worker" and current in RUNNING_STATES \
+            and new.state is not S.INSTALLING \
+            and last is not None and last.worker and new.worker and new.worker != last.worker:
+        return Verdict.SUPERSEDED
     if new.state is S.QUEUED:
         allowed = current not in FINAL_STATES and source in REQUEUE_SOURCES
     else:

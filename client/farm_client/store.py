@@ -95,6 +95,7 @@ def as_utc(value: dt.datetime | None) -> dt.datetime | None:
 class Applied:
     verdict: Verdict
     state: TestState
+    worker: str | None = None  # who holds the test (told to a superseded worker)
 
 
 class StoreError(FarmClientError):
@@ -257,7 +258,7 @@ class Store:
 
     def apply(self, test_id: str, report: Report, *, source: str,
               progress: dict[str, Any] | None = None, payload: Any = None,
-              worker_name: str | None = None) -> Applied | None:
+              worker_name: str | None = None, fence: bool = True) -> Applied | None:
         """Record a report and move the test as the state machine says; None if no test.
 
         The hot path of the server (workers report several times a second): prepared SQL
@@ -271,9 +272,9 @@ class Store:
             # what the test shows now is the last report that moved it
             shown = Report(current, row.message, row.worker,
                            (row.progress_done, row.progress_total, row.progress_current))
-            verdict = decide(current, shown, report, source)
+            verdict = decide(current, shown, report, source, fence)
             if verdict is Verdict.DUPLICATE:
-                return Applied(verdict, current)
+                return Applied(verdict, current, row.worker)
             now = utcnow()
             conn.execute(_INSERT_REPORT, {
                 "test_id": test_id, "at": now, "source": source, "worker": report.worker,
@@ -282,7 +283,7 @@ class Store:
                 "payload_json": json.dumps(payload) if payload is not None else None,
                 "applied": verdict is Verdict.APPLY})
             values = dict(row._mapping)
-            if source == "worker":
+            if source == "worker" and verdict is not Verdict.SUPERSEDED:
                 values["last_report_at"] = now
             if verdict is Verdict.APPLY:
                 values.update(_moved(report, progress, now, row.started_at is None))
@@ -291,7 +292,7 @@ class Store:
             if worker_name and self._seen_long_ago(worker_name):
                 conn.execute(update(WORKERS).where(WORKERS.c.name == worker_name)
                              .values(last_seen_at=now))
-            return Applied(verdict, current)
+            return Applied(verdict, current, values.get("worker"))
 
     def _seen_long_ago(self, worker: str) -> bool:
         """Write a worker's last_seen_at at most once a minute per process."""

@@ -17,6 +17,7 @@ from farm_client.server import create_app
 from farm_client.server_config import ServerConfig
 from farm_client.store import Store
 from harness.gearmand import Gearmand
+from harness.gearmand import running as running_gearmand
 
 
 def json_of(response: TestResponse) -> dict[str, Any]:
@@ -29,12 +30,8 @@ def json_of(response: TestResponse) -> dict[str, Any]:
 @pytest.fixture
 def own_gearmand(tmp_path: Path) -> Iterator[Gearmand]:
     """A gearmand of this test alone: jobs queued here never reach the session's workers."""
-    server = Gearmand(tmp_path / "gearmand", queue="builtin")
-    server.start()
-    try:
+    with running_gearmand(tmp_path / "gearmand", queue="builtin") as server:
         yield server
-    finally:
-        server.stop()
 
 
 @dataclass

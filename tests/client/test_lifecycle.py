@@ -50,3 +50,17 @@ def test_every_state_has_its_transitions_and_finals_have_none() -> None:
     assert set(ALLOWED) == set(TestState)
     for final in FINAL_STATES:
         assert ALLOWED[final] == frozenset()
+
+
+def test_the_last_worker_to_claim_holds_the_test() -> None:
+    """gearmand handed the job to a second worker (a restart reloaded it): the second
+    claim wins, the first worker's reports are superseded and tell it to stop."""
+    holder = Report(S.INSTALLING, "tempest 47.0.0", "w2")
+    assert decide(S.INSTALLING, holder, r(S.RUNNING, "1/3", "w1")) is Verdict.SUPERSEDED
+    assert decide(S.RUNNING, holder, r(S.PASSED, "", "w1")) is Verdict.SUPERSEDED
+    assert decide(S.RUNNING, holder, r(S.RUNNING, "2/3", "w2")) is Verdict.APPLY
+    assert decide(S.RUNNING, holder, r(S.INSTALLING, "", "w3")) is Verdict.APPLY  # a claim
+    # a report that does not name its worker is never superseded (RefStack-style clients)
+    assert decide(S.RUNNING, holder, r(S.RUNNING, "", "host-1"), fence=False) is Verdict.APPLY
+    # an ended test: kept, whoever reports
+    assert decide(S.PASSED, holder, r(S.INSTALLING, "", "w1")) is Verdict.KEEP

@@ -164,6 +164,33 @@ def test_post_result_refuses_what_is_not_subunit(farm_app: App, data: bytes,
     assert farm_app.store.results("t1") == ([], None)
 
 
+def test_a_superseded_worker_is_told_to_stop_and_its_results_refused(farm_app: App) -> None:
+    seed(farm_app)
+    for worker in ("host-1-0", "host-1-1"):  # the second claim wins
+        r = farm_app.client.post(URL, json={"test_id": "t1", "status": "installing",
+                                            "worker": worker}, headers=farm_app.worker())
+        assert r.status_code == 202 and json_of(r)["report"] == "apply"
+    r = farm_app.client.post(URL, json={"test_id": "t1", "status": "running",
+                                        "message": "1/3", "worker": "host-1-0"},
+                             headers=farm_app.worker())
+    assert r.status_code == 202
+    assert r.json == {"test_id": "t1", "state": "installing", "report": "superseded",
+                      "worker": "host-1-1"}
+    data = stream([("a.T.test_ok", "success", "")])
+    r = farm_app.client.post("/post-result?test_id=t1&worker=host-1-0",
+                             headers=farm_app.worker(),
+                             data={"file": (io.BytesIO(data), "t1.subunit")})
+    assert r.status_code == 409 and json_of(r)["field"] == "worker"
+    assert "held by worker host-1-1" in json_of(r)["error"]
+    assert farm_app.store.results("t1") == ([], None)
+    r = farm_app.client.post("/post-result?test_id=t1&worker=host-1-1",
+                             headers=farm_app.worker(),
+                             data={"file": (io.BytesIO(data), "t1.subunit")})
+    assert r.status_code == 201
+    test = farm_app.store.get("t1")
+    assert test is not None and test.worker == "host-1-1" and test.state == "installing"
+
+
 def test_post_result_needs_the_file_and_a_known_test(farm_app: App) -> None:
     seed(farm_app)
     r = farm_app.client.post("/post-result?test_id=t1", headers=farm_app.worker(), data={})

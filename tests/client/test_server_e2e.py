@@ -3,13 +3,11 @@ Tempest and reports back with its token; the API shows state, history and result
 
 from __future__ import annotations
 
-import signal
 import time
 
 import pytest
 
 from farm_worker.environments import PrepareResult
-from harness.checks import leftovers
 from harness.keystone import ADMIN_PASSWORD, Keystone
 from harness.server import FarmServer
 from harness.workers import WorkerFactory
@@ -78,29 +76,3 @@ def test_cancel_a_running_test_through_the_server(workers: WorkerFactory, server
     doc = server.wait_state("srv-cxl-1", {"cancelled", "passed", "failed", "error"}, 30)
     assert doc["test"]["state"] == "cancelled" and time.monotonic() - asked < 10
     assert server.api("POST", "/v1/tests/srv-cxl-1/cancel").status_code == 409
-
-
-@pytest.mark.cloud
-def test_a_killed_worker_is_noticed_and_the_test_runs_again(
-        workers: WorkerFactory, server: FarmServer, keystone: Keystone,
-        tempest47: PrepareResult) -> None:
-    first = workers.start("srv-dies", callbacks=[{"url": server.url,
-                                                  "token": server.worker_token}])
-    server.api("POST", "/v1/tests", json={
-        "test_id": "srv-lost-1", "tempest": {"version": "47.0.0"},
-        "conf": keystone.tempest_conf(), "tests": {"regex": SMOKE}})
-    server.wait_state("srv-lost-1", {"running"})
-    first.proc.send_signal(signal.SIGKILL)
-    first.wait(10)
-    # gearmand queues the job again; the monitor (stale after 3 s) says so
-    doc = server.wait_state("srv-lost-1", {"queued"}, 60)
-    assert "the worker was lost" in doc["test"]["message"]
-    second = workers.start("srv-second", callbacks=[{"url": server.url,
-                                                     "token": server.worker_token}])
-    doc = server.wait_state("srv-lost-1", {"passed", "failed", "error"})
-    assert doc["test"]["state"] == "passed" and doc["test"]["worker"] == "srv-second"
-    # the dead worker's leftovers go when a worker starts again on its directory
-    restarted = workers.start("srv-dies", callbacks=[{"url": server.url,
-                                                      "token": server.worker_token}])
-    assert leftovers(restarted.work_dir) == []
-    assert second.proc.poll() is None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from farm_client.gearman_client import Gearman, GearmanError, Server
 from harness.loopback import free_port
@@ -88,3 +91,14 @@ class Gearmand:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+
+@contextlib.contextmanager
+def running(state: Path, **options: Any) -> Iterator[Gearmand]:
+    """A started gearmand (options: Gearmand's fields), stopped on the way out."""
+    server = Gearmand(state, **options)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

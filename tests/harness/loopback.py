@@ -42,3 +42,35 @@ class Loopback:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class Silent:
+    """A TCP listener on 127.0.0.1 that accepts connections and never answers: a cloud
+    endpoint that hangs. Holds every connection until stopped."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.conns: list[socket.socket] = []
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for conn in self.conns:
+            conn.close()
+        self.sock.close()

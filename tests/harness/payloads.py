@@ -23,9 +23,9 @@ def valid(**changes: Any) -> dict[str, Any]:
     return doc
 
 
-def _with(path: str, value: Any) -> bytes:
-    """VALID with one nested key set (or removed when value is ...)."""
-    doc = copy.deepcopy(VALID)
+def with_field(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A copy of `doc` with one nested key (a.b.c) set, or removed when value is `...`."""
+    doc = copy.deepcopy(doc)
     *parents, last = path.split(".")
     target = doc
     for part in parents:
@@ -34,7 +34,11 @@ def _with(path: str, value: Any) -> bytes:
         del target[last]
     else:
         target[last] = value
-    return json.dumps(doc).encode()
+    return doc
+
+
+def _with(path: str, value: Any) -> bytes:
+    return json.dumps(with_field(VALID, path, value)).encode()
 
 
 # (id, raw payload bytes, field named in the error, a fragment of the message)

@@ -36,6 +36,7 @@ class Recorder:
     testcases: dict[str, list[str]] = field(default_factory=dict)
     fail_status: int = 503
     fail_next: int = 0  # answer this many requests with fail_status first
+    status_answer: dict[str, Any] = field(default_factory=lambda: {"accepted": True})
     requests: list[Request] = field(default_factory=list)
     _server: Loopback | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -80,7 +81,7 @@ class Recorder:
                 return self.fail_status, {"error": "injected failure"}
         test_id = (req.query.get("test_id") or [""])[0]
         if req.path == "/update-test-status/" and req.method == "POST":
-            return 202, {"accepted": True}
+            return 202, self.status_answer
         if req.path == "/post-result" and req.method == "POST":
             return 201, {"stored": len(self.upload_bytes(req))}
         if req.path == "/get-miniconf" and test_id in self.miniconf:

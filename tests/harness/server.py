@@ -61,7 +61,11 @@ class FarmServer:
         self.worker_token = self.farm("server", "add-worker", "testhost", "--allow",
                                       "127.0.0.0/8")
         self.user_token = self.farm("server", "add-user", "tester")
-        with self.log.open("wb") as fh:
+        return self.serve(timeout_s)
+
+    def serve(self, timeout_s: float = 30) -> FarmServer:
+        """Run `farm serve` on the configured database (again, after `stop`)."""
+        with self.log.open("ab") as fh:
             self.proc = subprocess.Popen([FARM, "serve", "-c", str(self.config)],
                                          stdin=subprocess.DEVNULL, stdout=fh,
                                          stderr=subprocess.STDOUT, env=self._env())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,18 +37,21 @@ class WorkerProcess:
 
     def stop(self, timeout_s: float = 30) -> int:
         """SIGTERM (drain); a job still running after 5 s gets a second SIGTERM (the worker
-        cancels it and cleans up); SIGKILL as the last resort, then its job mounts are
-        undone here. The exit code."""
+        cancels it and cleans up); SIGKILL as the last resort. Job mounts a killed worker
+        left (here, or by a test) are undone. The exit code."""
         self.signal(signal.SIGTERM)
         try:
-            return self.proc.wait(5)
+            code = self.proc.wait(5)
         except subprocess.TimeoutExpired:
             self.signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
+            try:
+                code = self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = self.proc.wait()
+        for pgid_file in self.work_dir.rglob("pgid") if self.work_dir.exists() else []:
+            with contextlib.suppress(ValueError, OSError):  # a killed job's Tempest
+                os.killpg(int(pgid_file.read_text()), signal.SIGKILL)
         mounts = Path("/proc/self/mountinfo").read_text().splitlines()
         for line in mounts:
             point = line.split()[4]
@@ -78,7 +82,7 @@ def start_worker(base: Path, *, gearman: list[str], cache_dir: Path, versions: l
     config = write_config(base / f"{worker_id}.yaml", **keys)
     log = base / f"{worker_id}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_WORKER_")}
-    with log.open("wb") as fh:
+    with log.open("ab") as fh:  # a worker started again on the same directory appends
         proc = subprocess.Popen([FARM_WORKER, "run", "-c", str(config)], stdin=subprocess.DEVNULL,
                                 stdout=fh, stderr=subprocess.STDOUT, env=env)
     worker = WorkerProcess(worker_id, config, log, work_dir, proc)

@@ -10,7 +10,7 @@ import pytest
 
 from farm_worker.exceptions import ReportError
 from farm_worker.protocol import TestState
-from farm_worker.reporting import CallbackClient, Reporter
+from farm_worker.reporting import CallbackClient, Reporter, pending_reports, wait_pending
 from harness.loopback import free_port
 from harness.recorder import Recorder
 
@@ -96,3 +96,57 @@ def test_no_client_means_nothing_is_sent(caplog: pytest.LogCaptureFixture) -> No
     rep.state(TestState.PASSED)
     assert rep.close(1)
     assert caplog.records == [] or all(r.levelno < logging.ERROR for r in caplog.records)
+
+
+@pytest.mark.parametrize(("answer", "reason"), [
+    ({"test_id": "t7", "state": "running", "report": "superseded", "worker": "w2"},
+     'superseded: the server gave test t7 to worker "w2"'),
+    ({"test_id": "t7", "state": "passed", "report": "keep"},
+     "stopped: test t7 has ended on the server (passed)"),
+    ({"test_id": "t7", "state": "running", "report": "apply"}, None),
+    ({"test_id": "t7", "state": "running", "report": "keep"}, None),
+    ({"accepted": True}, None),  # a plain RefStack-style answer
+])
+def test_the_servers_answer_can_stop_the_job(recorder: Recorder, answer: dict[str, str],
+                                            reason: str | None) -> None:
+    recorder.status_answer = answer
+    told: list[str] = []
+    rep = Reporter(CallbackClient(recorder.url, None), "t7", "w1", retry_s=5,
+                   on_stop=told.append)
+    rep.state(TestState.RUNNING, "1/3")
+    rep.state(TestState.RUNNING, "2/3")
+    assert rep.close() is True
+    assert told == ([reason] if reason else [])  # told once, however many answers say so
+    assert rep.stopped == reason
+
+
+def test_reports_left_when_the_job_ends_are_delivered_in_the_background() -> None:
+    """The server is down when the job ends: close() gives up waiting, not delivering;
+    the reports arrive once it is back, while the worker would be on its next job."""
+    port = free_port()
+    rep = Reporter(CallbackClient(f"http://127.0.0.1:{port}/", None), "t8", "w1", retry_s=60)
+    rep.state(TestState.RUNNING)
+    rep.state(TestState.PASSED, "3 passed")
+    assert rep.close(1) is False and rep.pending
+    assert pending_reports() == 2
+    rec = Recorder().start(port)
+    try:
+        end = time.monotonic() + 30
+        while pending_reports() and time.monotonic() < end:
+            time.sleep(0.1)
+        assert pending_reports() == 0 and not rep.pending and rep.failures == []
+        assert rec.states("t8") == ["running", "passed"]
+        assert wait_pending(1) == 0
+    finally:
+        rec.stop()
+
+
+def test_reports_still_pending_at_exit_are_abandoned_and_counted() -> None:
+    rep = Reporter(CallbackClient(f"http://127.0.0.1:{free_port()}/", None), "t9", "w1",
+                   retry_s=60)
+    rep.state(TestState.PASSED)
+    assert rep.close(0.5) is False
+    started = time.monotonic()
+    assert wait_pending(1) == 1
+    assert time.monotonic() - started < 15 and pending_reports() == 0
+    assert "1 reports abandoned" in rep.failures

@@ -46,6 +46,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "default_timeout_s": {"type": "integer", "minimum": 1,
                               "maximum": defaults.MAX_TIMEOUT_S},
         "report_retry_s": {"type": "number", "minimum": 0},
+        "report_flush_s": {"type": "number", "minimum": 0},
         "results_keep_days": {"type": "number", "minimum": 0},
         "callbacks": {"type": "array", "items": {
             "type": "object", "additionalProperties": False, "required": ["url"],
@@ -115,6 +116,7 @@ class WorkerConfig:
     concurrency: int = defaults.TEMPEST_CONCURRENCY
     default_timeout_s: int = defaults.DEFAULT_TIMEOUT_S
     report_retry_s: float = defaults.REPORT_RETRY_S
+    report_flush_s: float = defaults.FLUSH_TIMEOUT_S
     results_keep_days: float = defaults.RESULTS_KEEP_DAYS
     callbacks: tuple[CallbackAuth, ...] = ()
     tempest_defaults: Conf = field(default_factory=dict, repr=False)
@@ -217,7 +219,8 @@ def build_config(doc: Mapping[str, Any], source: str,
         raise ConfigError(_schema_message(source, err))
     kwargs: dict[str, Any] = {"source": source}
     for key in ("worker_id", "install_on_demand", "env_isolation", "index_url", "concurrency",
-                "default_timeout_s", "report_retry_s", "results_keep_days", "log_level",
+                "default_timeout_s", "report_retry_s", "report_flush_s", "results_keep_days",
+                "log_level",
                 "tempest_defaults"):
         if key in merged:
             kwargs[key] = merged[key]

@@ -90,9 +90,20 @@ class JobRunner:
     def worker_dir(self) -> Path:
         return self.config.work_dir / self.config.worker_id
 
+    def partial_result(self, test_id: str) -> Path:
+        """Where a running job writes its subunit stream; renamed when complete. Named by
+        worker id: slots share results_dir, and each cleans only its own."""
+        return self.config.results_dir / f".{self.config.worker_id}.{test_id}.subunit.part"
+
     def clean_stale(self) -> list[Path]:
-        """Remove what a killed worker left in its work directory: processes, mounts, files."""
+        """Remove what a killed worker left: processes, mounts and files in its work
+        directory, its partial results."""
         removed: list[Path] = []
+        if self.config.results_dir.is_dir():
+            for part in self.config.results_dir.glob(f".{self.config.worker_id}.*.subunit.part"):
+                part.unlink(missing_ok=True)
+                removed.append(part)
+                log.warning("removed %s left by an earlier worker", part)
         if not self.worker_dir.exists():
             return removed
         for job_dir in sorted(p for p in self.worker_dir.iterdir() if p.is_dir()):
@@ -173,7 +184,8 @@ class _Job:
             token = payload.callback.token or (auth.token if auth else None)
             client = CallbackClient(payload.callback.url, token)
         self.client = client
-        self.reporter = Reporter(client, payload.test_id, self.worker, self.config.report_retry_s)
+        self.reporter = Reporter(client, payload.test_id, self.worker, self.config.report_retry_s,
+                                 on_stop=cancel.cancel)
 
     def say(self, msg: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
         log.log(level, "[test %s] " + msg, self.test_id, *args, **kwargs)
@@ -316,7 +328,7 @@ class _Job:
         results_dir = self.config.results_dir
         results_dir.mkdir(parents=True, exist_ok=True)
         final = results_dir / f"{self.test_id}.subunit"
-        partial = results_dir / f".{self.test_id}.subunit.part"
+        partial = self.runner.partial_result(self.test_id)
         self.results = LiveResults(on_test=self._on_test)
         argv = tempest.run_argv(ws, args, self.config.concurrency)
         with partial.open("wb") as raw, (ws.logs / "tempest-stderr.log").open("wb") as err:
@@ -381,9 +393,9 @@ class _Job:
         remove_tree(self.job_dir)
 
     def _remove_partial(self) -> None:
-        (self.config.results_dir / f".{self.test_id}.subunit.part").unlink(missing_ok=True)
+        self.runner.partial_result(self.test_id).unlink(missing_ok=True)
 
     def _flush_reports(self) -> None:
-        if not self.reporter.close():
+        if not self.reporter.close(self.config.report_flush_s) and not self.reporter.pending:
             self.say("some reports did not reach %s", self.client, level=logging.ERROR)
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import gear
 
-from farm_worker import defaults
+from farm_worker import defaults, reporting
 from farm_worker.execution import CancelEvent, JobHooks, JobRunner
 from farm_worker.protocol import (
     CANCEL_PREFIX,
@@ -105,6 +105,7 @@ class FarmWorker:
         self.jobs = _GearWorker(client_id=self.worker_id)
         self.control = _GearWorker(client_id=f"{self.worker_id}.control")
         self.draining = threading.Event()
+        self._give_up = threading.Event()  # a second signal: stop waiting for reports too
         self._signals = 0
         self._current: tuple[str | None, CancelEvent] | None = None
         # re-entrant: the signal handler runs in the main thread, maybe while it holds this
@@ -145,6 +146,7 @@ class FarmWorker:
             self.draining.set()
             threading.Thread(target=self.jobs.stopWaitingForJobs, daemon=True).start()
         else:
+            self._give_up.set()
             with self._lock:
                 current = self._current
             if current is not None:
@@ -164,6 +166,10 @@ class FarmWorker:
                              "hand to another worker", job.handle)
                     break
                 self._handle(job)
+            if reporting.pending_reports():
+                log.info("waiting up to %.0f s for %d reports of ended jobs (signal again "
+                         "to give up)", self.config.report_retry_s, reporting.pending_reports())
+                reporting.wait_pending(self.config.report_retry_s, self._give_up)
             log.info("worker %s stopped after %d jobs", self.worker_id, self._jobs_done)
             return 0
         finally:

@@ -89,6 +89,27 @@ FINAL_STATES = frozenset(
      TestState.TIMED_OUT, TestState.REJECTED}
 )
 
+# --- the callback server's answer to a status report ---------------------------------------
+SUPERSEDED = "superseded"  # the report's verdict when another worker holds the test
+
+
+def stop_reason(test_id: str, answer: Any) -> str | None:
+    """Why the job must stop, from the server's answer to a status report
+    ({"state", "report", "worker"}), or None to go on. It stops when another worker has
+    claimed the test since (gearmand delivered the job twice) or the test has ended there
+    (finished by another copy, or cancelled)."""
+    if not isinstance(answer, Mapping):
+        return None
+    verdict, state = answer.get("report"), answer.get("state")
+    if verdict == SUPERSEDED:
+        holder = answer.get("worker")
+        return (f"superseded: the server gave test {test_id} to "
+                f"{'worker ' + show(holder) if holder else 'another worker'}")
+    if verdict == "keep" and state in {s.value for s in FINAL_STATES}:
+        return f"stopped: test {test_id} has ended on the server ({state})"
+    return None
+
+
 # --- payload schema v1 ----------------------------------------------------------------------
 TEST_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 VERSION_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"

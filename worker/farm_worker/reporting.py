@@ -5,6 +5,10 @@ stalls Tempest's output pipe. They are delivered in order; progress reports are
 coalesced (only the newest waiting one is sent). Connection errors, 5xx, 408 and 429 are
 retried with exponential backoff until `retry_s` has passed; other 4xx are logged and
 dropped. A failed report never fails the job. The bearer token is never logged.
+
+A job waits `report_flush_s` for its last reports; what is still undelivered then (the
+server is down) keeps being retried in the background while the worker takes the next job,
+and the worker waits for it before it exits (`wait_pending`).
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import requests
 
 from farm_worker import defaults
 from farm_worker.exceptions import ReportError
-from farm_worker.protocol import TestState
+from farm_worker.protocol import TestState, stop_reason
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_pending: set[Reporter] = set()  # closed, still delivering in the background
+_pending_lock = threading.Lock()
 
 
 class CallbackClient:
@@ -104,11 +110,15 @@ class Reporter:
     """Ordered, retried, non-blocking delivery of one job's reports."""
 
     def __init__(self, client: CallbackClient | None, test_id: str, worker: str,
-                 retry_s: float = defaults.REPORT_RETRY_S):
+                 retry_s: float = defaults.REPORT_RETRY_S,
+                 on_stop: Callable[[str], None] | None = None):
         self.client = client
         self.test_id = test_id
         self.worker = worker
         self.retry_s = retry_s
+        self.on_stop = on_stop  # called once when the server's answer says the job must stop
+        self.stopped: str | None = None
+        self.pending = False  # closed with reports left: they go on in the background
         self.failures: list[str] = []
         self._queue: collections.deque[_Item] = collections.deque()
         self._cond = threading.Condition()
@@ -163,32 +173,91 @@ class Reporter:
                 self.failures.append(str(exc))
             with self._cond:
                 self._queue.popleft()
+                if not self._queue and self._closing:
+                    with _pending_lock:
+                        _pending.discard(self)
+                    if self.pending:
+                        log.info("[test %s] the reports pending since the job ended are "
+                                 "delivered", self.test_id)
+                    self.pending = False
+                    return
 
     def _deliver(self, item: _Item) -> None:
         assert self.client is not None
         if item.kind == "upload":
             assert item.path is not None
-            self.client.call("POST", f"post-result?test_id={self.test_id}",
+            self.client.call("POST", f"post-result?test_id={self.test_id}&worker={self.worker}",
                              retry_s=self.retry_s, stop=self._abandon,
                              upload=(f"{self.test_id}.subunit", item.path))
-        else:
-            self.client.call("POST", "update-test-status/", json=item.body,
-                             retry_s=self.retry_s, stop=self._abandon)
+            return
+        resp = self.client.call("POST", "update-test-status/", json=item.body,
+                                retry_s=self.retry_s, stop=self._abandon)
+        try:
+            answer = resp.json()
+        except ValueError:  # a callback server that answers 202 with no body: fine
+            return
+        reason = stop_reason(self.test_id, answer)
+        if reason and self.stopped is None:
+            self.stopped = reason
+            log.warning("[test %s] %s", self.test_id, reason)
+            if self.on_stop is not None:
+                self.on_stop(reason)
 
     def close(self, timeout_s: float = defaults.FLUSH_TIMEOUT_S) -> bool:
-        """Deliver what is queued (up to `timeout_s`); True when nothing was lost."""
+        """Wait up to `timeout_s` for what is queued; True when all of it was delivered.
+        What is left keeps being retried in the background (`pending`), each report up to
+        `retry_s`, unless `abandon()` is called."""
         with self._cond:
             self._closing = True
             self._cond.notify()
             thread = self._thread
-        if thread is not None:
-            thread.join(timeout_s)
-            if thread.is_alive():
-                self._abandon.set()
-                thread.join(defaults.REPORT_TIMEOUT_S + 1)
-                with self._cond:
-                    lost = len(self._queue)
-                self.failures.append(f"{lost} reports still queued after {timeout_s:.0f} s")
-                log.error("[test %s] %d reports not delivered after %.0f s", self.test_id,
-                          lost, timeout_s)
+        if thread is None:
+            return not self.failures
+        with _pending_lock:
+            _pending.add(self)
+        thread.join(timeout_s)
+        if thread.is_alive():
+            with self._cond:
+                left = len(self._queue)
+                self.pending = left > 0  # the thread may have just finished
+            if not left:
+                return not self.failures
+            log.warning("[test %s] %d reports not delivered after %.0f s; retrying them in "
+                        "the background", self.test_id, left, timeout_s)
+            return False
+        with _pending_lock:
+            _pending.discard(self)
         return not self.failures
+
+    def abandon(self) -> int:
+        """Stop retrying; the number of reports lost."""
+        with self._cond:
+            lost = len(self._queue)
+        self._abandon.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(defaults.REPORT_TIMEOUT_S + 1)
+        if lost:
+            self.failures.append(f"{lost} reports abandoned")
+            log.error("[test %s] %d reports abandoned", self.test_id, lost)
+        with _pending_lock:
+            _pending.discard(self)
+        return lost
+
+
+def pending_reports() -> int:
+    """Reports of ended jobs still being retried."""
+    with _pending_lock:
+        reporters = list(_pending)
+    return sum(len(r._queue) for r in reporters if r.pending)
+
+
+def wait_pending(timeout_s: float, stop: threading.Event | None = None) -> int:
+    """Before the worker exits: wait up to `timeout_s` (or until `stop`) for the reports of
+    ended jobs, then abandon what is left. The number of reports lost."""
+    end = time.monotonic() + timeout_s
+    while pending_reports() and time.monotonic() < end and not (stop and stop.is_set()):
+        time.sleep(0.2)
+    with _pending_lock:
+        reporters = list(_pending)
+    return sum(r.abandon() for r in reporters)

@@ -34,6 +34,9 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None, *,
         raise SchemaNotReady(f"{cfg.database_url}: schema revision {store.revision()}, "
                              f"expected {head}: run `farm server init-db`")
     app = Flask("farm_client.server")
+    # no automatic OPTIONS: nothing here is for browsers, and an unknown host gets 405 for
+    # every method of the RefStack endpoints
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["farm"] = FarmState(cfg, store, gearman or Gearman(cfg.gearman_servers))

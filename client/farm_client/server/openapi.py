@@ -100,18 +100,27 @@ def openapi_document() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": {
                     "application/json": {"schema": {"$ref": "#/components/schemas/StatusUpdate"}},
                     "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}},
-                "responses": {"202": _ok("accepted"), "400": _error("a field is missing or "
+                "responses": {"202": _ok(
+                    "accepted; `report` is apply, keep, duplicate or superseded (another "
+                    "worker holds the test: stop; `worker` names it) - keep with a final "
+                    "`state` also means stop"), "400": _error("a field is missing or "
                                                                      "invalid (named)"),
                               "405": _error("not a known testing host"),
                               "413": _error("body too large")}}},
             "/post-result": {"post": {
                 "summary": "A worker uploads the subunit v2 stream of a test",
-                "security": worker, "parameters": [_test_id_param("query")],
+                "security": worker, "parameters": [
+                    _test_id_param("query"),
+                    {"name": "worker", "in": "query", "required": False,
+                     "description": "the uploading worker: refused (409) if another holds "
+                                    "the test", "schema": {"type": "string",
+                                                           "pattern": TEST_ID_PATTERN}}],
                 "requestBody": {"required": True, "content": {"multipart/form-data": {
                     "schema": {"type": "object", "required": ["file"], "properties": {
                         "file": {"type": "string", "format": "binary"}}}}}},
                 "responses": {"201": _ok("stored and parsed"),
                               "400": _error("not subunit, or a bad test_id"),
+                              "409": _error("another worker holds the test"),
                               "405": _error("not a known testing host"),
                               "413": _error("body too large")}}},
             "/get-miniconf": {"get": {

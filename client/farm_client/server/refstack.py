@@ -12,12 +12,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from farm_client.lifecycle import Report
+from farm_client.lifecycle import Report, Verdict
 from farm_client.models import TestRow
 from farm_client.server.auth import require_worker
 from farm_client.server.state import farm
 from farm_client.subunit_results import NotSubunit, parse
-from farm_worker.protocol import TEST_ID_PATTERN, TestState, show
+from farm_worker.protocol import SUPERSEDED, TEST_ID_PATTERN, TestState, show
 
 bp = Blueprint("refstack", __name__)
 
@@ -125,12 +125,16 @@ def update_test_status() -> tuple[Response, int]:
     report = Report(state, message, worker or host.name,
                     (p.get("done"), p.get("total"), p.get("current")))
     applied = farm().store.apply(test_id, report, source="worker", progress=progress,
-                                 payload=payload, worker_name=host.name)
+                                 payload=payload, worker_name=host.name,
+                                 fence=worker is not None)
     if applied is None:
         return bad_request(BadField("test_id", f"{show(test_id)} is not a test of this "
                                                "server"))
-    return jsonify({"test_id": test_id, "state": applied.state.value,
-                    "report": applied.verdict.value}), 202
+    answer = {"test_id": test_id, "state": applied.state.value,
+              "report": applied.verdict.value}
+    if applied.verdict is Verdict.SUPERSEDED:
+        answer["worker"] = applied.worker
+    return jsonify(answer), 202
 
 
 @bp.post("/post-result", strict_slashes=False)
@@ -138,6 +142,9 @@ def post_result() -> tuple[Response, int]:
     require_worker()
     try:
         test_id = test_id_of(request.args.get("test_id"))
+        uploader = request.args.get("worker")
+        if uploader is not None and not re.match(TEST_ID_PATTERN, uploader):
+            raise BadField("worker", f"{show(uploader)} is not a worker id")
         upload = request.files.get("file")
         if upload is None:
             raise BadField("file", "is required (multipart/form-data field `file`)")
@@ -148,6 +155,11 @@ def post_result() -> tuple[Response, int]:
             raise BadField("file", str(exc)) from None
     except BadField as exc:
         return bad_request(exc)
+    test = farm().store.get(test_id)
+    if test is not None and uploader and test.worker and test.worker != uploader:
+        return jsonify({"error": f"worker: test {test_id} is held by worker {test.worker}, "
+                                 f"not {uploader}: results refused", "field": "worker",
+                        "report": SUPERSEDED, "worker": test.worker}), 409
     if not farm().store.store_results(test_id, parsed, data):
         return bad_request(BadField("test_id", f"{show(test_id)} is not a test of this "
                                                "server"))

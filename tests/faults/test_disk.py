@@ -1,0 +1,103 @@
+"""100 mixed runs straight through gearmand - passed, failed, timed out, cancelled (queued
+and running), rejected, and runs whose worker was killed - leave 0 workspaces, 0 per-job
+environments (overlay mounts or copies), 0 partial results and 0 stray processes."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import gear
+import pytest
+
+from farm_worker.environments import PrepareResult
+from farm_worker.protocol import cancel_function, run_function
+from harness.checks import leftovers, processes_under, wait_for_state
+from harness.gearclient import TestClient, events, summary, wait
+from harness.loopback import Silent
+from harness.payloads import INVALID, valid
+from harness.workers import TEMPEST, WorkerFactory, WorkerProcess
+
+pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.slow]
+RUN = run_function(TEMPEST)
+CLOSED = {"identity": {"uri_v3": "http://127.0.0.1:9/v3"},
+          "auth": {"use_dynamic_credentials": False}}
+TOKENS = r"tempest\.api\.identity\.v3\.test_tokens"
+
+
+def hanging(cloud: Silent) -> dict[str, Any]:
+    return {"identity": {"uri_v3": f"http://127.0.0.1:{cloud.port}/v3"},
+            "auth": {"use_dynamic_credentials": False}}
+
+
+def worker_of(job: gear.Job) -> str | None:
+    for ev in events(job):
+        if ev["event"] == "state" and ev["state"] == "running":
+            return str(ev["worker"])
+    return None
+
+
+def test_a_hundred_mixed_runs_leave_nothing_behind(
+        workers: WorkerFactory, client: TestClient, hanging_cloud: Silent,
+        tempest47: PrepareResult) -> None:
+    pool: dict[str, WorkerProcess] = {n: workers.start(n) for n in ("disk-a", "disk-b")}
+    jobs: dict[str, gear.Job] = {}
+    expected: dict[str, set[str]] = {}
+
+    def run(tid: str, ends: set[str], **fields: Any) -> gear.Job:
+        jobs[tid] = client.submit(RUN, valid(test_id=tid, **fields))
+        expected[tid] = ends
+        return jobs[tid]
+
+    # killed workers: each worker in turn is SIGKILLed while it runs a job that hangs; the
+    # job goes back to gearmand and ends on the other worker (timed out); a worker started
+    # again on the dead one's directory removes what it left
+    for n in range(2):
+        # ends on the other worker: timed out, or failed when that copy's connections
+        # to the hanging cloud are refused after the kill (what matters here is disk)
+        job = run(f"killed-{n}", {"timed_out", "failed"}, conf=hanging(hanging_cloud),
+                  tests={"regex": TOKENS}, dry_run=False, timeout_s=15)
+        wait_for_state(job, "running", 300)
+        holder = worker_of(job)
+        assert holder is not None
+        time.sleep(1)  # Tempest is under way
+        assert processes_under(pool[holder].work_dir), "nothing runs under the worker"
+        pool[holder].proc.send_signal(signal.SIGKILL)
+        pool[holder].wait(10)
+        pool[holder] = workers.start(holder)
+        assert "left by an earlier worker" in pool[holder].output()
+
+    for i in range(30):  # rejected
+        raw = INVALID[i % len(INVALID)][1]
+        jobs[f"rejected-{i}"] = client.submit(RUN, raw)
+        expected[f"rejected-{i}"] = {"rejected"}
+    for i in range(34):  # passed (dry runs)
+        run(f"dry-{i}", {"passed"}, conf=CLOSED, tests={"regex": TOKENS})
+        if i < 10:  # failed: nothing listens where the cloud should be
+            run(f"fail-{i}", {"failed"}, conf=CLOSED, tests={"regex": TOKENS}, dry_run=False)
+        if i < 10:  # timed out
+            run(f"slow-{i}", {"timed_out"}, conf=hanging(hanging_cloud),
+                tests={"regex": TOKENS}, dry_run=False, timeout_s=3)
+        if i < 12:  # cancelled while queued: the cancel waits in gearmand
+            run(f"cxl-{i}", {"cancelled"}, conf=hanging(hanging_cloud),
+                tests={"regex": TOKENS}, dry_run=False)
+            client.submit(cancel_function(f"cxl-{i}"), b"", background=True)
+    for i in range(2):  # cancelled while running
+        job = run(f"cxl-run-{i}", {"cancelled"}, conf=hanging(hanging_cloud),
+                  tests={"regex": TOKENS}, dry_run=False)
+        wait_for_state(job, "running", 600)
+        wait(client.submit(cancel_function(f"cxl-run-{i}"), b""), 30)
+    assert len(jobs) == 100
+
+    ends = {tid: summary(wait(job, 900))["state"] for tid, job in jobs.items()}
+    wrong = {tid: end for tid, end in ends.items() if end not in expected[tid]}
+    assert wrong == {}, wrong
+    print("100 mixed runs:", dict(Counter(ends.values())))
+    for w in pool.values():
+        assert w.proc.poll() is None, w.output()[-3000:]
+        assert leftovers(w.work_dir) == [], w.worker_id  # workspaces, overlays, processes
+        results = Path(w.work_dir.parent / "results")
+        assert not list(results.glob(".*.part")), w.worker_id

@@ -1,0 +1,92 @@
+"""gearmand killed (kill -9) with 50 runs queued on its persistent queue (libsqlite3) and
+one running: after the restart every queued run runs exactly once, the running one ends in
+a final state, and the server's store agrees with what the workers ran."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farm_worker.environments import PrepareResult
+from harness.checks import leftovers
+from harness.gearmand import running as running_gearmand
+from harness.gearmand import status
+from harness.keystone import Keystone
+from harness.server import FarmServer
+from harness.workers import WorkerFactory
+
+from .conftest import server_worker, submit
+
+pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.cloud, pytest.mark.slow]
+FINAL = {"passed", "failed", "error", "cancelled", "timed_out", "rejected"}
+DUMMY = {"identity": {"uri_v3": "http://127.0.0.1:9/v3"}}
+QUEUED = 50
+
+
+def test_gearmand_killed_with_fifty_queued_and_one_running(
+        tmp_path: Path, workers: WorkerFactory, keystone: Keystone,
+        tempest47: PrepareResult) -> None:
+    with running_gearmand(tmp_path / "gearmand") as gearmand:
+        server = FarmServer(tmp_path / "server", [gearmand.address],
+                            extra={"stale_after_s": 5, "monitor_interval_s": 1}).start()
+        try:
+            first = server_worker(workers, server, "gk-a", gearman=[gearmand.address])
+            submit(server, "gk-long", keystone.tempest_conf(),
+                   r"tempest\.api\.identity\.v3\.test_tokens")
+            server.wait_state("gk-long", {"running"})
+            ids = [f"gk-{n:02d}" for n in range(QUEUED)]
+            for tid in ids:
+                submit(server, tid, DUMMY, "tempest.api.identity.v3.test_tokens", dry_run=True)
+            assert status(gearmand.port)["tempest:run:47.0.0"][:2] == (QUEUED + 1, 1)
+
+            gearmand.kill()
+            time.sleep(1)
+            gearmand.start()
+            restarted = time.monotonic()
+            second = server_worker(workers, server, "gk-b", gearman=[gearmand.address])
+
+            end = time.monotonic() + 900
+            docs: dict[str, Any] = {}
+            while True:
+                docs = {t: server.api("GET", f"/v1/tests/{t}").json()
+                        for t in [*ids, "gk-long"]}
+                if all(d["test"]["state"] in FINAL for d in docs.values()):
+                    break
+                assert time.monotonic() < end, {t: d["test"]["state"] for t, d in docs.items()}
+                time.sleep(1)
+            drained = time.monotonic() - restarted
+            time.sleep(3)  # a second copy of a job would have started by now
+
+            logs = first.output() + second.output()
+            for tid in ids:
+                assert docs[tid]["test"]["state"] == "passed", docs[tid]
+                started = re.findall(rf"\[test {tid}\] installing", logs)
+                assert len(started) == 1, (tid, started)  # ran exactly once
+                applied = [h["state"] for h in docs[tid]["history"] if h["applied"]]
+                assert applied.count("installing") == 1, docs[tid]["history"]
+            # the running one: gearmand reloads it from its queue and hands it out again;
+            # one copy runs to the end, the other is told to stop by the server (the
+            # second claim supersedes the first; a copy of an ended test stops at once)
+            long = docs["gk-long"]["test"]
+            assert long["state"] == "passed", long
+            assert len(re.findall(r"\[test gk-long\] passed", logs)) == 1, logs[-5000:]
+            copies = len(re.findall(r"\[test gk-long\] installing", logs))
+            stopped = re.findall(r"\[test gk-long\] (superseded|stopped): .*", logs)
+            assert len(stopped) == copies - 1, (copies, stopped)
+            results = server.api("GET", "/v1/tests/gk-long/results").json()["results"]
+            assert len(results) == long["summary"]["passed"] + long["summary"]["skipped"] == 3
+            holder = {"gk-a": first, "gk-b": second}[long["worker"]]
+            assert "[test gk-long] passed" in holder.output()  # the store has the run it holds
+            print(f"gearmand kill -9: {QUEUED} queued ran once each, all final "
+                  f"{drained:.0f} s after the restart; the running one: {copies} copies, "
+                  f"{len(stopped)} stopped by the server")
+            queue = status(gearmand.port)
+            assert all(q == 0 for q, _, _ in queue.values()), queue
+            for w in (first, second):
+                assert w.proc.poll() is None and leftovers(w.work_dir) == []
+        finally:
+            server.stop()

@@ -1,0 +1,104 @@
+"""Cloud passwords after runs that pass, fail, time out and are cancelled, straight through
+gearmand and through the status server: 0 occurrences in worker and server logs, the status
+history, WORK_DATA events and results, gearmand's queue database and log, and anything
+left under the workers' directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farm_worker.environments import PrepareResult
+from farm_worker.protocol import cancel_function, run_function
+from harness.checks import wait_for_state
+from harness.gearclient import TestClient, summary, wait
+from harness.gearmand import Gearmand
+from harness.keystone import ADMIN_PASSWORD, Keystone
+from harness.payloads import valid
+from harness.server import FarmServer
+from harness.workers import TEMPEST, WorkerFactory
+
+from .conftest import server_worker, submit
+
+pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.cloud, pytest.mark.slow]
+WRONG = "Wrong-pw-7731x"  # a failing run's password is as secret as a passing one's
+SMOKE = r"tempest\.api\.identity\..*smoke"
+SLOW = "tempest.api.identity"
+FINAL = {"passed", "failed", "error", "cancelled", "timed_out", "rejected"}
+
+
+def conf(keystone: Keystone) -> dict[str, Any]:
+    return keystone.tempest_conf()
+
+
+def failing_conf() -> dict[str, Any]:
+    """Fails at once (nothing listens), with a password of its own. Not a wrong password
+    for the session's Keystone: that would lock its admin out for the other tests."""
+    return {"identity": {"uri_v3": "http://127.0.0.1:9/v3"},
+            "auth": {"use_dynamic_credentials": True, "admin_username": "admin",
+                     "admin_password": WRONG, "admin_project_name": "admin",
+                     "admin_domain_name": "Default"}}
+
+
+def files_containing(root: Path, secrets: tuple[str, ...]) -> list[str]:
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            found += [f"{path}: {s}" for s in secrets if s.encode() in data]
+    return found
+
+
+def test_no_password_anywhere_after_every_kind_of_end(
+        tmp_path: Path, gearmand: Gearmand, client: TestClient, workers: WorkerFactory,
+        server: FarmServer, keystone: Keystone, tempest47: PrepareResult) -> None:
+    pool = [server_worker(workers, server, name) for name in ("sec-1", "sec-2")]
+    run = run_function(TEMPEST)
+
+    # straight through gearmand: the conf rides the payload, the events come back to us
+    direct = {
+        "d-pass": client.submit(run, valid(test_id="d-pass", conf=conf(keystone),
+                                           tests={"regex": SMOKE}, dry_run=False)),
+        "d-fail": client.submit(run, valid(test_id="d-fail", conf=failing_conf(),
+                                           tests={"regex": SMOKE}, dry_run=False)),
+        "d-timeout": client.submit(run, valid(test_id="d-timeout", conf=conf(keystone),
+                                              tests={"regex": SLOW}, dry_run=False,
+                                              timeout_s=10)),
+        "d-cancel": client.submit(run, valid(test_id="d-cancel", conf=conf(keystone),
+                                             tests={"regex": SLOW}, dry_run=False)),
+    }
+    # through the server: the conf stays there until a worker fetches it
+    submit(server, "s-pass", conf(keystone), SMOKE)
+    submit(server, "s-fail", failing_conf(), SMOKE)
+    submit(server, "s-timeout", conf(keystone), SLOW, timeout_s=10)
+    submit(server, "s-cancel", conf(keystone), SLOW)
+
+    wait_for_state(direct["d-cancel"], "running", 600)
+    wait(client.submit(cancel_function("d-cancel"), b""), 30)
+    server.wait_state("s-cancel", {"running"}, 600)
+    assert server.api("POST", "/v1/tests/s-cancel/cancel").status_code == 202
+
+    ends = {tid: summary(wait(job, 600))["state"] for tid, job in direct.items()}
+    for tid in ("s-pass", "s-fail", "s-timeout", "s-cancel"):
+        ends[tid] = server.wait_state(tid, FINAL, 600)["test"]["state"]
+    assert ends == {"d-pass": "passed", "d-fail": "failed", "d-timeout": "timed_out",
+                    "d-cancel": "cancelled", "s-pass": "passed", "s-fail": "failed",
+                    "s-timeout": "timed_out", "s-cancel": "cancelled"}, ends
+
+    secrets = (ADMIN_PASSWORD, WRONG)
+    texts = {"server log": server.log.read_text(errors="replace"),
+             "test list": server.api("GET", "/v1/tests").text}
+    for w in pool:
+        texts[f"{w.worker_id} log"] = w.output()
+    for tid, job in direct.items():  # every WORK_DATA event and the WORK_COMPLETE summary
+        texts[f"{tid} events"] = b"\n".join(bytes(chunk) for chunk in job.data).decode()
+    for tid in ("s-pass", "s-fail", "s-timeout", "s-cancel"):
+        texts[f"{tid} status+history"] = server.api("GET", f"/v1/tests/{tid}").text
+        texts[f"{tid} results"] = server.api("GET", f"/v1/tests/{tid}/results").text
+    leaks = [f"{where}: {s}" for where, text in texts.items() for s in secrets if s in text]
+    leaks += files_containing(gearmand.state, secrets)  # queue.sqlite (+ WAL) and its log
+    for w in pool:  # workspaces, job environments, results, configs
+        leaks += files_containing(w.work_dir.parent, secrets)
+    assert leaks == [], leaks

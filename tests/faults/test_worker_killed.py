@@ -1,0 +1,76 @@
+"""A worker killed (SIGKILL) mid-run: gearmand hands the job to another worker and the
+test runs again; when gearmand gives up on the job (-j), the monitor ends the test
+`error` ("worker lost") within the stale deadline. Either way the dead worker's workspace,
+job environment and Tempest processes are gone once a worker starts again on its host."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from farm_worker.environments import PrepareResult
+from harness.checks import leftovers, processes_under
+from harness.gearmand import running as running_gearmand
+from harness.keystone import Keystone
+from harness.server import FarmServer
+from harness.workers import WorkerFactory, WorkerProcess
+
+from .conftest import server_worker, submit
+
+pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.cloud, pytest.mark.slow]
+SMOKE = r"tempest\.api\.identity\..*smoke"
+FINAL = {"passed", "failed", "error", "cancelled", "timed_out", "rejected"}
+
+
+def kill_mid_run(server: FarmServer, worker: WorkerProcess, test_id: str) -> None:
+    server.wait_state(test_id, {"running"})
+    time.sleep(1)  # Tempest is under way: its processes and the job's overlay exist
+    assert processes_under(worker.work_dir), "nothing ran under the worker's directory"
+    worker.proc.send_signal(signal.SIGKILL)
+    worker.wait(10)
+
+
+def test_a_killed_worker_is_noticed_and_the_test_runs_again(
+        workers: WorkerFactory, server: FarmServer, keystone: Keystone,
+        tempest47: PrepareResult) -> None:
+    first = server_worker(workers, server, "srv-dies")
+    submit(server, "srv-lost-1", keystone.tempest_conf(), SMOKE)
+    kill_mid_run(server, first, "srv-lost-1")
+    # gearmand queues the job again; the monitor (stale after 3 s) says so
+    doc = server.wait_state("srv-lost-1", {"queued"}, 60)
+    assert "the worker was lost" in doc["test"]["message"]
+    second = server_worker(workers, server, "srv-second")
+    doc = server.wait_state("srv-lost-1", FINAL)
+    assert doc["test"]["state"] == "passed" and doc["test"]["worker"] == "srv-second"
+    # the dead worker's leftovers go when a worker starts again on its directory
+    restarted = server_worker(workers, server, "srv-dies")
+    assert leftovers(restarted.work_dir) == []
+    assert "left by an earlier worker" in restarted.output()
+    assert second.proc.poll() is None
+
+
+def test_a_job_gearmand_gives_up_on_ends_worker_lost(
+        tmp_path: Path, workers: WorkerFactory, keystone: Keystone,
+        tempest47: PrepareResult) -> None:
+    with running_gearmand(tmp_path / "gearmand", retries=1) as gearmand:
+        server = FarmServer(tmp_path / "server", [gearmand.address],
+                            extra={"stale_after_s": 3, "monitor_interval_s": 1}).start()
+        try:
+            worker = server_worker(workers, server, "gives-up", gearman=[gearmand.address])
+            submit(server, "lost-2", keystone.tempest_conf(), SMOKE)
+            kill_mid_run(server, worker, "lost-2")
+            killed = time.monotonic()
+            doc = server.wait_state("lost-2", FINAL, 60)
+            assert doc["test"]["state"] == "error", doc["test"]
+            assert doc["test"]["message"].startswith("worker lost:"), doc["test"]
+            lost_after = time.monotonic() - killed
+            assert lost_after < 3 + 10  # stale_after_s + a monitor pass or two
+            print(f"worker killed, job dropped by gearmand: error after {lost_after:.1f} s "
+                  "(stale_after_s=3)")
+            restarted = server_worker(workers, server, "gives-up", gearman=[gearmand.address])
+            assert leftovers(restarted.work_dir) == []
+        finally:
+            server.stop()
