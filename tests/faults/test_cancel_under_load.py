@@ -60,5 +60,6 @@ def test_cancel_every_other_run_of_twenty(workers: WorkerFactory, server: FarmSe
         assert leftovers(w.work_dir) == [], w.worker_id
         assert w.proc.poll() is None
     time.sleep(2)  # the monitor removes cancel jobs left after their test ended
-    queued = {f: q for f, (q, _, _) in status(gearmand.port).items() if q}
-    assert queued == {}, queued
+    queued = {f: q for f, (q, _, _) in status(gearmand.port).items()
+              if q and (f == "tempest:run:47.0.0" or f.startswith("tempest:cancel:load-"))}
+    assert queued == {}, queued  # (the session's gearmand: other tests' jobs are not ours)

@@ -59,7 +59,7 @@ def test_a_hundred_mixed_runs_leave_nothing_behind(
         # ends on the other worker: timed out, or failed when that copy's connections
         # to the hanging cloud are refused after the kill (what matters here is disk)
         job = run(f"killed-{n}", {"timed_out", "failed"}, conf=hanging(hanging_cloud),
-                  tests={"regex": TOKENS}, dry_run=False, timeout_s=15)
+                  tests={"regex": TOKENS}, dry_run=False, timeout_s=8)
         wait_for_state(job, "running", 300)
         holder = worker_of(job)
         assert holder is not None

@@ -98,7 +98,10 @@ def test_no_password_anywhere_after_every_kind_of_end(
         texts[f"{tid} status+history"] = server.api("GET", f"/v1/tests/{tid}").text
         texts[f"{tid} results"] = server.api("GET", f"/v1/tests/{tid}/results").text
     leaks = [f"{where}: {s}" for where, text in texts.items() for s in secrets if s in text]
-    leaks += files_containing(gearmand.state, secrets)  # queue.sqlite (+ WAL) and its log
-    for w in pool:  # workspaces, job environments, results, configs
-        leaks += files_containing(w.work_dir.parent, secrets)
+    roots = [gearmand.state, *(w.work_dir.parent for w in pool)]  # queue db, log; workers
+    for root in roots:
+        leaks += files_containing(root, secrets)
     assert leaks == [], leaks
+    files = sum(1 for root in roots for p in root.rglob("*") if p.is_file())
+    print(f"secrets: 8 runs ({', '.join(sorted(set(ends.values())))}), {len(texts)} texts and "
+          f"{files} files searched for 2 passwords: 0 found")

@@ -7,6 +7,7 @@ the hooks they pass (where events go, how the cancel function is held).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -222,6 +223,11 @@ class _Job:
             self.hooks.release(self.test_id)
             for handle in self.secrets:
                 redaction.unregister(handle)
+        stopped = self.reporter.stopped
+        if stopped and summary.state is not TestState.CANCELLED:
+            # the server's answer came after the job had ended: it did not take this result
+            self.say("not taken by the server: %s", stopped, level=logging.WARNING)
+            summary = dataclasses.replace(summary, state=TestState.CANCELLED, message=stopped)
         return summary
 
     def _end(self, state: TestState, message: str) -> Summary:
@@ -356,6 +362,7 @@ class _Job:
     def _finish(self, subunit: Path) -> Summary:
         r = self.results
         assert r is not None
+        self._check_cancel()  # e.g. the server gave the test to another worker meanwhile
         if self.client is not None:
             self.set_state(TestState.UPLOADING, f"{subunit.stat().st_size} bytes of subunit")
             self.reporter.upload(subunit)
