@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import time
@@ -14,7 +16,9 @@ import pytest
 from farm_worker.environments import PrepareResult
 from harness.checks import leftovers
 from harness.keystone import ADMIN_PASSWORD, Keystone
+from harness.loopback import free_port
 from harness.payloads import INVALID, valid
+from harness.recorder import Recorder
 from harness.workers import FARM_WORKER
 
 pytestmark = pytest.mark.tempest
@@ -100,3 +104,36 @@ def test_sigint_cancels_and_exits_3(tmp_path: Path, worker_cache: Path, keystone
     assert proc.returncode == 3
     assert json.loads(out)["state"] == "cancelled"
     assert leftovers(tmp_path / "work") == []
+
+
+def test_reports_pending_at_the_end_are_delivered_before_exit(
+        tmp_path: Path, worker_cache: Path, tempest47: PrepareResult) -> None:
+    """The callback server is down when the job ends: execute waits for it (the reports
+    go on in the background) and exits once they are delivered."""
+    port = free_port()
+    env = {**os.environ, "FARM_WORKER_REPORT_FLUSH_S": "0.5"}
+    path = tmp_path / "payload.json"
+    path.write_text(json.dumps(valid(test_id="late", callback={
+        "url": f"http://127.0.0.1:{port}/"})))
+    proc = subprocess.Popen([FARM_WORKER, "execute", str(path), "--json", "--cache-dir",
+                             str(worker_cache), "--work-dir", str(tmp_path / "work"),
+                             "--results-dir", str(tmp_path / "results")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        out, err = "", ""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            out, err = proc.communicate(timeout=20)  # the job ends; the process must not
+        assert proc.returncode is None, err
+        rec = Recorder().start(port)
+        try:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            assert "waiting up to" in err
+            assert rec.states("late") == ["installing", "passed"]
+            assert json.loads(out)["state"] == "passed"
+        finally:
+            rec.stop()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

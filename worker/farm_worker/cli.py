@@ -9,12 +9,13 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from farm_worker import __version__, locks, redaction
+from farm_worker import __version__, locks, redaction, reporting
 from farm_worker.config import WorkerConfig, load_config
 from farm_worker.environments import EnvironmentCache
 from farm_worker.exceptions import ConfigError, FarmError
@@ -78,8 +79,11 @@ def cmd_execute(args: argparse.Namespace) -> int:
     runner = JobRunner(config, _cache(config), resolve_mode(config.env_isolation,
                                                               config.work_dir))
     cancel = CancelEvent()
+    give_up = threading.Event()  # a second signal: do not wait for reports either
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
+        if cancel.is_set():
+            give_up.set()
         cancel.cancel(f"interrupted (signal {signum})")
 
     signal.signal(signal.SIGINT, on_signal)
@@ -95,6 +99,10 @@ def cmd_execute(args: argparse.Namespace) -> int:
                   f"{event['current']}", file=sys.stderr)
 
     summary = runner.execute(raw, cancel, JobHooks(emit=emit))
+    if reporting.pending_reports():  # the callback server is away: wait before exiting
+        log.info("waiting up to %.0f s for %d reports (Ctrl-C to give up)",
+                 config.report_retry_s, reporting.pending_reports())
+        reporting.wait_pending(config.report_retry_s, give_up)
     _print(_execute_json(summary), args.json, _summary_text(summary))
     return exit_code(summary.state)
 
