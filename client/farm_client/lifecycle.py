@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from farm_worker.protocol import FINAL_STATES, SUPERSEDED, TestState
+from farm_worker.protocol import FINAL_STATES, KEEP, SUPERSEDED, TestState
 
 S = TestState
 RUNNING_STATES = frozenset({S.INSTALLING, S.RUNNING, S.UPLOADING})
@@ -40,7 +40,7 @@ REQUEUE_SOURCES = frozenset({"monitor", "api"})
 
 class Verdict(str, enum.Enum):
     APPLY = "apply"  # the state (or the progress) changes
-    KEEP = "keep"  # history only: not a transition the test can make now
+    KEEP = KEEP  # history only: not a transition the test can make now
     SUPERSEDED = SUPERSEDED  # from a worker that no longer holds the test: it must stop
     DUPLICATE = "duplicate"  # the very same report again: nothing to record
 

@@ -99,10 +99,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
                   f"{event['current']}", file=sys.stderr)
 
     summary = runner.execute(raw, cancel, JobHooks(emit=emit))
-    if reporting.pending_reports():  # the callback server is away: wait before exiting
-        log.info("waiting up to %.0f s for %d reports (Ctrl-C to give up)",
-                 config.report_retry_s, reporting.pending_reports())
-        reporting.wait_pending(config.report_retry_s, give_up)
+    reporting.wait_pending(config.report_retry_s, give_up)  # the callback server is away
     _print(_execute_json(summary), args.json, _summary_text(summary))
     return exit_code(summary.state)
 

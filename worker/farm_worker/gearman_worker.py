@@ -166,10 +166,7 @@ class FarmWorker:
                              "hand to another worker", job.handle)
                     break
                 self._handle(job)
-            if reporting.pending_reports():
-                log.info("waiting up to %.0f s for %d reports of ended jobs (signal again "
-                         "to give up)", self.config.report_retry_s, reporting.pending_reports())
-                reporting.wait_pending(self.config.report_retry_s, self._give_up)
+            reporting.wait_pending(self.config.report_retry_s, self._give_up)
             log.info("worker %s stopped after %d jobs", self.worker_id, self._jobs_done)
             return 0
         finally:

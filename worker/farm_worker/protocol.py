@@ -91,6 +91,7 @@ FINAL_STATES = frozenset(
 
 # --- the callback server's answer to a status report ---------------------------------------
 SUPERSEDED = "superseded"  # the report's verdict when another worker holds the test
+KEEP = "keep"  # recorded, not applied; with a final state: the test has ended
 
 
 def stop_reason(test_id: str, answer: Any) -> str | None:
@@ -105,7 +106,7 @@ def stop_reason(test_id: str, answer: Any) -> str | None:
         holder = answer.get("worker")
         return (f"superseded: the server gave test {test_id} to "
                 f"{'worker ' + show(holder) if holder else 'another worker'}")
-    if verdict == "keep" and state in {s.value for s in FINAL_STATES}:
+    if verdict == KEEP and state in {s.value for s in FINAL_STATES}:
         return f"stopped: test {test_id} has ended on the server ({state})"
     return None
 

@@ -255,6 +255,9 @@ def pending_reports() -> int:
 def wait_pending(timeout_s: float, stop: threading.Event | None = None) -> int:
     """Before the worker exits: wait up to `timeout_s` (or until `stop`) for the reports of
     ended jobs, then abandon what is left. The number of reports lost."""
+    if pending_reports():
+        log.info("waiting up to %.0f s for %d reports of ended jobs (signal again to give "
+                 "up)", timeout_s, pending_reports())
     end = time.monotonic() + timeout_s
     while pending_reports() and time.monotonic() < end and not (stop and stop.is_set()):
         time.sleep(0.2)
