@@ -8,6 +8,10 @@ inside a controller namespace, reachable by SSH from there.
   way (`bridge()`).
 - `down()` powers the hosts off, kills what is left, deletes the namespaces and unmounts
   the overlays: called from a fixture's finally, it leaves nothing behind.
+- A run that was killed (SIGKILL, a CI timeout) cannot tear down: its namespaces carry the
+  pid of the process that made them (`rsf<pid>-ctl`) and its state directory an `owner`
+  file, so the next `up()` reaps what belongs to a dead process and never touches the
+  hosts of a run still going.
 """
 
 from __future__ import annotations
@@ -87,7 +91,7 @@ class Hosts:
 
     state: Path
     cache: Path
-    prefix: str = "rsf"
+    prefix: str = field(default_factory=lambda: f"rsf{os.getpid()}")
     net: str = "10.213.77"
     names: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)  # what to stop: name -> pid
@@ -96,6 +100,10 @@ class Hosts:
     @property
     def ctl(self) -> str:
         return f"{self.prefix}-ctl"
+
+    @property
+    def bridge_dev(self) -> str:
+        return "rsfbr0"  # links live in the controller namespace: no clash between runs
 
     @property
     def bridge_ip(self) -> str:
@@ -136,12 +144,14 @@ class Hosts:
         (self.state / "run").mkdir(exist_ok=True)
         if not self.key.exists():
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key)])
+        reap_stale(base)
+        (self.state / "owner").write_text(f"{os.getpid()}\n")
         run(["ip", "netns", "add", self.ctl])
         run(["ip", "-n", self.ctl, "link", "set", "lo", "up"])
-        run(["ip", "-n", self.ctl, "link", "add", f"{self.prefix}br0", "type", "bridge"])
+        run(["ip", "-n", self.ctl, "link", "add", self.bridge_dev, "type", "bridge"])
         run(["ip", "-n", self.ctl, "addr", "add", f"{self.bridge_ip}/24", "dev",
-             f"{self.prefix}br0"])
-        run(["ip", "-n", self.ctl, "link", "set", f"{self.prefix}br0", "up"])
+             self.bridge_dev])
+        run(["ip", "-n", self.ctl, "link", "set", self.bridge_dev, "up"])
         mirror = mirror_host()
         self.bridge("apt", 80, f"{mirror}:80")
         for i in range(1, count + 1):
@@ -155,12 +165,12 @@ class Hosts:
         run(["ip", "netns", "add", ns])
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
         run(["ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name",
-             f"{self.prefix}-v{i}", "netns", self.ctl])
+             f"rsf-v{i}", "netns", self.ctl])
         run(["ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0"])
         run(["ip", "-n", ns, "link", "set", "eth0", "up"])
         run(["ip", "-n", ns, "route", "add", "default", "via", self.bridge_ip])
-        run(["ip", "-n", self.ctl, "link", "set", f"{self.prefix}-v{i}", "master",
-             f"{self.prefix}br0", "up"])
+        run(["ip", "-n", self.ctl, "link", "set", f"rsf-v{i}", "master",
+             self.bridge_dev, "up"])
         d = self.state / "roots" / name
         merged = d / "merged"
         for sub in ("upper", "work", "merged"):
@@ -259,15 +269,9 @@ class Hosts:
             proc.wait()
         self.procs.clear()
         self.pids.clear()
-        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
-                                check=False).stdout.split()
-        for ns in [n for n in listed if n.startswith(f"{self.prefix}-")]:
-            pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
-                                  check=False).stdout.split()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        for ns in _netns():
+            if ns.startswith(f"{self.prefix}-"):
+                _delete_netns(ns)
         for d in sorted((self.state / "roots").glob("h*")):
             merged = d / "merged"
             if os.path.ismount(merged):
@@ -275,3 +279,57 @@ class Hosts:
             shutil.rmtree(d, ignore_errors=True)
         self.names.clear()
 
+
+
+def _netns() -> list[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                            check=False).stdout
+    return [line.split()[0] for line in listed.splitlines() if line.strip()]
+
+
+def _delete_netns(ns: str) -> None:
+    """Kill every process in the namespace (nspawn, sshd, socat), then delete it."""
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
+                          check=False).stdout.split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+    subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale(base: Path) -> list[str]:
+    """Remove the namespaces and overlay mounts of runs whose process is gone; return what
+    was removed. Namespaces of this harness are `rsf<pid>-...` (`rsf-...` before the pid
+    was added); an overlay on `base` belongs to the state directory holding its `owner`."""
+    reaped = []
+    for ns in _netns():
+        m = re.fullmatch(r"rsf(\d*)-[\w-]+", ns)
+        if m and (not m.group(1) or not _alive(int(m.group(1)))):
+            _delete_netns(ns)
+            reaped.append(f"netns {ns}")
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        sep = fields.index("-")
+        fstype, options = fields[sep + 1], fields[-1]
+        target = Path(fields[4].replace("\\040", " "))
+        if fstype != "overlay" or f"lowerdir={base}," not in f"{options},":
+            continue
+        owner = target.parents[2] / "owner"  # <state>/roots/hN/merged
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            pid = 0
+        if not pid or not _alive(pid):
+            subprocess.run(["umount", "-l", str(target)], check=False)
+            reaped.append(f"mount {target}")
+    return reaped
