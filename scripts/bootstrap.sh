@@ -23,6 +23,7 @@ command -v gcc >/dev/null || need+=(gcc)
   need+=(python3-dev)
 "$PYTHON" -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)  # tests
+command -v mariadbd >/dev/null || need+=(mariadb-server)  # tests: the real RefStack server
 command -v wrk >/dev/null || need+=(wrk)  # bench/status_api.py
 # the deployment tests: real systemd hosts with systemd-nspawn, reached over SSH
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)

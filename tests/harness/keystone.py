@@ -14,7 +14,6 @@ throwaway directory. Gotchas kept from the recipe that worked (FIELD_NOTES):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -29,8 +28,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `harness` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from farm_worker.locks import uv_binary
 from harness.loopback import free_port
+from harness.venvs import cached_venv
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "keystone-requirements.txt"
@@ -87,30 +86,9 @@ from keystone.wsgi.api import application  # noqa: E402,F401
 """
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("FARM_TEST_CACHE")
-                or Path.home() / ".cache" / "refstack-farm")
-
-
 def ensure_venv(root: Path | None = None) -> Path:
     """The Keystone venv for the pinned set, built once (about 20 s) and reused."""
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()[:12]
-    venv = (root or cache_root()) / f"keystone-venv-{digest}"
-    if (venv / ".complete").exists():
-        return venv
-    staging = venv.with_name(venv.name + f".{os.getpid()}.tmp")
-    subprocess.run(["rm", "-rf", str(staging)], check=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
-    uv = uv_binary()
-    subprocess.run([uv, "venv", "--quiet", "--relocatable", "--python", sys.executable,
-                    str(staging)], check=True, env=env)
-    subprocess.run([uv, "pip", "install", "--quiet", "--python", str(staging / "bin/python"),
-                    "--index-url", "https://pypi.org/simple", "-r", str(REQUIREMENTS)],
-                   check=True, env=env)
-    (staging / ".complete").touch()
-    subprocess.run(["rm", "-rf", str(venv)], check=True)
-    os.rename(staging, venv)
-    return venv
+    return cached_venv(REQUIREMENTS, "keystone", root)
 
 
 @dataclass

@@ -1,0 +1,39 @@
+"""Virtualenvs of the services the tests run for real (Keystone, RefStack), each built once
+from a pinned requirements file into the test cache and reused while the file is unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from farm_worker.locks import uv_binary
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("FARM_TEST_CACHE")
+                or Path.home() / ".cache" / "refstack-farm")
+
+
+def cached_venv(requirements: Path, name: str, root: Path | None = None) -> Path:
+    """`<cache>/<name>-venv-<digest of requirements>`, built from PyPI when missing (into a
+    staging directory renamed at the end: a killed build leaves nothing half-made)."""
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:12]
+    venv = (root or cache_root()) / f"{name}-venv-{digest}"
+    if (venv / ".complete").exists():
+        return venv
+    staging = venv.with_name(venv.name + f".{os.getpid()}.tmp")
+    subprocess.run(["rm", "-rf", str(staging)], check=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
+    uv = uv_binary()
+    subprocess.run([uv, "venv", "--quiet", "--relocatable", "--python", sys.executable,
+                    str(staging)], check=True, env=env)
+    subprocess.run([uv, "pip", "install", "--quiet", "--python", str(staging / "bin/python"),
+                    "--index-url", "https://pypi.org/simple", "-r", str(requirements)],
+                   check=True, env=env)
+    (staging / ".complete").touch()
+    subprocess.run(["rm", "-rf", str(venv)], check=True)
+    os.rename(staging, venv)
+    return venv
