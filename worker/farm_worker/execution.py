@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from farm_worker import defaults, redaction, tempest
+from farm_worker import cloud, defaults, redaction, tempest
 from farm_worker.config import WorkerConfig
 from farm_worker.environments import EnvironmentCache, Template
 from farm_worker.exceptions import (
@@ -262,7 +262,8 @@ class _Job:
             selection = p.tests if p.tests is not None else self._fetch_tests()
             self._check_cancel()
             ws = tempest.init_workspace(self.job_dir, env, self.cancel)
-            tempest.write_conf(ws, tempest.render_conf(ws, self.config.tempest_defaults, conf))
+            conf_text = tempest.render_conf(ws, self.config.tempest_defaults, conf)
+            tempest.write_conf(ws, conf_text)
             args = tempest.selection_args(p.tempest_version, selection, ws)
             deadline = self.runner.clock() + self.timeout_s
             tests = tempest.list_tests(ws, args, self.cancel, deadline)
@@ -275,7 +276,8 @@ class _Job:
             self.set_state(TestState.RUNNING, f"{len(tests)} tests")
             self.hooks.work_status(0, self.total)
             subunit = self._run_tempest(ws, args, deadline)
-        return self._finish(subunit)
+            cpid = self._cpid(conf_text)
+        return self._finish(subunit, cpid)
 
     def _template(self) -> Template:
         cache, version = self.runner.cache, self.payload.tempest_version
@@ -359,13 +361,22 @@ class _Job:
             raise JobTimedOut()
         return final
 
-    def _finish(self, subunit: Path) -> Summary:
+    def _cpid(self, conf_text: str) -> str | None:
+        """The cloud's RefStack id, sent with the results (only to a status server)."""
+        if self.client is None:
+            return None
+        found = cloud.discover_cpid(conf_text)
+        if found is not None:
+            self.say("cloud cpid %s (%s)", found.value, found.how)
+        return found.value if found else None
+
+    def _finish(self, subunit: Path, cpid: str | None = None) -> Summary:
         r = self.results
         assert r is not None
         self._check_cancel()  # e.g. the server gave the test to another worker meanwhile
         if self.client is not None:
             self.set_state(TestState.UPLOADING, f"{subunit.stat().st_size} bytes of subunit")
-            self.reporter.upload(subunit)
+            self.reporter.upload(subunit, cpid)
         message = f"{r.passed} passed, {r.failed} failed, {r.skipped} skipped of {self.total}"
         if r.failed:
             state = TestState.FAILED

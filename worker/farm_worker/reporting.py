@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -154,8 +155,8 @@ class Reporter:
                                                 "current": current, **counts}}),
                   coalesce=True)
 
-    def upload(self, subunit_path: Path) -> None:
-        self._put(_Item("upload", {}, subunit_path))
+    def upload(self, subunit_path: Path, cpid: str | None = None) -> None:
+        self._put(_Item("upload", {"cpid": cpid} if cpid else {}, subunit_path))
 
     def _run(self) -> None:
         assert self.client is not None
@@ -186,7 +187,10 @@ class Reporter:
         assert self.client is not None
         if item.kind == "upload":
             assert item.path is not None
-            self.client.call("POST", f"post-result?test_id={self.test_id}&worker={self.worker}",
+            cpid = item.body.get("cpid")
+            query = urlencode({"test_id": self.test_id, "worker": self.worker,
+                               **({"cpid": cpid} if cpid else {})})
+            self.client.call("POST", f"post-result?{query}",
                              retry_s=self.retry_s, stop=self._abandon,
                              upload=(f"{self.test_id}.subunit", item.path))
             return

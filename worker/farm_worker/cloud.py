@@ -1,0 +1,100 @@
+"""The cloud's RefStack id (cpid), found the way refstack-client finds it.
+
+The cpid is the id of the identity service in the Keystone v3 catalog, read from a token
+made with the run's admin credentials (tempest.conf [auth] admin_*). When the catalog has
+no identity service (or the conf has no admin credentials), it is the MD5 of the identity
+endpoint's host name (refstack-client's fallback); a Keystone that is unreachable or refuses
+the credentials gives none. The worker asks once per run, after Tempest, and sends the
+answer with the results; a cloud it cannot ask gives no cpid (an upload then needs one
+given), never a failed run. The password goes only to Keystone; nothing here logs it.
+"""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+import requests
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Cpid:
+    value: str
+    how: str  # "keystone catalog" or "md5 of <host>"
+
+
+def _conf(text: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(interpolation=None, default_section="__none__")
+    parser.read_string(text)
+    return parser
+
+
+def _get(conf: configparser.RawConfigParser, section: str, *keys: str) -> str | None:
+    for key in keys:
+        if conf.has_option(section, key) and conf.get(section, key).strip():
+            return conf.get(section, key).strip()
+    return None
+
+
+def token_request(conf: configparser.RawConfigParser) -> dict[str, Any] | None:
+    """The v3 password-auth body for the admin credentials, or None when there are none."""
+    user = _get(conf, "auth", "admin_username")
+    password = _get(conf, "auth", "admin_password")
+    if not user or not password:
+        return None
+    domain = _get(conf, "auth", "admin_user_domain_name", "admin_domain_name") or "Default"
+    ident = {"methods": ["password"], "password": {"user": {
+        "name": user, "password": password, "domain": {"name": domain}}}}
+    project = _get(conf, "auth", "admin_project_name")
+    if project:
+        pdomain = _get(conf, "auth", "admin_project_domain_name", "admin_domain_name")
+        scope: dict[str, Any] = {"project": {"name": project,
+                                             "domain": {"name": pdomain or "Default"}}}
+    elif _get(conf, "auth", "admin_system"):
+        scope = {"system": {"all": True}}
+    else:
+        return {"auth": {"identity": ident}}
+    return {"auth": {"identity": ident, "scope": scope}}
+
+
+def discover_cpid(conf_text: str, timeout_s: float = 15.0) -> Cpid | None:
+    """The cpid for the cloud tempest.conf points at; None when it cannot be found."""
+    conf = _conf(conf_text)
+    uri = _get(conf, "identity", "uri_v3")
+    if not uri:
+        log.info("no cpid: tempest.conf has no [identity] uri_v3")
+        return None
+    body = token_request(conf)
+    if body is not None:
+        try:
+            resp = requests.post(uri.rstrip("/") + "/auth/tokens", json=body,
+                                 timeout=timeout_s)
+        except requests.RequestException as exc:
+            log.warning("no cpid: %s unreachable (%s)", uri, type(exc).__name__)
+            return None
+        else:
+            if resp.status_code == 201:
+                try:
+                    catalog = resp.json()["token"].get("catalog") or []
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    catalog = []
+                for service in catalog:
+                    if isinstance(service, dict) and service.get("type") == "identity" \
+                            and service.get("id"):
+                        return Cpid(str(service["id"]), "keystone catalog")
+                log.info("no identity service in the catalog of %s", uri)
+            else:
+                log.warning("no cpid: %s answered %s to the admin credentials", uri,
+                            resp.status_code)
+                return None
+    host = urlparse(uri).hostname
+    if not host:
+        return None
+    return Cpid(hashlib.md5(host.encode(), usedforsecurity=False).hexdigest(),
+                f"md5 of {host}")
