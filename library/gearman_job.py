@@ -89,6 +89,25 @@ options:
   token:
     description: A user token for the status server.
     type: str
+  upload_url:
+    description:
+      - A RefStack API (for example V(https://refstack.openstack.org/api)) to send the run's
+        passed tests to, as refstack-client does. Needs O(server_url).
+      - With O(wait=true) the module uploads once the run ends V(passed) or V(failed),
+        signed with O(upload_key); a run already uploaded there is not uploaded again.
+      - Without O(wait), the status server uploads when the run ends (signed with the
+        server's key, if it has one).
+    type: str
+  upload_key:
+    description:
+      - An RSA private key on the host that runs the module, registered in the RefStack
+        profile (C(farm refstack-key) prints what to register); unsigned without it.
+        Needs O(wait=true).
+    type: path
+  cpid:
+    description: The cloud's id for RefStack; by default the one the worker found in the
+      cloud's Keystone catalog.
+    type: str
 notes:
   - Check mode validates the payload and connects (the server, or gearmand and the
     registered versions) without submitting or cancelling.
@@ -118,6 +137,18 @@ EXAMPLES = r"""
     regex: tempest.api.identity
     dry_run: true
     gearman_servers: [gm1.example.org, gm2.example.org:4731]
+
+- name: Run the interop tests and upload the passed ones to RefStack, signed
+  gearman_job:
+    test_id: cloud-a-interop-1
+    tempest_version: 47.0.0
+    include: "{{ interop_tests }}"
+    conf: "{{ cloud_a_tempest_conf }}"
+    server_url: https://farm.example.org/
+    token: "{{ farm_token }}"
+    wait: true
+    upload_url: https://refstack.openstack.org/api
+    upload_key: ~/.ssh/refstack_rsa
 
 - name: Cancel a run
   gearman_job:
@@ -159,6 +190,12 @@ message:
   description: What the module did, in a sentence.
   returned: always
   type: str
+upload:
+  description: The upload to RefStack (state uploaded or failed, result_id, result_url,
+    signed_by, attempts), as the status server recorded it.
+  returned: when O(upload_url) and O(wait=true) and the run ended passed or failed
+  type: dict
+  sample: {"state": "uploaded", "result_url": "https://refstack.openstack.org/#/results/1"}
 """
 
 import time  # noqa: E402
@@ -170,6 +207,7 @@ try:
     from farm_client.config import load_client_config
     from farm_client.exceptions import FarmClientError
     from farm_client.farm import Duplicate, Farm, NotRegistered, read_payload
+    from farm_client.refstack_commands import upload_results
     from farm_worker.exceptions import PayloadError
     from farm_worker.protocol import FINAL_STATES
     HAS_FARM_CLIENT = True
@@ -196,6 +234,10 @@ def payload_of(params):
         doc["tests"] = tests
     if params["timeout_s"] is not None:
         doc["timeout_s"] = params["timeout_s"]
+    if params["cpid"] is not None:
+        doc["cpid"] = params["cpid"]
+    if params["upload_url"] is not None and not params["wait"]:
+        doc["upload_url"] = params["upload_url"]  # the server uploads when the run ends
     return doc
 
 
@@ -270,6 +312,26 @@ def present(module, farm, result):
             result.update(state="unknown" if gone else result["state"], timed_out=not gone)
 
 
+def upload_run(module, farm, result):
+    """Send the ended run to RefStack once: a run already uploaded there is left alone."""
+    p = module.params
+    test_id = p["test_id"]
+    if result["state"] not in ("passed", "failed"):
+        result["message"] += f"; not uploaded to RefStack (state {result['state']})"
+        return
+    done = [u for u in farm.history(test_id).get("uploads", [])
+            if u["target"] == p["upload_url"] and u["state"] == "uploaded"]
+    if done:
+        result.update(upload=done[-1])
+        return
+    if module.check_mode:
+        result.update(changed=True, message=result["message"] + "; would upload to RefStack")
+        return
+    result.update(changed=True, upload=upload_results(
+        farm, test_id, p["upload_url"], key_file=p["upload_key"], cpid=p["cpid"]))
+    result["message"] += f"; uploaded to RefStack: {result['upload']['result_url']}"
+
+
 def absent(module, farm, result):
     test_id = module.params["test_id"]
     state = known_state(farm, test_id)
@@ -312,16 +374,23 @@ def main():
             gearman_servers=dict(type="list", elements="str", default=["127.0.0.1:4730"]),
             server_url=dict(type="str"),
             token=dict(type="str", no_log=True),
+            upload_url=dict(type="str"),
+            upload_key=dict(type="path", no_log=False),
+            cpid=dict(type="str"),
         ),
         required_if=[("state", "present", ["tempest_version"])],
+        required_by={"upload_url": "server_url", "upload_key": "upload_url"},
         supports_check_mode=True,
     )
     if not HAS_FARM_CLIENT:
         module.fail_json(msg=missing_required_lib("refstack-farm-client"),
                          exception=FARM_IMPORT_ERROR)
     p = module.params
+    if p["upload_key"] and not p["wait"]:
+        module.fail_json(msg="upload_key needs wait=true: the module signs the upload when "
+                             "the run ends (without wait, the server uploads with its key)")
     result = dict(changed=False, test_id=p["test_id"], handle=None, state="unknown",
-                  summary=None, timed_out=False, message="",
+                  summary=None, timed_out=False, message="", upload=None,
                   _deadline=time.monotonic() + p["wait_timeout"])
     farm = None
     try:
@@ -329,6 +398,8 @@ def main():
         if p["state"] == "present":
             read_payload(payload_of(p), server_mode=farm.api is not None)
             present(module, farm, result)
+            if p["upload_url"] and p["wait"] and not result["timed_out"]:
+                upload_run(module, farm, result)
         else:
             absent(module, farm, result)
     except PayloadError as exc:

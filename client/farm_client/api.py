@@ -90,6 +90,15 @@ class FarmAPI:
     def queue(self) -> dict[str, Any]:
         return self._json("GET", "v1/queue")
 
+    def refstack_document(self, test_id: str, cpid: str | None = None) -> dict[str, Any]:
+        """What RefStack's POST /v1/results gets for the run."""
+        return self._json("GET", f"v1/tests/{test_id}/refstack",
+                          params={"cpid": cpid} if cpid else {})
+
+    def record_upload(self, test_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        return self._json("POST", f"v1/tests/{test_id}/uploads", (201,),  # type: ignore[no-any-return]
+                          json=record)["upload"]
+
 
 def dumps(doc: Any) -> str:
     return json.dumps(doc, indent=1, sort_keys=True)

@@ -124,24 +124,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from farm_client.monitor import Monitor
+    from farm_client.refstack_upload import SigningKey
+    from farm_client.uploads import UPLOAD_INTERVAL_S, Uploader
 
     config = _config(args)
     store = Store(config.database_url)
     gearman = Gearman(config.gearman_servers)
     monitor = Monitor(store, gearman, config.stale_after_s, config.callback_url)
+    uploader = Uploader(store, SigningKey.load(config.refstack_key_file)
+                        if config.refstack_key_file else None,
+                        attempts=config.refstack_upload_attempts,
+                        retry_s=config.refstack_retry_s)
     if args.once:
-        for line in monitor.run_once():
+        for line in monitor.run_once() + uploader.run_once():
             print(line)
         gearman.close()
         return 0
 
     def stop(_signum: int, _frame: Any) -> None:
         monitor.stop()
+        uploader.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("monitor: every %.0f s, stale after %.0f s", config.monitor_interval_s,
              config.stale_after_s)
+    uploader.start(UPLOAD_INTERVAL_S)
     monitor.run_forever(config.monitor_interval_s)
     gearman.close()
     return 0

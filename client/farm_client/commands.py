@@ -21,6 +21,11 @@ from farm_client.console import display_for, make_console, print_results, result
 from farm_client.exceptions import FarmClientError
 from farm_client.farm import EXIT_CODES, Farm, Snapshot
 from farm_client.gearman_client import ForegroundJob
+from farm_client.refstack_commands import (
+    add_refstack_key_command,
+    add_upload_options,
+    cmd_upload,
+)
 from farm_client.reports import html_report
 from farm_worker.protocol import TEST_ID_PATTERN, VERSION_PATTERN, TestState
 
@@ -111,6 +116,10 @@ def payload_from_args(args: argparse.Namespace) -> dict[str, Any]:
         doc["timeout_s"] = args.timeout
     if args.test_id:
         doc["test_id"] = args.test_id
+    if args.upload:
+        doc["upload_url"] = args.upload
+    if args.cpid:
+        doc["cpid"] = args.cpid
     if "tempest" not in doc:
         raise UsageError("tempest.version: required: --tempest 47.0.0, or tempest.version "
                          "in the payload file")
@@ -284,6 +293,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"{s['failed']} skipped {s['skipped']}  current {p['current'] or '-'}")
             if t["message"]:
                 print(f"message: {t['message']}")
+            if t.get("cpid"):
+                print(f"cpid: {t['cpid']}")
+            for u in doc.get("uploads", []):
+                where = u["result_url"] or u["message"]
+                print(f"refstack upload ({u['source']}) to {u['target']}: {u['state']}, "
+                      f"{u['attempts']} attempt(s){': ' + where if where else ''}")
             for h in doc["history"]:
                 print(f"  {h['at']}  {h['state']:<11} {h['source']:<8} {h['worker'] or '':<12} "
                       f"{h['message'] or ''}")
@@ -325,8 +340,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
+    if (args.key or args.cpid) and not args.upload:
+        raise UsageError("--key and --cpid go with --upload URL")
     farm = open_farm(args)
     try:
+        if args.upload:
+            return cmd_upload(args, farm)
         if args.format in ("junit", "subunit"):
             data = farm.results_raw(args.test_id, args.format)
         else:
@@ -492,6 +511,12 @@ def add_client_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> No
     p.add_argument("--wait", action="store_true", help="watch it live until it ends")
     p.add_argument("--cancel-on-interrupt", action="store_true",
                    help="with --wait: Ctrl-C cancels the run instead of leaving it running")
+    p.add_argument("--upload", metavar="URL",
+                   help="status server: upload the results to this RefStack API when the "
+                        "run ends passed or failed (signed with the server's key)")
+    p.add_argument("--cpid", metavar="CPID",
+                   help="status server: the cloud's id for RefStack (default: found by the "
+                        "worker in the cloud's Keystone catalog)")
     p.add_argument("--json", action="store_true",
                    help="print the submission (or, with --wait, the result) as JSON")
 
@@ -533,11 +558,18 @@ def add_client_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> No
     p = add("results", cmd_results, "a run's results: table, json, junit, subunit, html",
             "Print or save a test's results (needs the status server): a table of counts "
             "and each failure with its traceback; JSON; JUnit XML; the raw subunit stream; "
-            "or one self-contained HTML page (summary, failures, slowest tests).")
+            "or one self-contained HTML page (summary, failures, slowest tests). With "
+            "--upload: send the passed tests to a RefStack server, signed with --key "
+            "(the status server records the result URL; `farm status` shows it).\n\n"
+            "exit: 0, 1 RefStack refused the upload (401 key not registered, 400 "
+            "signature or data), 2 RefStack unreachable after --attempts (run it again)")
     p.add_argument("test_id", type=_test_id)
     p.add_argument("--format", choices=("table", "json", "junit", "subunit", "html"),
                    default="table")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--json", action="store_true", help="with --upload: the upload as JSON")
+    add_upload_options(p)
+    add_refstack_key_command(add)
 
     p = add("queue", cmd_queue, "gearmand's queue per server: versions, queued, running",
             "For each gearmand: one row per function (a Tempest version), jobs queued and "

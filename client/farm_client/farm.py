@@ -185,6 +185,9 @@ def apply_update(snap: Snapshot, update: Update) -> Snapshot:
                            "go on: farm status " + snap.test_id)
 
 
+SERVER_FIELDS = ("upload_url", "cpid")  # for the status server, not in the worker's job
+
+
 def read_payload(doc: dict[str, Any], *, server_mode: bool) -> dict[str, Any]:
     """Fill defaults into a payload document and validate it as the worker will."""
     doc = dict(doc)
@@ -197,8 +200,15 @@ def read_payload(doc: dict[str, Any], *, server_mode: bool) -> dict[str, Any]:
         raise PayloadError([FieldError("conf", "required without a status server (the "
                                                "worker has nowhere to fetch it from); give "
                                                "--conf FILE")])
+    server_only = {k: doc[k] for k in SERVER_FIELDS if k in doc}
+    if server_only and not server_mode:
+        field = next(iter(server_only))
+        raise PayloadError([FieldError(field, "uploads to RefStack are made by the status "
+                                              "server: set FARM_SERVER_URL, or upload "
+                                              "later with farm results --upload")])
+    job = {k: v for k, v in doc.items() if k not in SERVER_FIELDS}
     # raises PayloadError naming the field; with a server, the job's callback is the server
-    parse_payload({**doc, "callback": {"url": "http://status.server/"}} if server_mode else doc)
+    parse_payload({**job, "callback": {"url": "http://status.server/"}} if server_mode else job)
     return doc
 
 
@@ -315,6 +325,12 @@ class Farm:
 
     def results(self, test_id: str) -> dict[str, Any]:
         return self._need_api("results").results(test_id)
+
+    def refstack_document(self, test_id: str, cpid: str | None = None) -> dict[str, Any]:
+        return self._need_api("uploading to RefStack").refstack_document(test_id, cpid)
+
+    def record_upload(self, test_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        return self._need_api("uploading to RefStack").record_upload(test_id, record)
 
     def results_raw(self, test_id: str, fmt: str) -> bytes:
         return self._need_api("results").results_raw(test_id, fmt)

@@ -51,6 +51,10 @@ class TestRow(Base):
     # added by migration 0002
     cancel_server: Mapped[str | None] = mapped_column(String(128))
     cancel_handle: Mapped[str | None] = mapped_column(String(128))
+    # added by migration 0003: the cloud's RefStack id (given at submit, else the worker's
+    # discovery) and the RefStack API the results go to when the run ends passed or failed
+    cpid: Mapped[str | None] = mapped_column(String(64))
+    upload_to: Mapped[str | None] = mapped_column(Text)
 
 
 class ReportRow(Base):
@@ -119,3 +123,25 @@ class ResultFileRow(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
     uploaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class UploadRow(Base):
+    """One upload of a test's results to a RefStack server (migration 0003): automatic
+    (source `server`) or recorded by `farm results --upload` (source `client`)."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    test_id: Mapped[str] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"),
+                                         index=True)
+    target: Mapped[str] = mapped_column(Text)  # the RefStack API address
+    source: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)  # pending, uploaded, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    signed_by: Mapped[str | None] = mapped_column(Text)  # the public key's SHA256 fingerprint
+    result_id: Mapped[str | None] = mapped_column(String(64))
+    result_url: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str] = mapped_column(Text, default="")
+    next_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

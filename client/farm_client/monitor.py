@@ -16,12 +16,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import threading
 from collections.abc import Callable
 
 from farm_client.gearman_client import Gearman, GearmanError, Server
 from farm_client.lifecycle import RUNNING_STATES, Report
 from farm_client.models import TestRow, utcnow
+from farm_client.periodic import Periodic
 from farm_client.store import Store, as_utc
 from farm_worker.protocol import FINAL_STATES, Callback, Payload, Selection, TestState, run_function
 
@@ -31,16 +31,18 @@ RESUBMITTED = "resubmitted"
 MAX_RESUBMITS = 3  # a job that keeps vanishing is consumed by workers that cannot report
 
 
-class Monitor:
+class Monitor(Periodic):
+    name = "monitor"
+
     def __init__(self, store: Store, gearman: Gearman, stale_after_s: float, callback_url: str,
-                 clock: Callable[[], dt.datetime] = utcnow):
+                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+        super().__init__()
         self.store = store
         self.gearman = gearman
         self.stale_after_s = stale_after_s
         self.callback_url = callback_url
         self.clock = clock
         self.max_resubmits = MAX_RESUBMITS
-        self._stop = threading.Event()
 
     def run_once(self) -> list[str]:
         """One pass over the tests that are not final; what it did, as sentences."""
@@ -129,20 +131,4 @@ class Monitor:
             self.store.set_cancel_job(test.id, None, None)
             done.append(f"{test.id}: removed the cancel job left after {test.state}")
         return done
-
-    def run_forever(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("monitor pass failed")
-
-    def start(self, interval_s: float) -> threading.Thread:
-        thread = threading.Thread(target=self.run_forever, args=(interval_s,), daemon=True,
-                                  name="farm-monitor")
-        thread.start()
-        return thread
-
-    def stop(self) -> None:
-        self._stop.set()
 

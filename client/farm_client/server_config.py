@@ -45,6 +45,12 @@ class ServerConfig:
     monitor: bool = True  # reconcile with gearmand from inside `farm serve`
     monitor_interval_s: float = 30.0
     log_level: str = "INFO"
+    # uploads to RefStack (farm_client/uploads.py): where runs go when they end passed or
+    # failed (a test's own upload_url wins), the key that signs them, how hard to retry
+    refstack_upload_url: str | None = None
+    refstack_key_file: str | None = None
+    refstack_upload_attempts: int = 5
+    refstack_retry_s: float = 30.0
     source: str = "<defaults>"
 
     def serve_processes(self) -> int:
@@ -60,6 +66,8 @@ _KINDS: dict[str, type] = {
     "database_url": str, "gearman_servers": list, "callback_url": str, "listen": str,
     "processes": int, "open_reads": bool, "max_body_bytes": int, "stale_after_s": float,
     "monitor": bool, "monitor_interval_s": float, "log_level": str,
+    "refstack_upload_url": str, "refstack_key_file": str, "refstack_upload_attempts": int,
+    "refstack_retry_s": float,
 }
 
 
@@ -90,8 +98,17 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         return number
     if not isinstance(value, str) or not value:
         raise ServerConfigError(f"{where}: {key}: {value!r} is not a non-empty string")
-    if key == "callback_url" and not value.startswith(("http://", "https://")):
+    if key in ("callback_url", "refstack_upload_url") \
+            and not value.startswith(("http://", "https://")):
         raise ServerConfigError(f"{where}: {key}: {value!r} is not an http(s) URL")
+    if key == "refstack_key_file":
+        from farm_client.refstack_upload import KeyProblem, SigningKey
+
+        try:
+            SigningKey.load(value)
+        except KeyProblem as exc:
+            raise ServerConfigError(f"{where}: {key}: {str(exc).removeprefix('--key ')}") \
+                from None
     if key == "log_level" and value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ServerConfigError(f"{where}: {key}: {value!r} is not DEBUG, INFO, WARNING "
                                 "or ERROR")

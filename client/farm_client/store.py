@@ -48,6 +48,7 @@ from farm_client.models import (
     ResultFileRow,
     ResultRow,
     TestRow,
+    UploadRow,
     UserRow,
     WorkerRow,
     utcnow,
@@ -321,8 +322,10 @@ class Store:
                 test.cancel_server, test.cancel_handle = server, handle
 
     # ---- results ------------------------------------------------------------------------------
-    def store_results(self, test_id: str, parsed: ParsedResults, data: bytes) -> bool:
-        """Replace the test's results (an upload retried is stored once); False if no test."""
+    def store_results(self, test_id: str, parsed: ParsedResults, data: bytes,
+                      cpid: str | None = None) -> bool:
+        """Replace the test's results (an upload retried is stored once); False if no test.
+        The worker's `cpid` is kept unless one was given at submit."""
         with self.write() as s:
             test = s.scalar(select(TestRow).where(TestRow.id == test_id).with_for_update())
             if test is None:
@@ -334,6 +337,8 @@ class Store:
                       for t in parsed.tests)
             s.add(ResultFileRow(test_id=test_id, data=data, size=len(data)))
             test.passed, test.failed, test.skipped = parsed.passed, parsed.failed, parsed.skipped
+            if cpid and not test.cpid:
+                test.cpid = cpid
             test.total = max(test.total or 0, len(parsed.tests))
             test.updated_at = utcnow()
         return True
@@ -343,6 +348,47 @@ class Store:
             rows = list(s.scalars(select(ResultRow).where(ResultRow.test_id == test_id)
                                   .order_by(ResultRow.id)))
             return rows, s.get(ResultFileRow, test_id)
+
+
+    # ---- uploads to RefStack -------------------------------------------------------------------
+    def uploads(self, test_id: str) -> list[UploadRow]:
+        with self.read() as s:
+            return list(s.scalars(select(UploadRow).where(UploadRow.test_id == test_id)
+                                  .order_by(UploadRow.id)))
+
+    def add_upload(self, row: UploadRow) -> UploadRow | None:
+        """Record an upload; None when the test does not exist."""
+        with self.write() as s:
+            if s.get(TestRow, row.test_id) is None:
+                return None
+            s.add(row)
+            s.flush()
+            s.expunge(row)
+        return row
+
+    def update_upload(self, upload_id: int, **values: Any) -> None:
+        with self.write() as s:
+            s.execute(update(UploadRow).where(UploadRow.id == upload_id)
+                      .values(updated_at=utcnow(), **values))
+
+    def upload_candidates(self, states: list[str]) -> list[TestRow]:
+        """Tests to upload automatically: a target, ended in `states`, results stored, and
+        no automatic upload to that target yet."""
+        done = select(UploadRow.id).where(UploadRow.test_id == TestRow.id,
+                                          UploadRow.target == TestRow.upload_to,
+                                          UploadRow.source == "server")
+        with self.read() as s:
+            return list(s.scalars(select(TestRow).join(
+                ResultFileRow, ResultFileRow.test_id == TestRow.id).where(
+                TestRow.upload_to.is_not(None), TestRow.state.in_(states),
+                ~done.exists())))
+
+    def due_uploads(self, now: dt.datetime) -> list[UploadRow]:
+        with self.read() as s:
+            return list(s.scalars(select(UploadRow).where(
+                UploadRow.state == "pending",
+                (UploadRow.next_at.is_(None)) | (UploadRow.next_at <= now))
+                .order_by(UploadRow.id)))
 
 
 class _WriterQueue:

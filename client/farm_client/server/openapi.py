@@ -36,6 +36,13 @@ def _create_schema() -> dict[str, Any]:
     schema["properties"].pop("callback")
     schema["required"] = ["tempest"]
     schema["properties"]["queue_anyway"] = {"type": "boolean"}
+    schema["properties"]["upload_url"] = {
+        "type": "string", "pattern": "^https?://",
+        "description": "upload the results to this RefStack API when the run ends passed "
+                       "or failed (default: the server's refstack_upload_url)"}
+    schema["properties"]["cpid"] = {
+        "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        "description": "the cloud's RefStack id (default: the worker's discovery)"}
     return schema
 
 
@@ -74,7 +81,20 @@ def openapi_document() -> dict[str, Any]:
                              "updated_at": {"type": ["string", "null"]},
                              "started_at": {"type": ["string", "null"]},
                              "finished_at": {"type": ["string", "null"]},
-                             "last_report_at": {"type": ["string", "null"]}}},
+                             "last_report_at": {"type": ["string", "null"]},
+                             "cpid": {"type": ["string", "null"]},
+                             "upload_to": {"type": ["string", "null"]}}},
+                "Upload": {
+                    "type": "object", "required": ["target", "state"],
+                    "properties": {
+                        "target": {"type": "string", "pattern": "^https?://"},
+                        "state": {"enum": ["uploaded", "failed"]},
+                        "attempts": {"type": "integer", "minimum": 1, "maximum": 100},
+                        "signed_by": {"type": ["string", "null"], "maxLength": 200},
+                        "result_id": {"type": ["string", "null"], "maxLength": 64},
+                        "result_url": {"type": ["string", "null"], "maxLength": 2000},
+                        "message": {"type": ["string", "null"], "maxLength": 2000}},
+                    "additionalProperties": False},
                 "StatusUpdate": {
                     "type": "object", "required": ["test_id", "status"],
                     "properties": {
@@ -203,6 +223,29 @@ def openapi_document() -> dict[str, Any]:
                               "400": _error("bad format"),
                               "401": _error("user token required"),
                               "404": _error("no such test or no results yet")}}},
+            "/v1/tests/{test_id}/refstack": {"get": {
+                "summary": "The document RefStack's POST /v1/results gets for this run",
+                "security": user, "operationId": "getRefstackDocument",
+                "parameters": [{"name": "test_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}},
+                               {"name": "cpid", "in": "query", "required": False,
+                                "schema": {"type": "string"}}],
+                "responses": {"200": _ok("cpid, duration_seconds, results", {
+                                  "type": "object"}),
+                              "400": _error("bad cpid"),
+                              "401": _error("user token required"),
+                              "404": _error("no such test or no results yet"),
+                              "409": _error("no cpid known, or no passed test")}}},
+            "/v1/tests/{test_id}/uploads": {"post": {
+                "summary": "Record an upload to RefStack made by a client",
+                "security": user, "operationId": "recordUpload",
+                "parameters": [{"name": "test_id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Upload"}}}},
+                "responses": {"201": _ok("recorded"), "400": _error("a bad field"),
+                              "401": _error("user token required"),
+                              "404": _error("no such test")}}},
             "/v1/queue": {"get": {
                 "summary": "gearmand: functions, queued, running, workers, per server",
                 "security": user,

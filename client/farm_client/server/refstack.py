@@ -145,6 +145,9 @@ def post_result() -> tuple[Response, int]:
         uploader = request.args.get("worker")
         if uploader is not None and not re.match(TEST_ID_PATTERN, uploader):
             raise BadField("worker", f"{show(uploader)} is not a worker id")
+        cpid = request.args.get("cpid")
+        if cpid is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", cpid):
+            raise BadField("cpid", f"{show(cpid)} is not a cloud id")
         upload = request.files.get("file")
         if upload is None:
             raise BadField("file", "is required (multipart/form-data field `file`)")
@@ -160,7 +163,7 @@ def post_result() -> tuple[Response, int]:
         return jsonify({"error": f"worker: test {test_id} is held by worker {test.worker}, "
                                  f"not {uploader}: results refused", "field": "worker",
                         "report": SUPERSEDED, "worker": test.worker}), 409
-    if not farm().store.store_results(test_id, parsed, data):
+    if not farm().store.store_results(test_id, parsed, data, cpid):
         return bad_request(BadField("test_id", f"{show(test_id)} is not a test of this "
                                                "server"))
     return jsonify({"test_id": test_id, "tests": len(parsed.tests), "passed": parsed.passed,

@@ -12,12 +12,14 @@ from flask import Blueprint, Response, jsonify, request
 
 from farm_client.gearman_client import GearmanError, Server
 from farm_client.lifecycle import Report, can_cancel
-from farm_client.models import ReportRow, TestRow
+from farm_client.models import ReportRow, TestRow, UploadRow
+from farm_client.refstack_upload import UploadError, results_endpoint
 from farm_client.reports import junit_xml
 from farm_client.server.auth import require_user
 from farm_client.server.openapi import openapi_document
 from farm_client.server.state import farm
 from farm_client.store import StoreError, as_utc
+from farm_client.uploads import UPLOAD_STATES, NotUploadable, payload_of, upload_view
 from farm_worker.exceptions import PayloadError
 from farm_worker.protocol import (
     VERSION_PATTERN,
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("v1", __name__)
 
 MAX_LIMIT = 500
+CPID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def _error(code: int, message: str, **extra: Any) -> tuple[Response, int]:
@@ -60,6 +63,7 @@ def test_view(t: TestRow) -> dict[str, Any]:
         "created_at": _iso(t.created_at), "updated_at": _iso(t.updated_at),
         "started_at": _iso(t.started_at), "finished_at": _iso(t.finished_at),
         "last_report_at": _iso(t.last_report_at),
+        "cpid": t.cpid, "upload_to": t.upload_to,
     }
 
 
@@ -91,6 +95,16 @@ def create_test() -> tuple[Response, int]:
     if "callback" in doc:
         return _error(400, "callback: unknown field; the server reports to itself",
                       field="callback")
+    upload_to, cpid = doc.pop("upload_url", None), doc.pop("cpid", None)
+    if upload_to is not None:
+        try:
+            results_endpoint(upload_to if isinstance(upload_to, str) else "")
+        except UploadError:
+            return _error(400, f"upload_url: {show(upload_to)} is not an http(s) URL of a "
+                          "RefStack API", field="upload_url")
+    if cpid is not None and not (isinstance(cpid, str) and CPID_PATTERN.fullmatch(cpid)):
+        return _error(400, f"cpid: {show(cpid)} is not a cloud id (letters, digits, . _ -; "
+                      "up to 64)", field="cpid")
     try:
         # the job's callback is this server, so the worker fetches conf and tests from it
         payload = parse_payload({**doc, "callback": {"url": state.config.callback_url}})
@@ -120,7 +134,8 @@ def create_test() -> tuple[Response, int]:
                   tempest_version=payload.tempest_version,
                   conf_json=json.dumps(payload.conf) if payload.conf is not None else None,
                   tests_json=json.dumps(tests.to_dict()), dry_run=payload.dry_run,
-                  timeout_s=payload.timeout_s, message=f"queued on {function}")
+                  timeout_s=payload.timeout_s, message=f"queued on {function}",
+                  cpid=cpid, upload_to=upload_to or state.config.refstack_upload_url)
 
     def submit() -> tuple[str, str]:
         server, handle = state.gearman.submit(function, job.encode(), unique=payload.test_id)
@@ -189,7 +204,66 @@ def show_test(test_id: str) -> tuple[Response, int]:
     if not isinstance(test, TestRow):
         return test
     history = [report_view(r) for r in farm().store.history(test_id)]
-    return jsonify({"test": test_view(test), "history": history}), 200
+    uploads = [upload_view(u) for u in farm().store.uploads(test_id)]
+    return jsonify({"test": test_view(test), "history": history, "uploads": uploads}), 200
+
+
+@bp.get("/tests/<test_id>/refstack")
+def refstack_document(test_id: str) -> tuple[Response, int]:
+    """What RefStack's POST /v1/results gets for this run (the client signs and sends it)."""
+    require_user()
+    cpid = request.args.get("cpid")
+    if cpid is not None and not CPID_PATTERN.fullmatch(cpid):
+        return _error(400, f"cpid: {show(cpid)} is not a cloud id", field="cpid")
+    try:
+        return jsonify(payload_of(farm().store, test_id, cpid)), 200
+    except NotUploadable as exc:
+        return _error(exc.status, str(exc), field="cpid" if exc.status == 409 else None)
+
+
+def _upload_fields(doc: Any) -> dict[str, Any]:
+    """The upload a client reports (POST /tests/<id>/uploads), checked field by field."""
+    if not isinstance(doc, dict):
+        raise ValueError("body: is not a JSON object")
+    known = {"target", "state", "attempts", "signed_by", "result_id", "result_url", "message"}
+    for key in doc:
+        if key not in known:
+            raise ValueError(f"{key}: unknown field; known: {', '.join(sorted(known))}")
+    target = doc.get("target")
+    try:
+        results_endpoint(target if isinstance(target, str) else "")
+    except UploadError:
+        raise ValueError(f"target: {show(target)} is not an http(s) URL") from None
+    if doc.get("state") not in (UPLOAD_STATES[1], UPLOAD_STATES[2]):
+        raise ValueError(f"state: {show(doc.get('state'))} is not uploaded or failed")
+    attempts = doc.get("attempts", 1)
+    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 100:
+        raise ValueError(f"attempts: {show(attempts)} is not a number from 1 to 100")
+    fields: dict[str, Any] = {"target": target, "state": doc["state"], "attempts": attempts}
+    for key, limit in (("signed_by", 200), ("result_id", 64), ("result_url", 2000),
+                       ("message", 2000)):
+        value = doc.get(key)
+        if value is not None and not (isinstance(value, str) and len(value) <= limit):
+            raise ValueError(f"{key}: {show(value)} is not a string of up to {limit}")
+        fields[key] = value
+    if doc["state"] == UPLOAD_STATES[1] and not fields["result_id"]:
+        raise ValueError("result_id: is required for an upload that succeeded")
+    fields["message"] = fields["message"] or ""
+    return fields
+
+
+@bp.post("/tests/<test_id>/uploads")
+def record_upload(test_id: str) -> tuple[Response, int]:
+    """`farm results --upload` tells the server what became of an upload it made."""
+    require_user(write=True)
+    try:
+        fields = _upload_fields(request.get_json(silent=True))
+    except ValueError as exc:
+        return _error(400, str(exc), field=str(exc).split(":")[0])
+    row = farm().store.add_upload(UploadRow(test_id=test_id, source="client", **fields))
+    if row is None:
+        return _error(404, f"no test {show(test_id)}")
+    return jsonify({"upload": upload_view(row)}), 201
 
 
 @bp.post("/tests/<test_id>/cancel")
