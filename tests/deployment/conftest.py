@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, farm_cache: Path,
     hosts = Hosts(state, farm_cache / "nspawn")
     index = LocalIndex()
     try:
+        refstack_key = state / "refstack_rsa"
+        subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f",
+                        str(refstack_key)], check=True)
         worker_wheel, client_wheel, deps = wheelhouse(farm_cache, state / "wheels")
         uploaded = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
         index.add(deps, uploaded).add(state / "wheels", uploaded)
@@ -53,6 +57,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, farm_cache: Path,
             "farm_server_package_files": [str(worker_wheel), str(client_wheel)],
             "farm_server_index_url": index_url,
             "farm_server_users": ["operator"],
+            "farm_server_refstack_key": str(refstack_key),
         }
         groups = {"gearman": ["h1"], "farm_servers": ["h1"], "workers": ["h2", "h3"]}
         farm = DeployedFarm(hosts, hosts.inventory(groups, variables), groups, variables)

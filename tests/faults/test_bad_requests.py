@@ -51,7 +51,7 @@ def generated(server: FarmServer, out: Path, *headers: str) -> list[tuple[str, s
 def stored(server: FarmServer) -> dict[str, int]:
     with sqlite3.connect(server.base / "server.db") as db:
         return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608
-                for t in ("tests", "reports", "results", "result_files")}
+                for t in ("tests", "reports", "results", "result_files", "uploads")}
 
 
 @pytest.mark.parametrize("token", ["made-up-token-0000000000000000000000", None])
