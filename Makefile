@@ -10,6 +10,10 @@ export FARM_TEST_CACHE ?= $(FARM_CACHE)
 export UV_CACHE_DIR ?= $(FARM_CACHE)/uv
 VENV := .venv
 PYTEST_ARGS ?=
+# test files in parallel (pytest-xdist): each file stays in one process, so module fixtures
+# (the booted hosts, RefStack) are made once; each process has its own session gearmand
+# and Keystone. PYTEST_JOBS=0 runs them in one process.
+PYTEST_JOBS ?= 2
 
 .PHONY: test unit faults lint bootstrap bench clean demo
 
@@ -23,7 +27,7 @@ lint: bootstrap
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint -q
 
 test: lint
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(PYTEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 faults: bootstrap
 	$(VENV)/bin/pytest tests/faults $(PYTEST_ARGS)

@@ -26,7 +26,7 @@ INDEX_PORT = 8081  # on the bridge address, inside the hosts' network
 KEYSTONE_PORT = 5000  # likewise
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # one deployment per module: hosts go when it ends
 def deployed(tmp_path_factory: pytest.TempPathFactory, farm_cache: Path,
              tempest47: PrepareResult) -> Iterator[DeployedFarm]:
     if missing_tools() or os.geteuid() != 0:
@@ -68,7 +68,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, farm_cache: Path,
         index.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cloud(deployed: DeployedFarm, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Keystone]:
     """A real Keystone the workers reach inside their namespaces: it listens on this

@@ -49,7 +49,7 @@ def test_services_ports_and_files(deployed: DeployedFarm) -> None:
     assert (cfg.user, cfg.group, cfg.mode) == ("farm-server", "farm-server", 0o600)
     key = h1.file("/etc/refstack-farm/refstack_rsa")  # signs the server's RefStack uploads
     assert (key.user, key.mode) == ("farm-server", 0o600)
-    assert "refstack_key_file: /etc/refstack-farm/refstack_rsa" in cfg.content_string
+    assert 'refstack_key_file: "/etc/refstack-farm/refstack_rsa"' in cfg.content_string
     for name in ("h2", "h3"):
         token = h1.file(f"/var/lib/refstack-farm-server/tokens/workers/{name}")
         assert token.user == "root" and token.mode == 0o600

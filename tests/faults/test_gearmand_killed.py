@@ -66,8 +66,13 @@ def test_gearmand_killed_with_fifty_queued_and_one_running(
                 assert docs[tid]["test"]["state"] == "passed", docs[tid]
                 started = re.findall(rf"\[test {tid}\] installing", logs)
                 assert len(started) == 1, (tid, started)  # ran exactly once
-                applied = [h["state"] for h in docs[tid]["history"] if h["applied"]]
-                assert applied.count("installing") == 1, docs[tid]["history"]
+                # one claim by a worker (the monitor may add an `installing` of its own:
+                # after the restart it learns the job's new handle when a test is silent
+                # for stale_after_s, which a loaded machine reaches during a dry run)
+                claims = [h for h in docs[tid]["history"]
+                          if h["applied"] and h["source"] == "worker"
+                          and h["state"] == "installing"]
+                assert len(claims) == 1, docs[tid]["history"]
             # the running one: gearmand reloads it from its queue and hands it out again;
             # one copy runs to the end, the other is told to stop by the server (the
             # second claim supersedes the first; a copy of an ended test stops at once)

@@ -3,6 +3,7 @@ from a pinned requirements file into the test cache and reused while the file is
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -24,6 +25,15 @@ def cached_venv(requirements: Path, name: str, root: Path | None = None) -> Path
     venv = (root or cache_root()) / f"{name}-venv-{digest}"
     if (venv / ".complete").exists():
         return venv
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with (venv.parent / f".{name}-venv.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder; test processes in parallel wait
+        if not (venv / ".complete").exists():
+            _build(requirements, venv)
+    return venv
+
+
+def _build(requirements: Path, venv: Path) -> None:
     staging = venv.with_name(venv.name + f".{os.getpid()}.tmp")
     subprocess.run(["rm", "-rf", str(staging)], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV"))}
@@ -36,4 +46,3 @@ def cached_venv(requirements: Path, name: str, root: Path | None = None) -> Path
     (staging / ".complete").touch()
     subprocess.run(["rm", "-rf", str(venv)], check=True)
     os.rename(staging, venv)
-    return venv
