@@ -45,8 +45,7 @@ def upload_results(farm: Farm, test_id: str, target: str, *, key_file: str | Non
         done = upload(target, encode(doc), key, attempts=attempts, backoff_s=backoff_s,
                       on_retry=retrying)
     except UploadError as exc:
-        record.update(state="failed", message=str(exc),
-                      attempts=attempts if exc.retryable else 1)
+        record.update(state="failed", message=str(exc), attempts=exc.attempts)
         _record(farm, test_id, record)
         raise
     record.update(state="uploaded", result_id=done.result_id, result_url=done.url,
@@ -100,6 +99,16 @@ def cmd_refstack_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _attempts(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 100:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number from 1 to 100")
+    return number
+
+
 def add_upload_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("upload to RefStack (API v1, as refstack-client does)")
     g.add_argument("--upload", metavar="URL",
@@ -111,7 +120,7 @@ def add_upload_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cpid", metavar="CPID",
                    help="the cloud's id (default: the one the worker found in the cloud's "
                         "Keystone catalog)")
-    g.add_argument("--attempts", type=int, default=5, metavar="N",
+    g.add_argument("--attempts", type=_attempts, default=5, metavar="N",
                    help="tries against an unreachable RefStack, with doubling waits "
                         "(default 5)")
 

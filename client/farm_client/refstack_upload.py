@@ -42,10 +42,11 @@ class UploadError(FarmClientError):
     server was unreachable or failing), as opposed to a refusal (401, 400)."""
 
     def __init__(self, message: str, *, status: int | None = None,
-                 retryable: bool = False) -> None:
+                 retryable: bool = False, attempts: int = 1) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.attempts = attempts
 
 
 class KeyProblem(FarmClientError, ValueError):
@@ -176,6 +177,8 @@ def upload(api_url: str, body: bytes, key: SigningKey | None = None, *, attempts
     """POST the body; retry an unreachable or failing server with exponential backoff
     (`backoff_s`, doubling) up to `attempts` times. Refusals are not retried."""
     url = results_endpoint(api_url)
+    if attempts < 1:
+        raise ValueError(f"attempts: {attempts} is not a positive number")
     headers = {"Content-Type": "application/json", **(key.headers(body) if key else {})}
     problem = ""
     for attempt in range(1, attempts + 1):
@@ -193,10 +196,11 @@ def upload(api_url: str, body: bytes, key: SigningKey | None = None, *, attempts
                     f"RefStack at {url} refused the upload (401): {message}" + (
                         f" (the key {key.source} is not registered: add the output of "
                         f"`farm refstack-key {key.source}` to your RefStack profile)"
-                        if key else ""), status=401)
+                        if key else ""), status=401, attempts=attempt)
             if resp.status_code not in RETRY_STATUSES:
                 raise UploadError(f"RefStack at {url} rejected the upload "
-                                  f"({resp.status_code}): {message}", status=resp.status_code)
+                                  f"({resp.status_code}): {message}", status=resp.status_code,
+                                  attempts=attempt)
             problem = f"answered {resp.status_code}: {message}"
         if attempt < attempts:
             delay = backoff_s * 2 ** (attempt - 1)
@@ -204,4 +208,4 @@ def upload(api_url: str, body: bytes, key: SigningKey | None = None, *, attempts
                 on_retry(attempt, problem, delay)
             sleep(delay)
     raise UploadError(f"RefStack at {url}: {problem}, {attempts} attempts; the upload can "
-                      "be retried with the same command", retryable=True)
+                      "be retried with the same command", retryable=True, attempts=attempts)

@@ -205,6 +205,8 @@ def test_the_cli_names_what_is_wrong(tmp_path: Path) -> None:
     done = farm(tmp_path, "results", "t1", "--upload", "refstack.example.org", "--server",
                 "http://127.0.0.1:1/")
     assert done.returncode == 1 and "not an http(s) URL" in done.stderr
+    done = farm(tmp_path, "results", "t1", "--upload", "http://r/api", "--attempts", "0")
+    assert done.returncode == 2 and "--attempts: '0' is not a number from 1 to 100" in done.stderr
 
 
 def test_the_servers_upload_target_applies_to_new_tests(tmp_path: Path,
