@@ -210,11 +210,31 @@ try:
     from farm_client.refstack_commands import upload_results
     from farm_worker.exceptions import PayloadError
     from farm_worker.protocol import FINAL_STATES
+    from farm_worker.redaction import secrets_in_conf
     HAS_FARM_CLIENT = True
     FARM_IMPORT_ERROR = None
 except ImportError:
     HAS_FARM_CLIENT = False
     FARM_IMPORT_ERROR = traceback.format_exc()
+
+
+def leaf_values(value):
+    """Every scalar in `value` as Ansible's no_log masking sees it."""
+    if isinstance(value, dict):
+        return set().union(*(leaf_values(v) for v in value.values())) if value else set()
+    if isinstance(value, (list, tuple)):
+        return set().union(*(leaf_values(v) for v in value)) if value else set()
+    return {str(value)} if value is not None else set()
+
+
+def mask_only_secrets(module):
+    """`conf` is no_log, so Ansible keeps it out of the logged invocation, but it would
+    also mask every value of it (a "2", "admin", "tests") wherever it occurs in the result:
+    messages, summaries, result URLs. Keep masking only its secrets and the token."""
+    conf, token = module.params["conf"], module.params["token"]
+    if conf:
+        keep = secrets_in_conf(conf) | ({token} if token else set())
+        module.no_log_values.difference_update(leaf_values(conf) - keep)
 
 
 def payload_of(params):
@@ -385,6 +405,7 @@ def main():
     if not HAS_FARM_CLIENT:
         module.fail_json(msg=missing_required_lib("refstack-farm-client"),
                          exception=FARM_IMPORT_ERROR)
+    mask_only_secrets(module)
     p = module.params
     if p["upload_key"] and not p["wait"]:
         module.fail_json(msg="upload_key needs wait=true: the module signs the upload when "

@@ -21,9 +21,13 @@ from harness.keystone import Keystone
 from harness.keystone import up as keystone_up
 from harness.nspawn import Hosts, missing_tools
 from harness.pypi import LocalIndex
+from harness.refstack import RefStack
+from harness.refstack import down as refstack_down
+from harness.refstack import up as refstack_up
 
 INDEX_PORT = 8081  # on the bridge address, inside the hosts' network
 KEYSTONE_PORT = 5000  # likewise
+REFSTACK_PORT = 8000  # likewise
 
 
 @pytest.fixture(scope="module")  # one deployment per module: hosts go when it ends
@@ -81,3 +85,16 @@ def cloud(deployed: DeployedFarm, tmp_path_factory: pytest.TempPathFactory
         yield ks
     finally:
         ks.stop()
+
+
+@pytest.fixture(scope="module")
+def refstack(deployed: DeployedFarm, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[RefStack]:
+    """The real RefStack server on this machine's loopback, bridged to
+    bridge_ip:REFSTACK_PORT for the hosts."""
+    rs = refstack_up(tmp_path_factory.mktemp("refstack"))
+    try:
+        deployed.hosts.bridge("refstack", REFSTACK_PORT, f"127.0.0.1:{rs.port}")
+        yield rs
+    finally:
+        refstack_down(rs)

@@ -5,6 +5,7 @@ and in (with a drain). The tests share one deployment and run in this order."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,11 @@ from typing import Any
 import pytest
 import testinfra
 
+from deployment.conftest import REFSTACK_PORT
+from farm_client.refstack_upload import SigningKey, split_name
 from harness.deployment import DeployedFarm, changed_counts
 from harness.keystone import ADMIN_PASSWORD, Keystone
+from harness.refstack import RefStack
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow]
 SMOKE = r"tempest\.api\.identity\..*smoke"
@@ -84,20 +88,37 @@ def test_a_dry_run_through_the_module(deployed: DeployedFarm) -> None:
 
 
 def test_an_identity_smoke_run_through_the_module(deployed: DeployedFarm, cloud: Keystone,
-                                                 tmp_path: Path) -> None:
+                                                 refstack: RefStack, tmp_path: Path) -> None:
     """A real Tempest run on a worker host against a Keystone it reaches through the
-    hosts' network; the cloud password shows nowhere on the way."""
+    hosts' network, uploaded by run_test.yml to the real RefStack, signed with a key on
+    the server host; the cloud password shows nowhere on the way."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f",
+                    str(tmp_path / "operator_rsa")], check=True)
+    key = SigningKey.load(tmp_path / "operator_rsa")
+    refstack.register_key(key.public_line, key.self_signature())
+    deployed.on("h1", "install -m 600 /dev/null /root/operator_rsa && cat > /root/operator_rsa"
+                " <<'EOF'\n" + (tmp_path / "operator_rsa").read_text() + "EOF")
     extra = tmp_path / "cloud.json"
     extra.write_text(json.dumps({"conf": cloud.tempest_conf()}))
     r = deployed.playbook("run_test.yml", "-e", "test_id=ans-smoke-1", "-e",
                           "tempest_version=47.0.0", "-e", f"regex={SMOKE}",
-                          "-e", f"@{extra}")
+                          "-e", f"@{extra}", "-e",
+                          f"upload_url=http://{deployed.hosts.bridge_ip}:{REFSTACK_PORT}",
+                          "-e", "upload_key=/root/operator_rsa")
     assert "ans-smoke-1: passed" in r.stdout, r.stdout[-3000:]
-    summary = json.loads(deployed.farm("status", "ans-smoke-1", "--json"))["test"]
+    view = json.loads(deployed.farm("status", "ans-smoke-1", "--json"))
+    summary = view["test"]
     assert summary["state"] == "passed", summary
     doc = json.loads(deployed.farm("results", "ans-smoke-1", "--format", "json"))
     passed = [x for x in doc["results"] if x["status"] == "success"]
     assert len(passed) == doc["test"]["summary"]["passed"] >= 10, doc["test"]
+    [upload] = view["uploads"]
+    assert (upload["state"], upload["signed_by"]) == ("uploaded", key.fingerprint), upload
+    assert upload["result_url"] in r.stdout
+    stored = refstack.stored(upload["result_id"])
+    assert sorted(n for n, _ in stored["results"]) == sorted(
+        split_name(x["name"])[0] for x in passed)
+    assert stored["meta"].get("user") and stored["cpid"] == summary["cpid"]
     assert not [x for x in doc["results"] if x["status"] == "fail"]
     assert ADMIN_PASSWORD not in r.stdout + r.stderr
     # the worker host: nowhere (journal, config, workspaces, results, environments); the

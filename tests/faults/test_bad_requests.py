@@ -68,7 +68,7 @@ def test_unknown_hosts_get_405_and_nothing_is_stored(server: FarmServer, tmp_pat
     assert api and not [c for c in api if c[2] < 300], [c for c in api if c[2] < 300][:20]
     assert all(status < 500 for _, _, status in calls)
     assert stored(server) == before == {"tests": 0, "reports": 0, "results": 0,
-                                        "result_files": 0}
+                                        "result_files": 0, "uploads": 0}
     assert "Traceback" not in server.log.read_text()
     print(f"unknown host ({'made-up token' if token else 'no token'}): {len(calls)} requests, "
           f"{len(refstack)} to RefStack endpoints (all 405), {len(api)} to /v1 (none 2xx), "
