@@ -33,6 +33,7 @@ from farm_worker.protocol import SUBUNIT_PASSED
 
 _UUID = r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
 IDEMPOTENT_ID = re.compile(rf"(?:^|,)id-({_UUID})(?:,|$)")
+CPID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # what a cloud id may be
 PASSPHRASE_ENV = "FARM_REFSTACK_KEY_PASSPHRASE"  # noqa: S105 (a variable name)
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from farm_client import __version__
+from farm_client.refstack_upload import CPID_PATTERN
 from farm_worker.protocol import PAYLOAD_SCHEMA, TEST_ID_PATTERN, VERSION_PATTERN, TestState
 
 STATES = [s.value for s in TestState]
@@ -41,7 +42,7 @@ def _create_schema() -> dict[str, Any]:
         "description": "upload the results to this RefStack API when the run ends passed "
                        "or failed (default: the server's refstack_upload_url)"}
     schema["properties"]["cpid"] = {
-        "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        "type": "string", "pattern": f"^{CPID_PATTERN.pattern}$",
         "description": "the cloud's RefStack id (default: the worker's discovery)"}
     return schema
 

@@ -14,6 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from farm_client.lifecycle import Report, Verdict
 from farm_client.models import TestRow
+from farm_client.refstack_upload import CPID_PATTERN
 from farm_client.server.auth import require_worker
 from farm_client.server.state import farm
 from farm_client.subunit_results import NotSubunit, parse
@@ -146,7 +147,7 @@ def post_result() -> tuple[Response, int]:
         if uploader is not None and not re.match(TEST_ID_PATTERN, uploader):
             raise BadField("worker", f"{show(uploader)} is not a worker id")
         cpid = request.args.get("cpid")
-        if cpid is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", cpid):
+        if cpid is not None and not CPID_PATTERN.fullmatch(cpid):
             raise BadField("cpid", f"{show(cpid)} is not a cloud id")
         upload = request.files.get("file")
         if upload is None:

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, jsonify, request
 from farm_client.gearman_client import GearmanError, Server
 from farm_client.lifecycle import Report, can_cancel
 from farm_client.models import ReportRow, TestRow, UploadRow
-from farm_client.refstack_upload import UploadError, results_endpoint
+from farm_client.refstack_upload import CPID_PATTERN, UploadError, results_endpoint
 from farm_client.reports import junit_xml
 from farm_client.server.auth import require_user
 from farm_client.server.openapi import openapi_document
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("v1", __name__)
 
 MAX_LIMIT = 500
-CPID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def _error(code: int, message: str, **extra: Any) -> tuple[Response, int]:
