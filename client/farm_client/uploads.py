@@ -26,7 +26,6 @@ from farm_worker.protocol import TestState
 log = logging.getLogger(__name__)
 
 UPLOADED, PENDING, FAILED = "uploaded", "pending", "failed"
-UPLOAD_STATES = (PENDING, UPLOADED, FAILED)
 UPLOAD_INTERVAL_S = 3.0  # how often `farm monitor` looks for uploads to make
 UPLOADED_RUNS = [TestState.PASSED.value, TestState.FAILED.value]
 

@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `harness` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.loopback import free_port
+from harness.loopback import free_port, wait_http
 from harness.venvs import cached_venv
 
 HERE = Path(__file__).resolve().parent
@@ -167,18 +166,10 @@ class Keystone:
         self.proc = proc
         self.pidfile.parent.mkdir(parents=True, exist_ok=True)
         (self.state / "run" / "master.pid").write_text(str(proc.pid))
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            if proc.poll() is not None:
-                raise RuntimeError(f"keystone exited {proc.returncode}; see {self.state}/log")
-            try:
-                with urllib.request.urlopen(f"{self.url}/v3", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"keystone did not answer on {self.url} within {timeout_s} s")
+        problem = wait_http(f"{self.url}/v3", proc, timeout_s)
+        if problem:
+            self.stop()
+            raise RuntimeError(f"keystone {problem}; see {self.state}/log")
 
     def stop(self) -> None:
         """Stop gunicorn's process group: ours (Popen) or one started by `up` earlier."""

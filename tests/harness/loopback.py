@@ -3,9 +3,27 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
+import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float,
+              poll_s: float = 0.2) -> str | None:
+    """Poll `url` while `proc` runs until it answers 2xx: None when it did, else why not."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            return f"exited {proc.returncode}"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return None
+        except OSError:
+            time.sleep(poll_s)
+    return f"did not answer on {url} within {timeout_s:g} s"
 
 
 def free_port() -> int:

@@ -297,16 +297,6 @@ def _delete_netns(ns: str) -> None:
     subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def reap_stale(base: Path) -> list[str]:
     """Remove the namespaces and overlay mounts of runs whose process is gone; return what
     was removed. Namespaces of this harness are `rsf<pid>-...` (`rsf-...` before the pid
@@ -314,7 +304,7 @@ def reap_stale(base: Path) -> list[str]:
     reaped = []
     for ns in _netns():
         m = re.fullmatch(r"rsf(\d*)-[\w-]+", ns)
-        if m and (not m.group(1) or not _alive(int(m.group(1)))):
+        if m and (not m.group(1) or not Path(f"/proc/{m.group(1)}").exists()):
             _delete_netns(ns)
             reaped.append(f"netns {ns}")
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -329,7 +319,7 @@ def reap_stale(base: Path) -> list[str]:
             pid = int(owner.read_text())
         except (OSError, ValueError):
             pid = 0
-        if not pid or not _alive(pid):
+        if not pid or not Path(f"/proc/{pid}").exists():
             subprocess.run(["umount", "-l", str(target)], check=False)
             reaped.append(f"mount {target}")
     return reaped

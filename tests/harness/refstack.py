@@ -22,12 +22,11 @@ import signal
 import subprocess
 import textwrap
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.loopback import free_port
+from harness.loopback import free_port, wait_http
 from harness.venvs import cached_venv
 
 HERE = Path(__file__).resolve().parent
@@ -165,19 +164,11 @@ class RefStack:
             env=self._env(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
         log.close()
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError("refstack exited: "
-                                   + (self.state / "log" / "gunicorn.log").read_text()[-3000:])
-            try:
-                with urllib.request.urlopen(f"{self.url}/v1/results", timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"refstack did not answer on {self.url} within {timeout_s} s")
+        problem = wait_http(f"{self.url}/v1/results", self.proc, timeout_s)
+        if problem:
+            self.stop()
+            raise RuntimeError(f"refstack {problem}: "
+                               + (self.state / "log" / "gunicorn.log").read_text()[-3000:])
 
     def stop(self) -> None:
         _stop(self.proc)

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import requests
 import yaml
 
-from harness.loopback import free_port
+from harness.loopback import free_port, wait_http
 
 FARM = str(Path(sys.executable).parent / "farm")
 
@@ -69,17 +68,11 @@ class FarmServer:
             self.proc = subprocess.Popen([FARM, "serve", "-c", str(self.config)],
                                          stdin=subprocess.DEVNULL, stdout=fh,
                                          stderr=subprocess.STDOUT, env=self._env())
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"farm serve exited: {self.log.read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "v1/openapi.json", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"farm serve did not answer: {self.log.read_text()[-2000:]}")
+        problem = wait_http(self.url + "v1/openapi.json", self.proc, timeout_s, poll_s=0.1)
+        if problem:
+            self.stop()
+            raise RuntimeError(f"farm serve {problem}: {self.log.read_text()[-2000:]}")
+        return self
 
     def stop(self) -> None:
         if self.proc is None:

@@ -19,7 +19,7 @@ from farm_client.server.auth import require_user
 from farm_client.server.openapi import openapi_document
 from farm_client.server.state import farm
 from farm_client.store import StoreError, as_utc
-from farm_client.uploads import UPLOAD_STATES, NotUploadable, payload_of, upload_view
+from farm_client.uploads import FAILED, UPLOADED, NotUploadable, payload_of, upload_view
 from farm_worker.exceptions import PayloadError
 from farm_worker.protocol import (
     VERSION_PATTERN,
@@ -233,7 +233,7 @@ def _upload_fields(doc: Any) -> dict[str, Any]:
         results_endpoint(target if isinstance(target, str) else "")
     except UploadError:
         raise ValueError(f"target: {show(target)} is not an http(s) URL") from None
-    if doc.get("state") not in (UPLOAD_STATES[1], UPLOAD_STATES[2]):
+    if doc.get("state") not in (UPLOADED, FAILED):
         raise ValueError(f"state: {show(doc.get('state'))} is not uploaded or failed")
     attempts = doc.get("attempts", 1)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 100:
@@ -245,7 +245,7 @@ def _upload_fields(doc: Any) -> dict[str, Any]:
         if value is not None and not (isinstance(value, str) and len(value) <= limit):
             raise ValueError(f"{key}: {show(value)} is not a string of up to {limit}")
         fields[key] = value
-    if doc["state"] == UPLOAD_STATES[1] and not fields["result_id"]:
+    if doc["state"] == UPLOADED and not fields["result_id"]:
         raise ValueError("result_id: is required for an upload that succeeded")
     fields["message"] = fields["message"] or ""
     return fields
