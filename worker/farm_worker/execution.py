@@ -1,5 +1,8 @@
 """One job's lifecycle, with no transport: validate -> install -> configure -> list -> run
--> upload -> final state, and cleanup in `finally` whatever happened.
+-> upload -> cleanup -> final state. Cleanup runs in `finally` whatever happened, and the
+final state is announced only after it: when a test shows `passed` (or any final state),
+its Tempest processes are gone and its workspace, with the tempest.conf that held the
+cloud's passwords, is removed.
 
 The gearman worker and `farm-worker execute` both call `execute_job`; they differ only in
 the hooks they pass (where events go, how the cancel function is held).
@@ -179,6 +182,7 @@ class _Job:
         self.total = 0
         self._last_progress = 0.0
         self.secrets: list[int] = []
+        self.final: tuple[TestState, str] | None = None  # announced after the cleanup
         client = None
         if payload.callback is not None:
             auth = self.config.callback_auth(payload.callback.url)
@@ -231,7 +235,7 @@ class _Job:
         return summary
 
     def _end(self, state: TestState, message: str) -> Summary:
-        self.set_state(state, message)
+        self.final = (state, message)
         return self._summary(state, message)
 
     def _summary(self, state: TestState, message: str = "", subunit: Path | None = None) \
@@ -385,15 +389,17 @@ class _Job:
             message = f"no test reported a result ({self.total} selected); see the worker log"
         else:
             state = TestState.PASSED
-        self.set_state(state, message)
+        self.final = (state, message)
         return self._summary(state, message, subunit)
 
     def _cleanup(self) -> None:
         """Each step guarded on its own: one failing must not skip the others, and none may
-        turn the job's outcome into an exception."""
+        turn the job's outcome into an exception. The final state goes out after the
+        processes and files are gone, before the reports are flushed."""
         for what, step in (("killing the process group", self._kill_leftovers),
                            ("removing the job directory", self._remove_job_dir),
                            ("removing the partial subunit file", self._remove_partial),
+                           ("announcing the final state", self._announce_final),
                            ("flushing reports", self._flush_reports)):
             try:
                 step()
@@ -412,6 +418,10 @@ class _Job:
 
     def _remove_partial(self) -> None:
         self.runner.partial_result(self.test_id).unlink(missing_ok=True)
+
+    def _announce_final(self) -> None:
+        if self.final is not None:
+            self.set_state(*self.final)
 
     def _flush_reports(self) -> None:
         if not self.reporter.close(self.config.report_flush_s) and not self.reporter.pending:
