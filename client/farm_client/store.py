@@ -21,13 +21,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     Connection,
+    CursorResult,
     Engine,
     Table,
     bindparam,
@@ -365,6 +366,42 @@ class Store:
             s.flush()
             s.expunge(row)
         return row
+
+    def add_automatic_upload(self, test_id: str, target: str,
+                             signed_by: str | None) -> UploadRow | None:
+        """Queue the server's own upload of a test to `target`, once ever: None when it is
+        queued already or the test is gone. The test's row is locked first, so uploaders of
+        two servers sharing one PostgreSQL cannot both queue it (SQLite writers queue on
+        their lock anyway)."""
+        with self.write() as s:
+            if s.scalar(select(TestRow.id).where(TestRow.id == test_id)
+                        .with_for_update()) is None:
+                return None
+            if s.scalar(select(UploadRow.id).where(
+                    UploadRow.test_id == test_id, UploadRow.target == target,
+                    UploadRow.source == "server")) is not None:
+                return None
+            row = UploadRow(test_id=test_id, target=target, source="server", state="pending",
+                            attempts=0, signed_by=signed_by, message="")
+            s.add(row)
+            s.flush()
+            s.expunge(row)
+        return row
+
+    def claim_upload(self, row: UploadRow, now: dt.datetime, until: dt.datetime) -> bool:
+        """Take a due upload for one attempt. Of uploaders that read the same row, exactly
+        one gets True: its update finds the row still pending, due and at the attempt it
+        read, and moves it out of reach until `until`, when it is due again should that
+        uploader die before recording the outcome."""
+        with self.write() as s:
+            done = s.execute(
+                update(UploadRow).where(
+                    UploadRow.id == row.id, UploadRow.state == "pending",
+                    UploadRow.attempts == row.attempts,
+                    UploadRow.next_at.is_(None) | (UploadRow.next_at <= now))
+                .values(next_at=until, updated_at=utcnow())
+                .execution_options(synchronize_session=False))
+            return cast(CursorResult[Any], done).rowcount == 1
 
     def update_upload(self, upload_id: int, **values: Any) -> None:
         with self.write() as s:

@@ -6,6 +6,9 @@ The uploader runs in `farm monitor` (which `farm serve` starts). Each upload is 
 tried at once, an unreachable or failing RefStack is retried with doubling delays
 (`refstack_retry_s`, `refstack_upload_attempts`), a refusal (401, 400) is final. A failed
 upload changes nothing about the run; `farm results ID --upload URL` retries it by hand.
+Servers sharing a database each run an uploader: a run's upload is queued once
+(`Store.add_automatic_upload`) and each attempt is claimed by one of them
+(`Store.claim_upload`).
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ class Uploader(Periodic):
         self.retry_s = retry_s
         self.timeout_s = timeout_s
         self.clock = clock
+        # how long an attempt holds its upload: a POST may take a connect and a read
+        # timeout; after that, an uploader that died mid-attempt is presumed gone
+        self.lease_s = 4 * timeout_s + 60
 
     def run_once(self) -> list[str]:
         """Queue the runs that just became uploadable, try the uploads that are due; what
@@ -90,22 +96,26 @@ class Uploader(Periodic):
         signed_by = self.key.fingerprint if self.key else None
         for test in self.store.upload_candidates(UPLOADED_RUNS):
             assert test.upload_to is not None
-            self.store.add_upload(UploadRow(test_id=test.id, target=test.upload_to,
-                                            source="server", state=PENDING, attempts=0,
-                                            signed_by=signed_by, message=""))
-        done = [self._attempt(row) for row in self.store.due_uploads(self.clock())]
+            self.store.add_automatic_upload(test.id, test.upload_to, signed_by)
+        done = [line for row in self.store.due_uploads(self.clock())
+                if (line := self._attempt(row)) is not None]
         for line in done:
             log.info("uploader: %s", line)
         return done
 
-    def _attempt(self, row: UploadRow) -> str:
+    def _attempt(self, row: UploadRow) -> str | None:
+        """One attempt at a due upload; None when another uploader (a second server on
+        the same database) took it first."""
+        now = self.clock()
+        if not self.store.claim_upload(row, now, now + dt.timedelta(seconds=self.lease_s)):
+            return None
         attempts = row.attempts + 1
         try:
             body = encode(payload_of(self.store, row.test_id))
             up = upload(row.target, body, self.key, attempts=1, timeout_s=self.timeout_s)
         except NotUploadable as exc:
             self.store.update_upload(row.id, state=FAILED, attempts=attempts,
-                                     message=str(exc))
+                                     message=str(exc), next_at=None)
             return f"{row.test_id}: not uploaded: {exc}"
         except UploadError as exc:
             if exc.retryable and attempts < self.attempts:

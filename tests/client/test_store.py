@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
@@ -178,3 +179,54 @@ def test_find_filters_and_pages(store: Store) -> None:
     assert total == 1 and rows[0].id == "t3"
     rows, total = store.find(version="40.0.0")
     assert total == 0 and rows == []
+
+
+def test_two_servers_queue_a_tests_automatic_upload_once(store: Store, url: str) -> None:
+    """Every server sharing the database runs an uploader: each one, at the same moment,
+    tries to queue the same run's upload; one row results."""
+    new_test(store)
+    stores = [Store(url) for _ in range(6)]
+    start = threading.Barrier(len(stores))
+    queued: list[object] = []
+
+    def queue(s: Store) -> None:
+        start.wait()
+        queued.append(s.add_automatic_upload("t1", "http://rs.example/api", None))
+
+    try:
+        threads = [threading.Thread(target=queue, args=(s,)) for s in stores]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for s in stores:
+            s.engine.dispose()
+    assert sum(row is not None for row in queued) == 1
+    assert len(store.uploads("t1")) == 1
+    assert store.add_automatic_upload("t1", "http://other.example/api", None) is not None
+    assert store.add_automatic_upload("gone", "http://rs.example/api", None) is None
+
+
+def test_one_uploader_claims_a_due_upload(store: Store, url: str) -> None:
+    """Two uploaders read the same due row; the claim lets one attempt it. The row is due
+    again when its holder's lease runs out (it died mid-attempt), never before."""
+    new_test(store)
+    assert store.add_automatic_upload("t1", "http://rs.example/api", None) is not None
+    other = Store(url)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        lease = now + dt.timedelta(seconds=180)
+        mine, theirs = store.due_uploads(now), other.due_uploads(now)
+        assert len(mine) == len(theirs) == 1
+        assert store.claim_upload(mine[0], now, lease)
+        assert not other.claim_upload(theirs[0], now, lease)
+        assert store.due_uploads(now + dt.timedelta(seconds=179)) == []
+        later = lease + dt.timedelta(seconds=1)
+        [again] = other.due_uploads(later)
+        assert other.claim_upload(again, later, later + dt.timedelta(seconds=180))
+        other.update_upload(again.id, state="uploaded", attempts=1, next_at=None)
+        assert not store.claim_upload(mine[0], later, later)  # recorded: nothing to take
+        assert store.due_uploads(later + dt.timedelta(days=1)) == []
+    finally:
+        other.engine.dispose()
