@@ -43,11 +43,12 @@ class UploadError(FarmClientError):
     server was unreachable or failing), as opposed to a refusal (401, 400)."""
 
     def __init__(self, message: str, *, status: int | None = None,
-                 retryable: bool = False, attempts: int = 1) -> None:
+                 retryable: bool = False, attempts: int = 1, problem: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
         self.attempts = attempts
+        self.problem = problem or message  # what went wrong, without advice
 
 
 class KeyProblem(FarmClientError, ValueError):
@@ -209,4 +210,5 @@ def upload(api_url: str, body: bytes, key: SigningKey | None = None, *, attempts
                 on_retry(attempt, problem, delay)
             sleep(delay)
     raise UploadError(f"RefStack at {url}: {problem}, {attempts} attempts; the upload can "
-                      "be retried with the same command", retryable=True, attempts=attempts)
+                      "be retried with the same command", retryable=True, attempts=attempts,
+                      problem=f"RefStack at {url}: {problem}")

@@ -120,12 +120,16 @@ class Uploader(Periodic):
         except UploadError as exc:
             if exc.retryable and attempts < self.attempts:
                 delay = self.retry_s * 2 ** (attempts - 1)
-                self.store.update_upload(row.id, attempts=attempts, message=str(exc),
+                self.store.update_upload(row.id, attempts=attempts, message=exc.problem,
                                          next_at=self.clock() + dt.timedelta(seconds=delay))
-                return f"{row.test_id}: attempt {attempts} failed, again in {delay:g} s: {exc}"
-            self.store.update_upload(row.id, state=FAILED, attempts=attempts,
-                                     message=str(exc), next_at=None)
-            return f"{row.test_id}: upload failed after {attempts} attempts: {exc}"
+                return (f"{row.test_id}: attempt {attempts} failed, again in {delay:g} s: "
+                        f"{exc.problem}")
+            message = exc.problem if not exc.retryable else (
+                f"{exc.problem}; {attempts} attempts, the last at {self.clock():%H:%M:%S} "
+                f"UTC; `farm results {row.test_id} --upload {row.target}` uploads it by hand")
+            self.store.update_upload(row.id, state=FAILED, attempts=attempts, message=message,
+                                     next_at=None)
+            return f"{row.test_id}: upload failed: {message}"
         self.store.update_upload(row.id, state=UPLOADED, attempts=attempts, message="",
                                  result_id=up.result_id, result_url=up.url, next_at=None)
         return f"{row.test_id}: uploaded to {row.target}: {up.url}"

@@ -277,8 +277,8 @@ def test_the_server_uploads_a_run_when_it_ends(
     stored = refstack.stored(done["result_id"])
     assert stored["meta"].get("user") == "https://openstackid.org/farm-server"
     assert stored["cpid"] == identity_service_id(keystone)
-    # RefStack away: the uploader retries (3 attempts, 1 s then 2 s), then marks it failed;
-    # the run stays passed and the same command uploads it later
+    # RefStack away: the uploader retries (3 attempts, 1 s then 2 s), then marks it failed
+    # saying how to upload by hand; the run stays passed, and that command uploads it
     dead = f"http://127.0.0.1:{free_port()}"
     (tmp_path / "conf.json").write_text(json.dumps(keystone.tempest_conf()))
     sub = cli(farm_server, tmp_path, "submit", "--tempest", "47.0.0", "--conf", "conf.json",
@@ -286,6 +286,8 @@ def test_the_server_uploads_a_run_when_it_ends(
     assert sub.returncode == 0, sub.stderr
     failed = wait_upload(farm_server, "rs-auto-2", "failed")
     assert failed["attempts"] == 3 and "unreachable" in failed["message"]
+    assert "; 3 attempts, the last at " in failed["message"]
+    assert f"`farm results rs-auto-2 --upload {dead}` uploads it by hand" in failed["message"]
     assert farm_server.api("GET", "/v1/tests/rs-auto-2").json()["test"]["state"] == "passed"
     log = farm_server.log.read_text()
     assert "rs-auto-2: attempt 1 failed, again in 1 s" in log
