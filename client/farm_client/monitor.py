@@ -46,6 +46,7 @@ class Monitor(Periodic):
 
     def run_once(self) -> list[str]:
         """One pass over the tests that are not final; what it did, as sentences."""
+        self.store.forget_ended_secrets()
         uniques: set[str] = set()
         for server in self.gearman.servers:
             try:

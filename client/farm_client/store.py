@@ -69,6 +69,8 @@ _SELECT_TEST = (select(*(TESTS.c[name] for name in _MOVING))
 _INSERT_REPORT = insert(REPORTS)
 _UPDATE_TEST = (update(TESTS).where(TESTS.c.id == bindparam("tid"))
                 .values({name: bindparam(name) for name in _MOVING}))
+_FORGET_CONF = update(TESTS).where(TESTS.c.id == bindparam("tid")).values(conf_json=None)
+_FINAL = [state.value for state in FINAL_STATES]
 TOKEN_CACHE_S = 30.0  # a new or removed worker token takes effect within this time
 
 
@@ -120,6 +122,7 @@ class Store:
             if url.startswith("sqlite:///") else contextlib.nullcontext())
         self._seen: dict[str, float] = {}
         self._tokens: dict[str, tuple[float, WorkerRow | None]] = {}
+        self._scrubbed_up_to: dt.datetime | None = None  # forget_ended_secrets
 
     # ---- schema -------------------------------------------------------------------------------
     def _alembic(self) -> AlembicConfig:
@@ -255,8 +258,35 @@ class Store:
     def active(self) -> list[TestRow]:
         """Tests not in a final state (for the monitor)."""
         with self.read() as s:
-            return list(s.scalars(select(TestRow).where(
-                TestRow.state.not_in([f.value for f in FINAL_STATES]))))
+            return list(s.scalars(select(TestRow).where(TestRow.state.not_in(_FINAL))))
+
+    def forget_ended_secrets(self) -> bool:
+        """Make sure no ended test's Tempest configuration (its cloud's passwords) is kept:
+        drop any still stored (a test that ended before this was done at once), and on
+        SQLite, once tests ended since the last pass, move the WAL into the database file
+        and truncate it, so that no old copy of a row stays in either file (secure_delete
+        zeroes freed space). True when it checkpointed; a busy database is tried again on
+        the next call. Run by the monitor, off the workers' report path."""
+        with self.write() as s:
+            s.execute(update(TestRow).where(TestRow.state.in_(_FINAL),
+                                            TestRow.conf_json.is_not(None))
+                      .values(conf_json=None).execution_options(synchronize_session=False))
+            latest = s.scalar(select(func.max(TestRow.finished_at)))
+        if self.engine.dialect.name != "sqlite" or latest is None \
+                or latest == self._scrubbed_up_to:
+            return False
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy, *_frames = cur.fetchone() or (1,)
+            cur.close()
+        finally:
+            raw.close()
+        if busy:
+            return False
+        self._scrubbed_up_to = latest
+        return True
 
     def apply(self, test_id: str, report: Report, *, source: str,
               progress: dict[str, Any] | None = None, payload: Any = None,
@@ -291,6 +321,8 @@ class Store:
                 values.update(_moved(report, progress, now, row.started_at is None))
                 current = report.state
             conn.execute(_UPDATE_TEST, {"tid": test_id, **values})
+            if verdict is Verdict.APPLY and current in FINAL_STATES:
+                conn.execute(_FORGET_CONF, {"tid": test_id})  # its cloud's passwords
             if worker_name and self._seen_long_ago(worker_name):
                 conn.execute(update(WORKERS).where(WORKERS.c.name == worker_name)
                              .values(last_seen_at=now))
@@ -479,6 +511,8 @@ def _sqlite_setup(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at checkpoints, no fsync/commit
         cur.execute("PRAGMA foreign_keys=ON")
+        # freed space is zeroed: a test's dropped configuration leaves no password behind
+        cur.execute("PRAGMA secure_delete=ON")
         cur.execute("PRAGMA busy_timeout=10000")
         # checkpoint every ~40 MB of WAL, not every 4 MB: the hot pages (a running test's
         # row) are rewritten by every report and are copied back once per checkpoint

@@ -132,6 +132,13 @@ def test_miniconf_and_testcases(farm_app: App) -> None:
         assert r.status_code == 404 and json_of(r)["field"] == "test_id"
     r = farm_app.client.get("/get-miniconf", headers=farm_app.worker())
     assert r.status_code == 400 and json_of(r)["field"] == "test_id"
+    # once the test ends its configuration (the cloud's passwords) is gone
+    r = farm_app.client.post(URL, json={"test_id": "t1", "status": "error", "message": "x"},
+                             headers=farm_app.worker())
+    assert r.status_code == 202, r.text
+    r = farm_app.client.get("/get-miniconf?test_id=t1", headers=farm_app.worker())
+    assert r.status_code == 404 and "pw-secret-9" not in r.text
+    assert "it ended (error): a test's configuration is dropped" in json_of(r)["error"]
 
 
 def test_post_result_parses_subunit(farm_app: App) -> None:

@@ -42,9 +42,12 @@ def store(url: str) -> Iterator[Store]:
         s.engine.dispose()
 
 
-def new_test(store: Store, test_id: str = "t1") -> TestRow:
+def new_test(store: Store, test_id: str = "t1", admin: str = "pw",
+             region: str = "RegionOne") -> TestRow:
+    """A queued test whose conf holds `admin` as the cloud's admin password."""
+    conf = {"auth": {"admin_password": admin}, "identity": {"region": region}}
     row = TestRow(id=test_id, state="queued", tempest_version="47.0.0", dry_run=False,
-                  conf_json=json.dumps({"auth": {"admin_password": "pw"}}),
+                  conf_json=json.dumps(conf),
                   tests_json=json.dumps({"regex": "x", "include": [], "exclude": []}),
                   message="queued")
     return store.create_test(row, lambda: ("127.0.0.1:4730", "H:1"), "alice")
@@ -230,3 +233,47 @@ def test_one_uploader_claims_a_due_upload(store: Store, url: str) -> None:
         assert store.due_uploads(later + dt.timedelta(days=1)) == []
     finally:
         other.engine.dispose()
+
+
+def test_an_ended_tests_passwords_are_not_kept(store: Store, url: str, tmp_path: Path) -> None:
+    """The configuration is the cloud's admin password: kept while a worker may still ask
+    for it (get-miniconf), dropped when the test ends; on SQLite no copy stays in the
+    database file or its WAL once the monitor's pass has run."""
+    files = [tmp_path / "farm.db", tmp_path / "farm.db-wal"]
+
+    def on_disk() -> bytes:
+        return b"".join(f.read_bytes() for f in files if f.exists())
+
+    # another process's idle connection (the server's), as in production: SQLite keeps the
+    # WAL while any connection is open
+    other_engine = sa.create_engine(url)
+    other_process = other_engine.connect()
+    try:
+        for i in range(1, 9):  # confs of several sizes, as clouds have
+            new_test(store, f"t{i}", f"Pw-0f-the-cl0ud-4-t{i}", f"Region{'-x' * 40 * i}")
+        password, older = "Pw-0f-the-cl0ud-4-t1", "Pw-0f-the-cl0ud-4-t2"
+        store.apply("t1", Report(S.RUNNING, "1 tests", "w1"), source="worker")
+        assert password in (store.get("t1").conf_json or "")  # type: ignore[union-attr]
+        for i in (1, *range(3, 9)):
+            store.apply(f"t{i}", Report(S.RUNNING, "1 tests", "w1"), source="worker")
+            store.apply(f"t{i}", Report(S.PASSED, "1 passed", "w1"), source="worker")
+        assert store.get("t1").conf_json is None  # type: ignore[union-attr]
+        # a test that ended before the server dropped configurations at the end
+        store.apply("t2", Report(S.CANCELLED, "cancelled", None), source="server")
+        with store.engine.begin() as conn:
+            conn.execute(sa.update(TestRow).where(TestRow.id == "t2").values(
+                conf_json=json.dumps({"auth": {"admin_password": older}})))
+        if url.startswith("sqlite"):
+            assert password.encode() in on_disk()  # dropped, but the files still hold it
+        checkpointed = store.forget_ended_secrets()
+        assert store.get("t2").conf_json is None  # type: ignore[union-attr]
+        if url.startswith("sqlite"):
+            assert checkpointed and not store.forget_ended_secrets()  # nothing new ended
+            assert b"Pw-0f-the-cl0ud" not in on_disk()
+            with store.engine.connect() as conn:  # freed space zeroed whatever the pattern
+                assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+        else:
+            assert not checkpointed
+    finally:
+        other_process.close()
+        other_engine.dispose()

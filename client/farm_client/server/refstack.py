@@ -18,7 +18,7 @@ from farm_client.refstack_upload import CPID_PATTERN
 from farm_client.server.auth import require_worker
 from farm_client.server.state import farm
 from farm_client.subunit_results import NotSubunit, parse
-from farm_worker.protocol import SUPERSEDED, TEST_ID_PATTERN, TestState, show
+from farm_worker.protocol import FINAL_STATES, SUPERSEDED, TEST_ID_PATTERN, TestState, show
 
 bp = Blueprint("refstack", __name__)
 
@@ -191,7 +191,9 @@ def get_miniconf() -> tuple[Response, int]:
     if not isinstance(test, TestRow):
         return test
     if test.conf_json is None:
-        return jsonify({"error": f"test {test.id} has no tempest configuration"}), 404
+        why = (f"it ended ({test.state}): a test's configuration is dropped when it ends"
+               if TestState(test.state) in FINAL_STATES else "none was given")
+        return jsonify({"error": f"test {test.id} has no tempest configuration: {why}"}), 404
     return jsonify(json.loads(test.conf_json)), 200
 
 
