@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 4730
 # binary protocol packet types gear has no call for
-_GET_STATUS, _STATUS_RES = 15, 20
 _GET_STATUS_UNIQUE, _STATUS_RES_UNIQUE = 41, 42
 _FINAL_KINDS = frozenset({"complete", "fail", "exception", "disconnect"})
 _LIST_COMMANDS = ("status", "workers", "show jobs", "show unique jobs")
@@ -355,14 +354,6 @@ class Gearman:
         if magic != b"\0RES" or got != answer:
             raise GearmanError(f"gearmand {server}: unexpected answer ({got}) to request {kind}")
         return body.split(b"\0")
-
-    def job_status(self, server: Server, handle: str,
-                   timeout_s: float = 5.0) -> tuple[bool, bool, int, int]:
-        """GET_STATUS of a job: (known, running, done, total). gear has no call for it and
-        `show jobs` does not tell a running job from a queued one."""
-        fields = self._binary(server, _GET_STATUS, handle.encode(), _STATUS_RES, timeout_s)
-        _, known, running, done, total = (fields + [b"0"] * 5)[:5]
-        return (known == b"1", running == b"1", int(done or 0), int(total or 0))
 
     def unique_status(self, server: Server, unique: str,
                       timeout_s: float = 5.0) -> UniqueStatus:

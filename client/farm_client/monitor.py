@@ -93,21 +93,20 @@ class Monitor(Periodic):
             message = f"worker lost: {silent} and no gearmand has the job any more"
             self.store.apply(test.id, Report(TestState.ERROR, message, None), source="monitor")
             return f"error ({message})"
-        known, running = False, False
-        if test.gearman_server and test.gearman_handle:
-            known, running, _, _ = self.gearman.job_status(
-                Server.parse(test.gearman_server), test.gearman_handle)
-        if not known:  # handles change when gearmand restarts: learn the new one
-            return self._resubmit(test, f"{silent}; gearmand holds the job under a new "
-                                        "handle", keep_state=True)
-        if not running:  # the worker died and gearmand queued the job again
+        # asked by test id (GET_STATUS_UNIQUE), not by handle: handles change when gearmand
+        # restarts, and learning the new one by submitting the job again would start a
+        # second run if the job ended since the snapshot above
+        found, _ = self.gearman.locate(test.id)
+        if found is None:
+            return None  # it ended since this pass began: the next pass sees its report
+        if not found.running:  # the worker died and gearmand queued the job again
             message = f"queued again by gearmand: the worker was lost ({silent})"
             self.store.apply(test.id, Report(TestState.QUEUED, message, None),
                              source="monitor")
             return f"queued ({message})"
         return None
 
-    def _resubmit(self, test: TestRow, why: str, keep_state: bool = False) -> str:
+    def _resubmit(self, test: TestRow, why: str) -> str:
         tests = Selection.from_dict(json.loads(test.tests_json or "{}"))
         job = Payload(test.id, test.tempest_version, conf=None, tests=tests,
                       callback=Callback(self.callback_url), timeout_s=test.timeout_s,
@@ -118,10 +117,10 @@ class Monitor(Periodic):
         except GearmanError as exc:
             return f"resubmitting failed: {exc}"
         self.store.set_job(test.id, str(server), handle)
-        state = TestState(test.state) if keep_state else TestState.QUEUED
         tries = self.store.count_reports(test.id, "monitor", RESUBMITTED) + 1
-        self.store.apply(test.id, Report(state, f"{RESUBMITTED} (#{tries}) to {server}: {why}",
-                                         None), source="monitor")
+        self.store.apply(test.id, Report(TestState.QUEUED,
+                                         f"{RESUBMITTED} (#{tries}) to {server}: {why}", None),
+                         source="monitor")
         return f"resubmitted ({why})"
 
     def _clean_cancel_jobs(self) -> list[str]:

@@ -6,8 +6,10 @@ import datetime as dt
 import time
 
 import gear
+import pytest
 
 from client.conftest import App
+from farm_client.gearman_client import Server
 from farm_client.models import utcnow
 from farm_client.monitor import Monitor
 from farm_worker.protocol import cancel_function, parse_payload, run_function
@@ -134,3 +136,28 @@ def test_a_cancel_job_left_after_the_test_ended_is_removed(farm_app: App,
     ignored = [line.split("\t")[2] for line in admin(own_gearmand.port, "show jobs")
                if line]
     assert "1" in ignored  # gearmand marks it cancelled; no worker will run it
+
+
+def test_a_job_that_ends_while_a_pass_runs_is_not_run_again(
+        farm_app: App, own_gearmand: Gearmand, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass's snapshot of gearmand lists a silent test's job; its worker finishes it
+    before the pass looks at that test. Nothing is submitted again: that would run the
+    test a second time (a worker whose final report is late is judged on the next pass)."""
+    create(farm_app, "m6")
+    report(farm_app, "m6", "running")
+    gearman = farm_app.app.extensions["farm"].gearman
+    snapshot = gearman.unique_jobs
+
+    def snapshot_then_the_job_ends(server: Server) -> set[str]:
+        found: set[str] = snapshot(server)
+        take_job(own_gearmand.port, run_function("47.0.0"))
+        gone(own_gearmand, "m6")
+        return found
+
+    monkeypatch.setattr(gearman, "unique_jobs", snapshot_then_the_job_ends)
+    assert monitor(farm_app, later_s=3600).run_once() == []
+    assert admin(own_gearmand.port, "show unique jobs") == []  # not submitted again
+    assert states(farm_app, "m6")[-1] == ("worker", "running")
+    monkeypatch.undo()
+    (action,) = monitor(farm_app, later_s=3600).run_once()  # no report came: lost
+    assert action.startswith("m6: error (worker lost: ")
