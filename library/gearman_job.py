@@ -209,7 +209,7 @@ try:
     from farm_client.farm import Duplicate, Farm, NotRegistered, read_payload
     from farm_client.refstack_commands import upload_results
     from farm_worker.exceptions import PayloadError
-    from farm_worker.protocol import FINAL_STATES
+    from farm_worker.protocol import FINAL_STATE_VALUES
     from farm_worker.redaction import secrets_in_conf
     HAS_FARM_CLIENT = True
     FARM_IMPORT_ERROR = None
@@ -355,7 +355,7 @@ def upload_run(module, farm, result):
 def absent(module, farm, result):
     test_id = module.params["test_id"]
     state = known_state(farm, test_id)
-    if state is None or state in {s.value for s in FINAL_STATES}:
+    if state is None or state in FINAL_STATE_VALUES:
         result.update(state=state or "unknown",
                       message=f"{test_id}: nothing to cancel ({state or 'unknown'})")
         return

@@ -34,7 +34,7 @@ from farm_client.gearman_client import (
 )
 from farm_worker.exceptions import FieldError, PayloadError
 from farm_worker.protocol import (
-    FINAL_STATES,
+    FINAL_STATE_VALUES,
     PING,
     Summary,
     TestState,
@@ -98,7 +98,7 @@ class Snapshot:
 
     @property
     def final(self) -> bool:
-        return self.state in {s.value for s in FINAL_STATES}
+        return self.state in FINAL_STATE_VALUES
 
     @property
     def exit_code(self) -> int:

@@ -23,7 +23,7 @@ from farm_client.lifecycle import RUNNING_STATES, Report
 from farm_client.models import TestRow, utcnow
 from farm_client.periodic import Periodic
 from farm_client.store import Store, as_utc
-from farm_worker.protocol import FINAL_STATES, Callback, Payload, Selection, TestState, run_function
+from farm_worker.protocol import Callback, Payload, Selection, TestState, run_function
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class Monitor(Periodic):
 
     def _clean_cancel_jobs(self) -> list[str]:
         done = []
-        for test in self.store.leftover_cancel_jobs([f.value for f in FINAL_STATES]):
+        for test in self.store.leftover_cancel_jobs():
             assert test.cancel_server and test.cancel_handle
             self.gearman.cancel_queued(Server.parse(test.cancel_server), test.cancel_handle)
             self.store.set_cancel_job(test.id, None, None)

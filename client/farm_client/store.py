@@ -55,7 +55,7 @@ from farm_client.models import (
     utcnow,
 )
 from farm_client.subunit_results import ParsedResults
-from farm_worker.protocol import FINAL_STATES, TestState
+from farm_worker.protocol import FINAL_STATE_VALUES, FINAL_STATES, TestState
 
 TESTS: Table = TestRow.__table__  # type: ignore[assignment]
 REPORTS: Table = ReportRow.__table__  # type: ignore[assignment]
@@ -70,7 +70,7 @@ _INSERT_REPORT = insert(REPORTS)
 _UPDATE_TEST = (update(TESTS).where(TESTS.c.id == bindparam("tid"))
                 .values({name: bindparam(name) for name in _MOVING}))
 _FORGET_CONF = update(TESTS).where(TESTS.c.id == bindparam("tid")).values(conf_json=None)
-_FINAL = [state.value for state in FINAL_STATES]
+_FINAL = sorted(FINAL_STATE_VALUES)
 TOKEN_CACHE_S = 30.0  # a new or removed worker token takes effect within this time
 
 
@@ -336,10 +336,10 @@ class Store:
         self._seen[worker] = now
         return True
 
-    def leftover_cancel_jobs(self, final_states: list[str]) -> list[TestRow]:
+    def leftover_cancel_jobs(self) -> list[TestRow]:
         """Final tests whose cancel job may still wait in gearmand."""
         with self.read() as s:
-            return list(s.scalars(select(TestRow).where(TestRow.state.in_(final_states),
+            return list(s.scalars(select(TestRow).where(TestRow.state.in_(_FINAL),
                                                         TestRow.cancel_handle.is_not(None))))
 
     def set_job(self, test_id: str, server: str, handle: str) -> None:

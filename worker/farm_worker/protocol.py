@@ -88,6 +88,7 @@ FINAL_STATES = frozenset(
     {TestState.PASSED, TestState.FAILED, TestState.ERROR, TestState.CANCELLED,
      TestState.TIMED_OUT, TestState.REJECTED}
 )
+FINAL_STATE_VALUES = frozenset(state.value for state in FINAL_STATES)  # as stored and sent
 
 # --- the callback server's answer to a status report ---------------------------------------
 SUPERSEDED = "superseded"  # the report's verdict when another worker holds the test
@@ -106,7 +107,7 @@ def stop_reason(test_id: str, answer: Any) -> str | None:
         holder = answer.get("worker")
         return (f"superseded: the server gave test {test_id} to "
                 f"{'worker ' + show(holder) if holder else 'another worker'}")
-    if verdict == KEEP and state in {s.value for s in FINAL_STATES}:
+    if verdict == KEEP and state in FINAL_STATE_VALUES:
         return f"stopped: test {test_id} has ended on the server ({state})"
     return None
 
