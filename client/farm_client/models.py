@@ -125,6 +125,11 @@ class ResultFileRow(Base):
     uploaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+# UploadRow.state and UploadRow.source values
+UPLOADED, PENDING, FAILED = "uploaded", "pending", "failed"
+BY_SERVER, BY_CLIENT = "server", "client"
+
+
 class UploadRow(Base):
     """One upload of a test's results to a RefStack server (migration 0003): automatic
     (source `server`) or recorded by `farm results --upload` (source `client`)."""

@@ -45,6 +45,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from farm_client.exceptions import FarmClientError
 from farm_client.lifecycle import Report, Verdict, decide
 from farm_client.models import (
+    BY_SERVER,
+    PENDING,
     ReportRow,
     ResultFileRow,
     ResultRow,
@@ -411,9 +413,9 @@ class Store:
                 return None
             if s.scalar(select(UploadRow.id).where(
                     UploadRow.test_id == test_id, UploadRow.target == target,
-                    UploadRow.source == "server")) is not None:
+                    UploadRow.source == BY_SERVER)) is not None:
                 return None
-            row = UploadRow(test_id=test_id, target=target, source="server", state="pending",
+            row = UploadRow(test_id=test_id, target=target, source=BY_SERVER, state=PENDING,
                             attempts=0, signed_by=signed_by, message="")
             s.add(row)
             s.flush()
@@ -428,7 +430,7 @@ class Store:
         with self.write() as s:
             done = s.execute(
                 update(UploadRow).where(
-                    UploadRow.id == row.id, UploadRow.state == "pending",
+                    UploadRow.id == row.id, UploadRow.state == PENDING,
                     UploadRow.attempts == row.attempts,
                     UploadRow.next_at.is_(None) | (UploadRow.next_at <= now))
                 .values(next_at=until, updated_at=utcnow())
@@ -445,7 +447,7 @@ class Store:
         no automatic upload to that target yet."""
         done = select(UploadRow.id).where(UploadRow.test_id == TestRow.id,
                                           UploadRow.target == TestRow.upload_to,
-                                          UploadRow.source == "server")
+                                          UploadRow.source == BY_SERVER)
         with self.read() as s:
             return list(s.scalars(select(TestRow).join(
                 ResultFileRow, ResultFileRow.test_id == TestRow.id).where(
@@ -455,7 +457,7 @@ class Store:
     def due_uploads(self, now: dt.datetime) -> list[UploadRow]:
         with self.read() as s:
             return list(s.scalars(select(UploadRow).where(
-                UploadRow.state == "pending",
+                UploadRow.state == PENDING,
                 (UploadRow.next_at.is_(None)) | (UploadRow.next_at <= now))
                 .order_by(UploadRow.id)))
 

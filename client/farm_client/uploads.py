@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from farm_client.exceptions import FarmClientError
-from farm_client.models import UploadRow, utcnow
+from farm_client.models import FAILED, UPLOADED, UploadRow, utcnow
 from farm_client.periodic import Periodic
 from farm_client.refstack_upload import SigningKey, UploadError, encode, refstack_payload, upload
 from farm_client.store import Store
@@ -28,7 +28,6 @@ from farm_worker.protocol import TestState
 
 log = logging.getLogger(__name__)
 
-UPLOADED, PENDING, FAILED = "uploaded", "pending", "failed"
 UPLOAD_INTERVAL_S = 3.0  # how often `farm monitor` looks for uploads to make
 UPLOADED_RUNS = [TestState.PASSED.value, TestState.FAILED.value]
 

@@ -12,14 +12,14 @@ from flask import Blueprint, Response, jsonify, request
 
 from farm_client.gearman_client import GearmanError, Server
 from farm_client.lifecycle import Report, can_cancel
-from farm_client.models import ReportRow, TestRow, UploadRow
+from farm_client.models import BY_CLIENT, FAILED, UPLOADED, ReportRow, TestRow, UploadRow
 from farm_client.refstack_upload import CPID_PATTERN, UploadError, results_endpoint
 from farm_client.reports import junit_xml
 from farm_client.server.auth import require_user
 from farm_client.server.openapi import openapi_document
 from farm_client.server.state import farm
 from farm_client.store import StoreError, as_utc
-from farm_client.uploads import FAILED, UPLOADED, NotUploadable, payload_of, upload_view
+from farm_client.uploads import NotUploadable, payload_of, upload_view
 from farm_worker.exceptions import PayloadError
 from farm_worker.protocol import (
     VERSION_PATTERN,
@@ -259,7 +259,7 @@ def record_upload(test_id: str) -> tuple[Response, int]:
         fields = _upload_fields(request.get_json(silent=True))
     except ValueError as exc:
         return _error(400, str(exc), field=str(exc).split(":")[0])
-    row = farm().store.add_upload(UploadRow(test_id=test_id, source="client", **fields))
+    row = farm().store.add_upload(UploadRow(test_id=test_id, source=BY_CLIENT, **fields))
     if row is None:
         return _error(404, f"no test {show(test_id)}")
     return jsonify({"upload": upload_view(row)}), 201
