@@ -234,9 +234,10 @@ class _Job:
             summary = dataclasses.replace(summary, state=TestState.CANCELLED, message=stopped)
         return summary
 
-    def _end(self, state: TestState, message: str) -> Summary:
+    def _end(self, state: TestState, message: str, subunit: Path | None = None) -> Summary:
+        """The job's outcome: its summary now, its state once the cleanup is done."""
         self.final = (state, message)
-        return self._summary(state, message)
+        return self._summary(state, message, subunit)
 
     def _summary(self, state: TestState, message: str = "", subunit: Path | None = None) \
             -> Summary:
@@ -389,8 +390,7 @@ class _Job:
             message = f"no test reported a result ({self.total} selected); see the worker log"
         else:
             state = TestState.PASSED
-        self.final = (state, message)
-        return self._summary(state, message, subunit)
+        return self._end(state, message, subunit)
 
     def _cleanup(self) -> None:
         """Each step guarded on its own: one failing must not skip the others, and none may
