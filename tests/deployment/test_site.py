@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,12 @@ from deployment.conftest import REFSTACK_PORT
 from farm_client.refstack_upload import SigningKey, split_name
 from harness.deployment import DeployedFarm, changed_counts
 from harness.keystone import ADMIN_PASSWORD, Keystone
+from harness.loopback import Silent
 from harness.refstack import RefStack
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow]
 SMOKE = r"tempest\.api\.identity\..*smoke"
-BLACKHOLE_CONF = {  # an address on the hosts' bridge that nobody has: each test class waits
-    "identity": {"uri_v3": "http://10.213.77.99:5000/v3"},
-    "auth": {"use_dynamic_credentials": True, "admin_username": "admin",
-             "admin_password": "not-a-password", "admin_project_name": "admin",
-             "admin_domain_name": "Default"}}
+HANG_PORT = 5050  # the hanging cloud, on the bridge address
 
 
 def host(deployed: DeployedFarm, name: str) -> Any:
@@ -142,23 +140,45 @@ def test_scale_out_then_drain_a_busy_worker(deployed: DeployedFarm) -> None:
     assert any(f["name"] == "tempest:run:47.0.0" and f["workers"] == 3
                for f in queue["servers"][0]["functions"]), queue
 
-    # a run that lasts (every test class waits for an address nobody has), then drain
-    # the host that runs it: the run finishes, then its unit stops
-    deployed.on("h1", "cat > /tmp/blackhole.json <<'EOF'\n" + json.dumps(BLACKHOLE_CONF)
-                + "\nEOF")
-    deployed.farm("submit", "--tempest", "47.0.0", "--conf", "/tmp/blackhole.json",
-                  "--regex", "tempest.api.identity.v3", "--test-id", "ans-drain-1")
-    end = time.monotonic() + 180
-    while True:
+    # a run that lasts until released: every test class waits on a cloud that never
+    # answers (bridged into the hosts' network); drain the host that runs it, and release
+    # the run only once that worker is draining: the run then finishes (fails, its cloud
+    # gone), and only then does its unit stop
+    cloud = Silent()
+    pool = ThreadPoolExecutor(1)
+    try:
+        deployed.hosts.bridge("hang", HANG_PORT, f"127.0.0.1:{cloud.port}")
+        conf = cloud.tempest_conf(f"http://{deployed.hosts.bridge_ip}:{HANG_PORT}")
+        deployed.on("h1", "cat > /tmp/hang.json <<'EOF'\n" + json.dumps(conf) + "\nEOF")
+        deployed.farm("submit", "--tempest", "47.0.0", "--conf", "/tmp/hang.json",
+                      "--regex", "tempest.api.identity.v3", "--test-id", "ans-drain-1")
+        end = time.monotonic() + 180
+        while True:
+            view = json.loads(deployed.farm("status", "ans-drain-1", "--json"))["test"]
+            if view["state"] == "running":
+                break
+            assert time.monotonic() < end and view["state"] in ("queued", "installing"), view
+            time.sleep(1)
+        cloud.wait_connected()  # Tempest waits on the cloud
+        busy = view["worker"].rsplit("-", 1)[0]
+        journal = "journalctl -u farm-worker@1 --no-pager -o cat | grep -c draining; true"
+        drains = int(deployed.on(busy, journal))  # restarts at converge drained it before
+        drain = pool.submit(deployed.playbook, "workers.yml", "--limit", busy,
+                            "-e", "farm_worker_state=absent")
+        end = time.monotonic() + 600
+        while int(deployed.on(busy, journal)) == drains:
+            assert time.monotonic() < end, "the worker did not start draining in 600 s"
+            assert not drain.done(), f"the drain ended first: {drain.result().stdout[-3000:]}"
+            time.sleep(1)
         view = json.loads(deployed.farm("status", "ans-drain-1", "--json"))["test"]
-        if view["state"] == "running":
-            break
-        assert time.monotonic() < end and view["state"] in ("queued", "installing"), view
-        time.sleep(1)
-    busy = view["worker"].rsplit("-", 1)[0]
-    deployed.playbook("workers.yml", "--limit", busy, "-e", "farm_worker_state=absent")
+        assert view["state"] == "running" and not drain.done(), view  # the drain waits
+        cloud.stop()  # release the run
+        drain.result(timeout=600)
+    finally:
+        cloud.stop()  # (a drain still waiting on the run then ends too)
+        pool.shutdown()
     view = json.loads(deployed.farm("status", "ans-drain-1", "--json"))["test"]
-    assert view["state"] in ("passed", "failed"), view  # finished, not cancelled or lost
+    assert view["state"] == "failed", view  # finished, not cancelled or lost
     w = host(deployed, busy)
     assert not w.service("farm-worker@1").is_running
     assert not w.service("farm-worker@1").is_enabled

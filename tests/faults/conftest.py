@@ -3,21 +3,13 @@ that goes away, thousands of bad inputs) against real gearmand, workers and `far
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
 
 from harness.loopback import Silent
 from harness.server import FarmServer
-from harness.workers import WorkerFactory, WorkerProcess
-
-
-def server_worker(workers: WorkerFactory, server: FarmServer, name: str,
-                  **extra: Any) -> WorkerProcess:
-    """A worker that reports to `server` with its worker token."""
-    return workers.start(name, callbacks=[{"url": server.url, "token": server.worker_token}],
-                         **extra)
 
 
 def submit(server: FarmServer, test_id: str, conf: Mapping[str, Any], regex: str,
@@ -29,10 +21,22 @@ def submit(server: FarmServer, test_id: str, conf: Mapping[str, Any], regex: str
 
 
 @pytest.fixture
-def hanging_cloud() -> Iterator[Silent]:
-    """A cloud endpoint that accepts connections and never answers."""
-    s = Silent()
+def hanging_clouds() -> Iterator[Callable[[], Silent]]:
+    """Makes cloud endpoints that accept connections and never answer; stops them all."""
+    made: list[Silent] = []
+
+    def make() -> Silent:
+        made.append(Silent())
+        return made[-1]
+
     try:
-        yield s
+        yield make
     finally:
-        s.stop()
+        for s in made:
+            s.stop()
+
+
+@pytest.fixture
+def hanging_cloud(hanging_clouds: Callable[[], Silent]) -> Silent:
+    """A cloud endpoint that accepts connections and never answers."""
+    return hanging_clouds()

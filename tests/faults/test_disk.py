@@ -5,8 +5,8 @@ environments (overlay mounts or copies), 0 partial results and 0 stray processes
 from __future__ import annotations
 
 import signal
-import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +23,16 @@ from harness.workers import TEMPEST, WorkerFactory, WorkerProcess
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.slow]
 RUN = run_function(TEMPEST)
+# dry runs list the tests and need no cloud; no credentials: nothing is ever called
 CLOSED = {"identity": {"uri_v3": "http://127.0.0.1:9/v3"},
           "auth": {"use_dynamic_credentials": False}}
+# fails, whatever the machine's speed: setUpClass asks for a token where nothing listens
+# and the connection is refused at once (port 9, discard, is never served here)
+REFUSED = {"identity": {"uri_v3": "http://127.0.0.1:9/v3"},
+           "auth": {"use_dynamic_credentials": True, "admin_username": "admin",
+                    "admin_password": "Refused-pw-5528", "admin_project_name": "admin",
+                    "admin_domain_name": "Default"}}
 TOKENS = r"tempest\.api\.identity\.v3\.test_tokens"
-
-
-def hanging(cloud: Silent) -> dict[str, Any]:
-    return {"identity": {"uri_v3": f"http://127.0.0.1:{cloud.port}/v3"},
-            "auth": {"use_dynamic_credentials": False}}
 
 
 def worker_of(job: gear.Job) -> str | None:
@@ -42,7 +44,10 @@ def worker_of(job: gear.Job) -> str | None:
 
 def test_a_hundred_mixed_runs_leave_nothing_behind(
         workers: WorkerFactory, client: TestClient, hanging_cloud: Silent,
-        tempest47: PrepareResult) -> None:
+        hanging_clouds: Callable[[], Silent], tempest47: PrepareResult) -> None:
+    """Each run's expected end is the only one it can reach: runs on `Silent.tempest_conf` are
+    blocked on a cloud that never answers until they are killed (timed out or cancelled),
+    `REFUSED` runs fail on a refused connection, dry runs need no cloud."""
     pool: dict[str, WorkerProcess] = {n: workers.start(n) for n in ("disk-a", "disk-b")}
     jobs: dict[str, gear.Job] = {}
     expected: dict[str, set[str]] = {}
@@ -52,18 +57,18 @@ def test_a_hundred_mixed_runs_leave_nothing_behind(
         expected[tid] = ends
         return jobs[tid]
 
-    # killed workers: each worker in turn is SIGKILLed while it runs a job that hangs; the
-    # job goes back to gearmand and ends on the other worker (timed out); a worker started
-    # again on the dead one's directory removes what it left
+    # killed workers: each worker in turn is SIGKILLed while it runs a job blocked on a
+    # hanging cloud of its own; the job goes back to gearmand and its second copy, blocked
+    # on the same cloud, times out on a live worker; a worker started again on the dead
+    # one's directory removes what it left
     for n in range(2):
-        # ends on the other worker: timed out, or failed when that copy's connections
-        # to the hanging cloud are refused after the kill (what matters here is disk)
-        job = run(f"killed-{n}", {"timed_out", "failed"}, conf=hanging(hanging_cloud),
+        cloud = hanging_clouds()
+        job = run(f"killed-{n}", {"timed_out"}, conf=cloud.tempest_conf(),
                   tests={"regex": TOKENS}, dry_run=False, timeout_s=8)
         wait_for_state(job, "running", 300)
         holder = worker_of(job)
         assert holder is not None
-        time.sleep(1)  # Tempest is under way
+        cloud.wait_connected()  # Tempest is under way, waiting on the cloud
         assert processes_under(pool[holder].work_dir), "nothing runs under the worker"
         pool[holder].proc.send_signal(signal.SIGKILL)
         pool[holder].wait(10)
@@ -77,16 +82,16 @@ def test_a_hundred_mixed_runs_leave_nothing_behind(
     for i in range(34):  # passed (dry runs)
         run(f"dry-{i}", {"passed"}, conf=CLOSED, tests={"regex": TOKENS})
         if i < 10:  # failed: nothing listens where the cloud should be
-            run(f"fail-{i}", {"failed"}, conf=CLOSED, tests={"regex": TOKENS}, dry_run=False)
-        if i < 10:  # timed out
-            run(f"slow-{i}", {"timed_out"}, conf=hanging(hanging_cloud),
+            run(f"fail-{i}", {"failed"}, conf=REFUSED, tests={"regex": TOKENS}, dry_run=False)
+        if i < 10:  # timed out: killed at timeout_s, starting or blocked on the cloud
+            run(f"slow-{i}", {"timed_out"}, conf=hanging_cloud.tempest_conf(),
                 tests={"regex": TOKENS}, dry_run=False, timeout_s=3)
         if i < 12:  # cancelled while queued: the cancel waits in gearmand
-            run(f"cxl-{i}", {"cancelled"}, conf=hanging(hanging_cloud),
+            run(f"cxl-{i}", {"cancelled"}, conf=hanging_cloud.tempest_conf(),
                 tests={"regex": TOKENS}, dry_run=False)
             client.submit(cancel_function(f"cxl-{i}"), b"", background=True)
     for i in range(2):  # cancelled while running
-        job = run(f"cxl-run-{i}", {"cancelled"}, conf=hanging(hanging_cloud),
+        job = run(f"cxl-run-{i}", {"cancelled"}, conf=hanging_cloud.tempest_conf(),
                   tests={"regex": TOKENS}, dry_run=False)
         wait_for_state(job, "running", 600)
         wait(client.submit(cancel_function(f"cxl-run-{i}"), b""), 30)

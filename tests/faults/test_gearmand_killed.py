@@ -16,10 +16,10 @@ from harness.checks import leftovers
 from harness.gearmand import running as running_gearmand
 from harness.gearmand import status
 from harness.keystone import Keystone
-from harness.server import FarmServer
+from harness.server import FarmServer, server_worker
 from harness.workers import WorkerFactory
 
-from .conftest import server_worker, submit
+from .conftest import submit
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.cloud, pytest.mark.slow]
 FINAL = {"passed", "failed", "error", "cancelled", "timed_out", "rejected"}
@@ -59,7 +59,12 @@ def test_gearmand_killed_with_fifty_queued_and_one_running(
                 assert time.monotonic() < end, {t: d["test"]["state"] for t, d in docs.items()}
                 time.sleep(1)
             drained = time.monotonic() - restarted
-            time.sleep(3)  # a second copy of a job would have started by now
+            # nothing of ours queued or running in gearmand any more: no copy of a job can
+            # start after this, so the logs below hold every run there will be
+            end = time.monotonic() + 120
+            while not all(q == 0 for q, _, _ in (queue := status(gearmand.port)).values()):
+                assert time.monotonic() < end, queue
+                time.sleep(0.5)
 
             logs = first.output() + second.output()
             for tid in ids:
@@ -92,8 +97,6 @@ def test_gearmand_killed_with_fifty_queued_and_one_running(
             print(f"gearmand kill -9: {QUEUED} queued ran once each, all final "
                   f"{drained:.0f} s after the restart; the running one: {copies} copies, "
                   f"{len(stopped)} stopped by the server")
-            queue = status(gearmand.port)
-            assert all(q == 0 for q, _, _ in queue.values()), queue
             for w in (first, second):
                 assert w.proc.poll() is None and leftovers(w.work_dir) == []
         finally:

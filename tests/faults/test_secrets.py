@@ -18,10 +18,10 @@ from harness.gearclient import TestClient, summary, wait
 from harness.gearmand import Gearmand
 from harness.keystone import ADMIN_PASSWORD, Keystone
 from harness.payloads import valid
-from harness.server import FarmServer
+from harness.server import FarmServer, server_worker
 from harness.workers import TEMPEST, WorkerFactory
 
-from .conftest import server_worker, submit
+from .conftest import submit
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.cloud, pytest.mark.slow]
 WRONG = "Wrong-pw-7731x"  # a failing run's password is as secret as a passing one's

@@ -4,7 +4,6 @@ every state and every result reaches it, once."""
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -14,21 +13,14 @@ from farm_worker.environments import PrepareResult
 from harness.checks import leftovers
 from harness.gearmand import Gearmand
 from harness.keystone import Keystone
-from harness.server import FarmServer
+from harness.server import FarmServer, server_worker
 from harness.workers import WorkerFactory
 
-from .conftest import server_worker, submit
+from .conftest import submit
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.cloud, pytest.mark.slow]
 FINAL = {"passed", "failed", "error", "cancelled", "timed_out", "rejected"}
 DUMMY = {"identity": {"uri_v3": "http://127.0.0.1:9/v3"}}
-
-
-def wait_for_line(path: Path, pattern: str, timeout_s: float = 120) -> None:
-    end = time.monotonic() + timeout_s
-    while not re.search(pattern, path.read_text(errors="replace")):
-        assert time.monotonic() < end, f"{pattern!r} not in {path}"
-        time.sleep(0.2)
 
 
 def test_server_down_while_the_worker_reports(tmp_path: Path, gearmand: Gearmand,
@@ -45,9 +37,9 @@ def test_server_down_while_the_worker_reports(tmp_path: Path, gearmand: Gearmand
         server.stop()
         down = time.monotonic()
         # Tempest finishes without the server; the job ends with its last reports pending
-        wait_for_line(w.log, r"\[test sd-run\] passed")
-        wait_for_line(w.log, r"\[test sd-run\] \d+ reports not delivered after 2 s")
-        wait_for_line(w.log, r"GET get-miniconf: ConnectionError")  # the next job waits
+        w.wait_for(r"\[test sd-run\] passed")
+        w.wait_for(r"\[test sd-run\] \d+ reports not delivered after 2 s")
+        w.wait_for(r"GET get-miniconf: ConnectionError")  # the next job waits
         time.sleep(max(0.0, 10 - (time.monotonic() - down)))
         server.serve()
         back = time.monotonic()

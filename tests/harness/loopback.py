@@ -62,6 +62,9 @@ class Loopback:
         self.server.server_close()
 
 
+HUNG_PASSWORD = "Hung-pw-9431"  # the hanging cloud never checks it
+
+
 class Silent:
     """A TCP listener on 127.0.0.1 that accepts connections and never answers: a cloud
     endpoint that hangs. Holds every connection until stopped."""
@@ -87,7 +90,32 @@ class Silent:
                 return
             self.conns.append(conn)
 
+    def tempest_conf(self, url: str | None = None,
+                     password: str = HUNG_PASSWORD) -> dict[str, Any]:
+        """A conf that makes every test class of a run wait on this cloud for as long as the
+        run lasts. With dynamic credentials, Tempest's setUpClass asks the identity endpoint
+        (`url`, this listener by default) for an admin token before any test runs; nothing
+        answers, and an http_timeout of a day means the request does not give up. Such a run
+        cannot pass or fail by itself: it ends only when it is killed (at its timeout_s:
+        `timed_out`), cancelled, or released by `stop()` (the connections close, it fails),
+        however fast or slow the machine. (Without credentials Tempest fails on its own in
+        setUpClass, "A valid credential provider is needed", and never calls the cloud.)"""
+        return {"identity": {"uri_v3": f"{url or f'http://127.0.0.1:{self.port}'}/v3"},
+                "auth": {"use_dynamic_credentials": True, "admin_username": "admin",
+                         "admin_password": password, "admin_project_name": "admin",
+                         "admin_domain_name": "Default"},
+                "service-clients": {"http_timeout": 86400}}
+
+    def wait_connected(self, connections: int = 1, timeout_s: float = 300) -> None:
+        """Wait until Tempest has reached this cloud `connections` times in all: a run is
+        then under way and blocked on it, not listing or starting."""
+        end = time.monotonic() + timeout_s
+        while len(self.conns) < connections:
+            assert time.monotonic() < end, f"nothing reached the hanging cloud in {timeout_s} s"
+            time.sleep(0.05)
+
     def stop(self) -> None:
+        """Close every connection (a blocked run then fails at once) and stop listening."""
         self._stop.set()
         for conn in self.conns:
             conn.close()

@@ -16,6 +16,7 @@ import requests
 import yaml
 
 from harness.loopback import free_port, wait_http
+from harness.workers import WorkerFactory, WorkerProcess
 
 FARM = str(Path(sys.executable).parent / "farm")
 
@@ -100,3 +101,10 @@ class FarmServer:
                 return doc
             time.sleep(0.3)
         raise AssertionError(f"{test_id} never reached {states}: {doc}")
+
+
+def server_worker(workers: WorkerFactory, server: FarmServer, name: str,
+                  **extra: Any) -> WorkerProcess:
+    """A worker that reports to `server` with its worker token."""
+    return workers.start(name, callbacks=[{"url": server.url, "token": server.worker_token}],
+                         **extra)

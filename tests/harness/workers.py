@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,6 +62,13 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def wait_for(self, pattern: str, timeout_s: float = 120) -> None:
+        """Wait until the worker's log has a line matching the regex `pattern`."""
+        end = time.monotonic() + timeout_s
+        while not re.search(pattern, self.output()):
+            assert time.monotonic() < end, f"{pattern!r} not in {self.log}"
+            time.sleep(0.1)
 
 
 def write_config(path: Path, **keys: Any) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from farm_worker.environments import PrepareResult
-from harness.checks import leftovers
+from harness.checks import leftovers, processes_under
 from harness.keystone import ADMIN_PASSWORD, Keystone
 from harness.loopback import free_port
 from harness.payloads import INVALID, valid
@@ -98,7 +97,10 @@ def test_sigint_cancels_and_exits_3(tmp_path: Path, worker_cache: Path, keystone
     for line in proc.stderr:
         if "] running:" in line:
             break
-    time.sleep(1)
+    end = time.monotonic() + 60  # Tempest has started: the identity suite lasts minutes
+    while not processes_under(tmp_path / "work"):
+        assert time.monotonic() < end and proc.poll() is None
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 3
@@ -115,20 +117,24 @@ def test_reports_pending_at_the_end_are_delivered_before_exit(
     path = tmp_path / "payload.json"
     path.write_text(json.dumps(valid(test_id="late", callback={
         "url": f"http://127.0.0.1:{port}/"})))
-    proc = subprocess.Popen([FARM_WORKER, "execute", str(path), "--json", "--cache-dir",
-                             str(worker_cache), "--work-dir", str(tmp_path / "work"),
-                             "--results-dir", str(tmp_path / "results")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as err_file:
+        proc = subprocess.Popen([FARM_WORKER, "execute", str(path), "--json", "--cache-dir",
+                                 str(worker_cache), "--work-dir", str(tmp_path / "work"),
+                                 "--results-dir", str(tmp_path / "results")],
+                                stdout=subprocess.PIPE, stderr=err_file, text=True, env=env)
     try:
-        out, err = "", ""
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            out, err = proc.communicate(timeout=20)  # the job ends; the process must not
-        assert proc.returncode is None, err
+        end = time.monotonic() + 300  # the job has ended and its reports wait
+        while "waiting up to" not in (err := errors.read_text()):
+            assert time.monotonic() < end and proc.poll() is None, err
+            time.sleep(0.1)
+        assert "[test late] passed" in err
+        assert proc.poll() is None, err  # it must not exit with the reports undelivered
         rec = Recorder().start(port)
         try:
-            out, err = proc.communicate(timeout=120)
+            out, _ = proc.communicate(timeout=120)
+            err = errors.read_text()
             assert proc.returncode == 0, err
-            assert "waiting up to" in err
             assert rec.states("late") == ["installing", "passed"]
             assert json.loads(out)["state"] == "passed"
         finally:
