@@ -36,6 +36,7 @@ from farm_worker.exceptions import (
 )
 from farm_worker.fsutil import remove_tree
 from farm_worker.isolation import job_environment, mounts_under, unmount
+from farm_worker.logs import TestLog
 from farm_worker.processes import Outcome, ProcessGroup, kill_group, kill_stale_group
 from farm_worker.protocol import (
     Failure,
@@ -141,7 +142,7 @@ class JobRunner:
             payload = self._validate(raw, function_version)
         except PayloadError as exc:
             test_id = salvage_test_id(raw)
-            log.warning("[test %s] rejected: %s", test_id or "?", exc)
+            TestLog(log, test_id or "?").warning("rejected: %s", exc)
             hooks.emit(state_event(test_id, TestState.REJECTED, self.config.worker_id,
                                    str(exc)))
             return Summary(test_id, TestState.REJECTED, message=str(exc), field=exc.field,
@@ -175,6 +176,7 @@ class _Job:
         self.cancel = cancel
         self.started = started
         self.test_id = payload.test_id
+        self.log = TestLog(log, payload.test_id)
         self.timeout_s = payload.timeout_s or self.config.default_timeout_s
         self.worker = self.config.worker_id
         self.job_dir = runner.worker_dir / f"{payload.test_id}-{uuid.uuid4().hex[:8]}"
@@ -192,12 +194,10 @@ class _Job:
         self.reporter = Reporter(client, payload.test_id, self.worker, self.config.report_retry_s,
                                  on_stop=cancel.cancel)
 
-    def say(self, msg: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:
-        log.log(level, "[test %s] " + msg, self.test_id, *args, **kwargs)
 
     def set_state(self, state: TestState, message: str = "") -> None:
         message = redaction.redact(message)
-        self.say("%s%s", state.value, f": {message}" if message else "")
+        self.log.info("%s%s", state.value, f": {message}" if message else "")
         self.hooks.emit(state_event(self.test_id, state, self.worker, message))
         self.reporter.state(state, message)
 
@@ -219,7 +219,7 @@ class _Job:
         except PayloadError as exc:
             summary = self._end(TestState.ERROR, f"from the callback server: {exc}")
         except Exception as exc:
-            self.say("internal error", level=logging.ERROR, exc_info=True)
+            self.log.error("internal error", exc_info=True)
             self._end(TestState.ERROR, f"internal error: {exc.__class__.__name__}: {exc}")
             raise
         finally:
@@ -230,7 +230,7 @@ class _Job:
         stopped = self.reporter.stopped
         if stopped and summary.state is not TestState.CANCELLED:
             # the server's answer came after the job had ended: it did not take this result
-            self.say("not taken by the server: %s", stopped, level=logging.WARNING)
+            self.log.warning("not taken by the server: %s", stopped)
             summary = dataclasses.replace(summary, state=TestState.CANCELLED, message=stopped)
         return summary
 
@@ -291,7 +291,7 @@ class _Job:
             if not self.config.install_on_demand and version not in self.config.tempest_versions:
                 raise EnvironmentBuildError(f"tempest {version} is not prepared on worker "
                                             f"{self.worker} and installs on demand are off")
-            self.say("preparing tempest %s", version)
+            self.log.info("preparing tempest %s", version)
             cache.prepare(version)
             template = cache.template(version)
             if template is None:
@@ -372,7 +372,7 @@ class _Job:
             return None
         found = cloud.discover_cpid(conf_text)
         if found is not None:
-            self.say("cloud cpid %s (%s)", found.value, found.how)
+            self.log.info("cloud cpid %s (%s)", found.value, found.how)
         return found.value if found else None
 
     def _finish(self, subunit: Path, cpid: str | None = None) -> Summary:
@@ -404,7 +404,7 @@ class _Job:
             try:
                 step()
             except Exception:
-                self.say("cleanup: %s failed", what, level=logging.ERROR, exc_info=True)
+                self.log.error("cleanup: %s failed", what, exc_info=True)
 
     def _kill_leftovers(self) -> None:
         pgid_file = self.job_dir / "pgid"
@@ -425,5 +425,5 @@ class _Job:
 
     def _flush_reports(self) -> None:
         if not self.reporter.close(self.config.report_flush_s) and not self.reporter.pending:
-            self.say("some reports did not reach %s", self.client, level=logging.ERROR)
+            self.log.error("some reports did not reach %s", self.client)
 

@@ -26,6 +26,7 @@ import gear
 
 from farm_worker import defaults, reporting
 from farm_worker.execution import CancelEvent, JobHooks, JobRunner
+from farm_worker.logs import TestLog
 from farm_worker.protocol import (
     CANCEL_PREFIX,
     PING,
@@ -251,10 +252,10 @@ class FarmWorker:
             test_id = name[len(CANCEL_PREFIX):]
             if current is not None and current[0] == test_id:
                 current[1].cancel(f"cancelled by request (via {name})")
-                log.info("[test %s] cancel requested", test_id)
+                TestLog(log, test_id).info("cancel requested")
                 return {"test_id": test_id, "cancelled": True, "worker": self.worker_id}
-            log.info("[test %s] cancel request, but %s holds %s: nothing to cancel", test_id,
-                     self.worker_id, current[0] if current else "no test")
+            TestLog(log, test_id).info("cancel request, but %s holds %s: nothing to cancel",
+                                       self.worker_id, current[0] if current else "no test")
             return {"test_id": test_id, "cancelled": False, "worker": self.worker_id,
                     "message": f"nothing to cancel: {test_id} is not running on "
                                f"{self.worker_id}"}

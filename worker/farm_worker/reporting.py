@@ -27,6 +27,7 @@ import requests
 
 from farm_worker import defaults
 from farm_worker.exceptions import ReportError
+from farm_worker.logs import TestLog
 from farm_worker.protocol import TestState, stop_reason
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class Reporter:
                  on_stop: Callable[[str], None] | None = None):
         self.client = client
         self.test_id = test_id
+        self.log = TestLog(log, test_id)
         self.worker = worker
         self.retry_s = retry_s
         self.on_stop = on_stop  # called once when the server's answer says the job must stop
@@ -170,7 +172,7 @@ class Reporter:
             try:
                 self._deliver(item)
             except ReportError as exc:
-                log.error("[test %s] report lost: %s", self.test_id, exc)
+                self.log.error("report lost: %s", exc)
                 self.failures.append(str(exc))
             with self._cond:
                 self._queue.popleft()
@@ -178,8 +180,7 @@ class Reporter:
                     with _pending_lock:
                         _pending.discard(self)
                     if self.pending:
-                        log.info("[test %s] the reports pending since the job ended are "
-                                 "delivered", self.test_id)
+                        self.log.info("the reports pending since the job ended are delivered")
                     self.pending = False
                     return
 
@@ -203,7 +204,7 @@ class Reporter:
         reason = stop_reason(self.test_id, answer)
         if reason and self.stopped is None:
             self.stopped = reason
-            log.warning("[test %s] %s", self.test_id, reason)
+            self.log.warning("%s", reason)
             if self.on_stop is not None:
                 self.on_stop(reason)
 
@@ -226,8 +227,8 @@ class Reporter:
                 self.pending = left > 0  # the thread may have just finished
             if not left:
                 return not self.failures
-            log.warning("[test %s] %d reports not delivered after %.0f s; retrying them in "
-                        "the background", self.test_id, left, timeout_s)
+            self.log.warning("%d reports not delivered after %.0f s; retrying them in the "
+                             "background", left, timeout_s)
             return False
         with _pending_lock:
             _pending.discard(self)
@@ -243,7 +244,7 @@ class Reporter:
             thread.join(defaults.REPORT_TIMEOUT_S + 1)
         if lost:
             self.failures.append(f"{lost} reports abandoned")
-            log.error("[test %s] %d reports abandoned", self.test_id, lost)
+            self.log.error("%d reports abandoned", lost)
         with _pending_lock:
             _pending.discard(self)
         return lost
