@@ -205,7 +205,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # no
 
 try:
     from farm_client.config import load_client_config
-    from farm_client.exceptions import FarmClientError
+    from farm_client.exceptions import FarmClientError, NoSuchTest
     from farm_client.farm import Duplicate, Farm, NotRegistered, read_payload
     from farm_client.refstack_commands import upload_results
     from farm_worker.exceptions import PayloadError
@@ -272,10 +272,8 @@ def known_state(farm, test_id):
     """The run's state if the farm knows it, else None."""
     try:
         snap = farm.status(test_id)
-    except FarmClientError as exc:
-        if "no test" in str(exc):
-            return None
-        raise
+    except NoSuchTest:
+        return None
     return None if snap.state == "unknown" else snap.state
 
 

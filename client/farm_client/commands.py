@@ -19,7 +19,7 @@ from farm_client.api import dumps
 from farm_client.config import ClientConfig, load_client_config
 from farm_client.console import display_for, make_console, print_results, result_rows
 from farm_client.exceptions import FarmClientError
-from farm_client.farm import EXIT_CODES, Farm, Snapshot
+from farm_client.farm import Farm, Snapshot
 from farm_client.gearman_client import ForegroundJob
 from farm_client.refstack_commands import (
     add_refstack_key_command,
@@ -27,7 +27,13 @@ from farm_client.refstack_commands import (
     cmd_upload,
 )
 from farm_client.reports import html_report
-from farm_worker.protocol import TEST_ID_PATTERN, VERSION_PATTERN, TestState
+from farm_worker.protocol import (
+    EXIT_ERROR,
+    TEST_ID_PATTERN,
+    VERSION_PATTERN,
+    TestState,
+    exit_code,
+)
 
 EXIT_INTERRUPTED = 130
 STATES = [s.value for s in TestState]
@@ -199,7 +205,7 @@ def _interrupted(farm: Farm, test_id: str, snap: Snapshot | None, args: argparse
                 if final.final:
                     break
         else:
-            return EXIT_CODES[TestState.CANCELLED] if farm.wait_gone(test_id, 60) else 2
+            return exit_code(TestState.CANCELLED) if farm.wait_gone(test_id, 60) else EXIT_ERROR
         if final is None or not final.final:
             return 2
         print(f"{test_id}: {final.state}", file=sys.stderr)

@@ -24,7 +24,7 @@ from typing import Any
 
 from farm_client.api import APIError, FarmAPI
 from farm_client.config import ClientConfig
-from farm_client.exceptions import FarmClientError
+from farm_client.exceptions import FarmClientError, NoSuchTest
 from farm_client.gearman_client import (
     ForegroundJob,
     Gearman,
@@ -34,21 +34,19 @@ from farm_client.gearman_client import (
 )
 from farm_worker.exceptions import FieldError, PayloadError
 from farm_worker.protocol import (
+    EXIT_ERROR,
     FINAL_STATE_VALUES,
     PING,
     Summary,
     TestState,
     cancel_function,
+    exit_code,
     parse_payload,
     parse_version,
     ping_function,
     run_function,
     show,
 )
-
-# `farm watch` / `--wait` exit codes, by final state
-EXIT_CODES = {TestState.PASSED: 0, TestState.FAILED: 1, TestState.ERROR: 2,
-              TestState.TIMED_OUT: 2, TestState.REJECTED: 2, TestState.CANCELLED: 3}
 
 
 class NotRegistered(FarmClientError):
@@ -102,7 +100,7 @@ class Snapshot:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES.get(TestState(self.state), 2) if self.final else 2
+        return exit_code(self.state) if self.final else EXIT_ERROR
 
 
 @dataclass(frozen=True)
@@ -292,7 +290,7 @@ class Farm:
                 return snapshot_of(self.api.test(test_id)["test"])
             except APIError as exc:
                 if exc.status == 404:
-                    raise FarmClientError(f"no test {show(test_id)}") from None
+                    raise NoSuchTest(test_id) from None
                 raise
         found, _ = self.gearman.locate(test_id)
         if found is None:

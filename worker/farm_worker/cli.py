@@ -21,7 +21,7 @@ from farm_worker.environments import EnvironmentCache
 from farm_worker.exceptions import ConfigError, FarmError
 from farm_worker.execution import CancelEvent, JobHooks, JobRunner
 from farm_worker.isolation import resolve_mode
-from farm_worker.protocol import Summary, TestState
+from farm_worker.protocol import EXIT_ERROR, Summary, exit_code
 
 log = logging.getLogger("farm_worker")
 
@@ -33,12 +33,7 @@ config file (-c, else $FARM_WORKER_CONFIG, else /etc/refstack-farm/worker.yaml),
 the default. Exit codes of execute: 0 passed, 1 failed, 2 error/timed_out/rejected or a
 usage error, 3 cancelled."""
 
-EXIT_CODES = {TestState.PASSED: 0, TestState.FAILED: 1, TestState.CANCELLED: 3}
-EXIT_USAGE = 2  # also error, timed_out and rejected
-
-
-def exit_code(state: TestState) -> int:
-    return EXIT_CODES.get(state, 2)
+EXIT_USAGE = EXIT_ERROR
 
 
 def setup_logging(level: str) -> None:

@@ -90,6 +90,20 @@ FINAL_STATES = frozenset(
 )
 FINAL_STATE_VALUES = frozenset(state.value for state in FINAL_STATES)  # as stored and sent
 
+# The exit code of a command that ends with a run (`farm-worker execute`, `farm watch`,
+# `farm submit --wait`, the module's rc): 0 passed, 1 failed, 3 cancelled; 2 for error,
+# timed_out and rejected, as for a usage error or any refusal.
+EXIT_CODES = {TestState.PASSED: 0, TestState.FAILED: 1, TestState.CANCELLED: 3}
+EXIT_ERROR = 2
+
+
+def exit_code(state: TestState | str | None) -> int:
+    """The exit code for a run that ended in `state` (None or not final: 2)."""
+    try:
+        return EXIT_CODES.get(TestState(state), EXIT_ERROR) if state is not None else EXIT_ERROR
+    except ValueError:
+        return EXIT_ERROR
+
 # --- the callback server's answer to a status report ---------------------------------------
 SUPERSEDED = "superseded"  # the report's verdict when another worker holds the test
 KEEP = "keep"  # recorded, not applied; with a final state: the test has ended
