@@ -104,12 +104,10 @@ def _servers(text: str, port_text: str, where: str) -> tuple[Server, ...]:
         if not item:
             continue
         try:
-            s = Server.parse(item)
+            servers.append(Server.parse(item, default_port))
         except ValueError:
             raise ConfigError(f"{where}: GEARMAN_SERVER: {item!r} is not host, host:port "
                               "or [v6 address]:port") from None
-        has_port = "]:" in item if item.startswith("[") else ":" in item
-        servers.append(s if has_port else Server(s.host, default_port))
     if not servers:
         raise ConfigError(f"{where}: GEARMAN_SERVER: {text!r} names no server")
     return tuple(servers)

@@ -23,7 +23,7 @@ from typing import Any
 import gear
 
 from farm_client.exceptions import FarmClientError
-from farm_worker.protocol import PING_PREFIX, RUN_PREFIX, version_of_function
+from farm_worker.protocol import PING_PREFIX, RUN_PREFIX, parse_address, version_of_function
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +47,13 @@ class Server:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     @classmethod
-    def parse(cls, text: str) -> Server:
-        text = text.strip()
-        if text.startswith("["):
-            host, _, rest = text[1:].partition("]")
-            return cls(host, int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT)
-        host, sep, port = text.rpartition(":")
-        if not sep:
-            return cls(text)
-        if not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{text!r} is not host or host:port")
-        return cls(host, int(port))
+    def parse(cls, text: str, default_port: int = DEFAULT_PORT) -> Server:
+        """`host`, `host:port` or `[v6addr]:port`; ValueError for anything else."""
+        try:
+            host, port = parse_address(text)
+        except ValueError:
+            raise ValueError(f"{text.strip()!r} is not host or host:port") from None
+        return cls(host, port or default_port)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ environments (overlay mounts or copies), 0 partial results and 0 stray processes
 
 from __future__ import annotations
 
+import functools
 import signal
 from collections import Counter
 from collections.abc import Callable
@@ -46,8 +47,10 @@ def test_a_hundred_mixed_runs_leave_nothing_behind(
         workers: WorkerFactory, client: TestClient, hanging_cloud: Silent,
         hanging_clouds: Callable[[], Silent], tempest47: PrepareResult) -> None:
     """Each run's expected end is the only one it can reach: runs on `Silent.tempest_conf` are
-    blocked on a cloud that never answers until they are killed (timed out or cancelled),
-    `REFUSED` runs fail on a refused connection, dry runs need no cloud."""
+    blocked on a cloud that never answers until they are killed (timed out or cancelled) or
+    the cloud goes (failed), `REFUSED` runs fail on a refused connection, dry runs need no
+    cloud. Only the runs that must end timed_out have a short timeout_s: they end so whether
+    it expires while Tempest starts or while it waits on the cloud."""
     pool: dict[str, WorkerProcess] = {n: workers.start(n) for n in ("disk-a", "disk-b")}
     jobs: dict[str, gear.Job] = {}
     expected: dict[str, set[str]] = {}
@@ -58,20 +61,22 @@ def test_a_hundred_mixed_runs_leave_nothing_behind(
         return jobs[tid]
 
     # killed workers: each worker in turn is SIGKILLed while it runs a job blocked on a
-    # hanging cloud of its own; the job goes back to gearmand and its second copy, blocked
-    # on the same cloud, times out on a live worker; a worker started again on the dead
-    # one's directory removes what it left
+    # hanging cloud of its own (no timeout_s to race: the payload's 600 s); the job goes
+    # back to gearmand, and the cloud is released (stopped): the second copy, on a live
+    # worker, finds its connections closed or refused and fails. A worker started again on
+    # the dead one's directory removes what it left
     for n in range(2):
         cloud = hanging_clouds()
-        job = run(f"killed-{n}", {"timed_out"}, conf=cloud.tempest_conf(),
-                  tests={"regex": TOKENS}, dry_run=False, timeout_s=8)
+        job = run(f"killed-{n}", {"failed"}, conf=cloud.tempest_conf(),
+                  tests={"regex": TOKENS}, dry_run=False)
         wait_for_state(job, "running", 300)
         holder = worker_of(job)
         assert holder is not None
-        cloud.wait_connected()  # Tempest is under way, waiting on the cloud
+        cloud.wait_connected(ended=functools.partial(getattr, job, "complete"))
         assert processes_under(pool[holder].work_dir), "nothing runs under the worker"
         pool[holder].proc.send_signal(signal.SIGKILL)
         pool[holder].wait(10)
+        cloud.stop()
         pool[holder] = workers.start(holder)
         assert "left by an earlier worker" in pool[holder].output()
 

@@ -16,7 +16,7 @@ from harness.workers import WorkerFactory
 from .conftest import submit
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.slow]
-TIMEOUT_S = 20
+TIMEOUT_S = 45  # Tempest reaches the cloud in seconds; ten times that on a loaded machine
 
 
 def test_a_hung_tempest_is_killed_at_timeout_s(workers: WorkerFactory, server: FarmServer,
@@ -26,8 +26,8 @@ def test_a_hung_tempest_is_killed_at_timeout_s(workers: WorkerFactory, server: F
     started = time.monotonic()
     submit(server, "hung-1", hanging_cloud.tempest_conf(),
            r"tempest\.api\.identity\.v3\.test_tokens", timeout_s=TIMEOUT_S)
-    server.wait_state("hung-1", {"running"}, 120)
-    doc = server.wait_state("hung-1", {"passed", "failed", "error", "timed_out"}, 120)
+    server.wait_state("hung-1", {"running"}, 300)
+    doc = server.wait_state("hung-1", {"passed", "failed", "error", "timed_out"}, 300)
     took = time.monotonic() - started
     assert doc["test"]["state"] == "timed_out", doc["test"]
     assert f"timeout_s={TIMEOUT_S}" in doc["test"]["message"]

@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -106,11 +107,14 @@ class Silent:
                          "admin_domain_name": "Default"},
                 "service-clients": {"http_timeout": 86400}}
 
-    def wait_connected(self, connections: int = 1, timeout_s: float = 300) -> None:
+    def wait_connected(self, connections: int = 1, timeout_s: float = 300,
+                       ended: Callable[[], bool] | None = None) -> None:
         """Wait until Tempest has reached this cloud `connections` times in all: a run is
-        then under way and blocked on it, not listing or starting."""
+        then under way and blocked on it, not listing or starting. `ended()` true (the run
+        is over) fails at once: nothing will come."""
         end = time.monotonic() + timeout_s
         while len(self.conns) < connections:
+            assert not (ended and ended()), "the run ended before it reached the hanging cloud"
             assert time.monotonic() < end, f"nothing reached the hanging cloud in {timeout_s} s"
             time.sleep(0.05)
 

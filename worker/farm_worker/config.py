@@ -18,7 +18,14 @@ import yaml
 
 from farm_worker import defaults
 from farm_worker.exceptions import ConfigError
-from farm_worker.protocol import CONF_NAME_PATTERN, CONF_STRING_PATTERN, VERSION_PATTERN, Conf, show
+from farm_worker.protocol import (
+    CONF_NAME_PATTERN,
+    CONF_STRING_PATTERN,
+    VERSION_PATTERN,
+    Conf,
+    parse_address,
+    show,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/refstack-farm/worker.yaml")
 ENV_PREFIX = "FARM_WORKER_"
@@ -149,14 +156,11 @@ def parse_size(value: int | str, where: str) -> int:
 
 def parse_server(text: str, where: str) -> GearmanServer:
     """`host`, `host:port` or `[v6addr]:port` -> GearmanServer."""
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^:\s\[\]]+)(?::(\d+))?", text.strip())
-    if not m:
-        raise ConfigError(f"{where}: {show(text)} is not host or host:port")
-    host = m.group(1) or m.group(3)
-    port = int(m.group(2) or m.group(4) or defaults.GEARMAN_PORT)
-    if not 0 < port < 65536:
-        raise ConfigError(f"{where}: {show(text)} has port {port} outside 1-65535")
-    return GearmanServer(host, port)
+    try:
+        host, port = parse_address(text)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return GearmanServer(host, port or defaults.GEARMAN_PORT)
 
 
 def _schema_message(source: str, err: jsonschema.ValidationError) -> str:

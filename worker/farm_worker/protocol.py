@@ -251,6 +251,22 @@ class Payload:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
 
 
+_ADDRESS = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^:\s\[\]]+)(?::(\d+))?")
+
+
+def parse_address(text: str) -> tuple[str, int | None]:
+    """`host`, `host:port` or `[v6addr]:port` -> (host, port; None where none is given).
+    ValueError, saying which, for another form or a port outside 1-65535."""
+    m = _ADDRESS.fullmatch(text.strip())
+    if not m:
+        raise ValueError(f"{show(text)} is not host or host:port")
+    port_text = m.group(2) or m.group(4)
+    port = int(port_text) if port_text else None
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"{show(text)} has port {port} outside 1-65535")
+    return m.group(1) or m.group(3), port
+
+
 def show(value: Any, limit: int = 60) -> str:
     """A value as it appears in an error message: JSON, cut to `limit` characters."""
     try:
