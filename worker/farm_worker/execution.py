@@ -194,7 +194,6 @@ class _Job:
         self.reporter = Reporter(client, payload.test_id, self.worker, self.config.report_retry_s,
                                  on_stop=cancel.cancel)
 
-
     def set_state(self, state: TestState, message: str = "") -> None:
         message = redaction.redact(message)
         self.log.info("%s%s", state.value, f": {message}" if message else "")
