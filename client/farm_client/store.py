@@ -213,8 +213,10 @@ class Store:
     # ---- tests --------------------------------------------------------------------------------
     def create_test(self, row: TestRow, submit: Callable[[], tuple[str, str]],
                     user: str | None) -> TestRow:
-        """Insert the test and queue its job in one transaction: if queueing fails,
-        nothing is stored. StoreError if the test id exists."""
+        """Insert the test, then queue its job: a worker may take the job at once and
+        ask for the test's conf, so the test is committed before the job exists. If
+        queueing fails, the test is removed again: nothing is stored. StoreError if the
+        test id exists."""
         with self.write() as s:
             if s.get(TestRow, row.id) is not None:
                 raise StoreError(f"test {row.id!r} exists already")
@@ -225,8 +227,15 @@ class Store:
             s.flush()  # the row first: no ORM relationship orders the two inserts
             s.add(ReportRow(test_id=row.id, at=now, source="api", worker=None,
                             state=row.state, message=row.message, applied=True))
-            s.flush()
-            row.gearman_server, row.gearman_handle = submit()
+        try:
+            server, handle = submit()
+        except BaseException:
+            with self.write() as s:  # (a monitor pass in between may have added a report)
+                s.execute(delete(ReportRow).where(ReportRow.test_id == row.id))
+                s.execute(delete(TestRow).where(TestRow.id == row.id))
+            raise
+        self.set_job(row.id, server, handle)
+        row.gearman_server, row.gearman_handle = server, handle
         return row
 
     def get(self, test_id: str) -> TestRow | None:

@@ -111,6 +111,28 @@ def test_create_test_is_all_or_nothing(store: Store) -> None:
         new_test(store)
 
 
+def test_the_test_is_committed_before_its_job_is_queued(store: Store) -> None:
+    """A worker can take the job the moment it is queued and ask for the test's conf
+    (another server process, another connection): the test must be there by then."""
+    other = Store(store.url)
+    seen: list[TestRow | None] = []
+
+    def submit() -> tuple[str, str]:
+        seen.append(other.get("t-seen"))
+        return "127.0.0.1:4730", "H:2"
+
+    row = TestRow(id="t-seen", state="queued", tempest_version="47.0.0", dry_run=True,
+                  message="queued", conf_json="{}")
+    try:
+        store.create_test(row, submit, None)
+        assert seen and seen[0] is not None and seen[0].conf_json == "{}"
+        stored = other.get("t-seen")
+        assert stored is not None and (stored.gearman_server, stored.gearman_handle) == (
+            "127.0.0.1:4730", "H:2")
+    finally:
+        other.engine.dispose()
+
+
 def test_reports_move_the_state_and_are_all_kept(store: Store) -> None:
     new_test(store)
     steps = [(S.INSTALLING, Verdict.APPLY), (S.RUNNING, Verdict.APPLY),
