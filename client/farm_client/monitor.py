@@ -4,6 +4,10 @@ reconciles the two, so no test stays `queued` or `running` forever.
 - A `queued` test whose job no gearmand knows (restarted without persistence, job lost)
   is resubmitted with the same unique (gearmand merges it with a job that still exists);
   after three resubmissions it ends `error`: workers take the job but cannot report.
+  Only a test whose job was queued before gearmand was asked is judged: the store is read
+  once before that question and once after, and a test created, or queued again, in
+  between waits for the next pass. A test stored but never queued (the server stopped
+  between the two) is queued once it is `stale_after_s` old.
 - A test in `installing`/`running`/`uploading` that has not reported for `stale_after_s`:
   if gearmand queues its job again (the worker died, gearmand re-queued it), it goes back
   to `queued`; if no gearmand knows the job any more, it ends `error` ("worker lost").
@@ -47,6 +51,8 @@ class Monitor(Periodic):
     def run_once(self) -> list[str]:
         """One pass over the tests that are not final; what it did, as sentences."""
         self.store.forget_ended_secrets()
+        # read before gearmand is asked: a queued test's job was submitted before this
+        before = {test.id: test for test in self.store.active()}
         uniques: set[str] = set()
         for server in self.gearman.servers:
             try:
@@ -55,9 +61,9 @@ class Monitor(Periodic):
                 log.warning("monitor: %s; not deciding anything this round", exc)
                 return []
         actions = []
-        for test in self.store.active():
+        for test in self.store.active():  # read after: what ended since is not judged
             try:
-                action = self._check(test, uniques)
+                action = self._check(test, before.get(test.id), uniques)
             except GearmanError as exc:
                 action = f"not checked: {exc}"
             if action:
@@ -71,12 +77,18 @@ class Monitor(Periodic):
         last = as_utc(test.last_report_at or test.updated_at or test.created_at)
         return (self.clock() - last).total_seconds() if last else 0.0
 
-    def _check(self, test: TestRow, uniques: set[str]) -> str | None:
+    def _check(self, test: TestRow, before: TestRow | None, uniques: set[str]) -> str | None:
         state = TestState(test.state)
         known = test.id in uniques
         if state is TestState.QUEUED:
-            if known:
-                return None
+            if known or before is None or before.state != test.state or \
+                    (before.gearman_server, before.gearman_handle) != \
+                    (test.gearman_server, test.gearman_handle):
+                return None  # known, or its job may have been queued after gearmand was asked
+            if test.gearman_handle is None:
+                if self._silent_for(test) < self.stale_after_s:
+                    return None  # the server is queueing it now
+                return self._resubmit(test, "stored but never queued")
             tries = self.store.count_reports(test.id, "monitor", RESUBMITTED)
             if tries >= self.max_resubmits:
                 message = (f"the job vanished from gearmand {tries + 1} times without a "

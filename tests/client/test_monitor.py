@@ -9,7 +9,7 @@ import gear
 import pytest
 
 from client.conftest import App
-from farm_client.gearman_client import Server
+from farm_client.gearman_client import Gearman, Server
 from farm_client.models import utcnow
 from farm_client.monitor import Monitor
 from farm_worker.protocol import cancel_function, parse_payload, run_function
@@ -161,3 +161,46 @@ def test_a_job_that_ends_while_a_pass_runs_is_not_run_again(
     monkeypatch.undo()
     (action,) = monitor(farm_app, later_s=3600).run_once()  # no report came: lost
     assert action.startswith("m6: error (worker lost: ")
+
+
+def test_a_test_queued_while_a_pass_asks_gearmand_is_not_resubmitted(
+        farm_app: App, own_gearmand: Gearmand, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass's snapshot of gearmand is older than a test created just after it: that
+    test's job is not missing, it was queued after the question (found by the fault suite:
+    fifty tests created one after the other, each resubmitted once by a pass between)."""
+    gearman = farm_app.app.extensions["farm"].gearman
+    snapshot = gearman.unique_jobs
+
+    def snapshot_then_a_test_is_created(server: Server) -> set[str]:
+        found: set[str] = snapshot(server)
+        create(farm_app, "m7")
+        return found
+
+    monkeypatch.setattr(gearman, "unique_jobs", snapshot_then_a_test_is_created)
+    assert monitor(farm_app, later_s=3600).run_once() == []
+    monkeypatch.undo()
+    assert states(farm_app, "m7") == [("api", "queued")]
+    assert monitor(farm_app, later_s=3600).run_once() == []  # the next pass: gearmand has it
+
+
+def test_a_test_stored_but_not_yet_queued_is_left_to_the_server_queueing_it(
+        farm_app: App, own_gearmand: Gearmand, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass between the commit of a new test and the submission of its job leaves it
+    alone; one that finds it still unqueued `stale_after_s` later (the server stopped in
+    between) queues it."""
+    gearman: Gearman = farm_app.app.extensions["farm"].gearman
+    submit = gearman.submit
+    passes: list[list[str]] = []
+
+    def a_pass_then_submit(function: str, payload: bytes, unique: str) -> tuple[Server, str]:
+        monkeypatch.setattr(gearman, "submit", submit)  # the monitor's own submissions
+        passes.append(monitor(farm_app).run_once())
+        passes.append(monitor(farm_app, later_s=3600).run_once())
+        return submit(function, payload, unique)
+
+    monkeypatch.setattr(gearman, "submit", a_pass_then_submit)
+    create(farm_app, "m8")
+    monkeypatch.undo()
+    assert passes == [[], ["m8: resubmitted (stored but never queued)"]]
+    assert admin(own_gearmand.port, "show unique jobs") == ["m8"]  # one job: the same unique
+    assert monitor(farm_app, later_s=3600).run_once() == []
