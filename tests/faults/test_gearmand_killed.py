@@ -94,9 +94,12 @@ def test_gearmand_killed_with_fifty_queued_and_one_running(
             assert len(results) == long["summary"]["passed"] + long["summary"]["skipped"] == 3
             holder = {"gk-a": first, "gk-b": second}[long["worker"]]
             assert "[test gk-long] passed" in holder.output()  # the store has the run it holds
-            for other in [w for w in (first, second) if w is not holder]:  # stopped or not taken
-                assert re.search(r"\[test gk-long\] (cancelled|not taken by the server): "
-                                 r"(superseded|stopped)", other.output()) or copies == 1
+            # a copy the other worker took was stopped (the second copy may as well have gone
+            # to the holder itself, once its first copy ended: then the other saw none)
+            for other in [w for w in (first, second) if w is not holder]:
+                if "[test gk-long]" in other.output():
+                    assert re.search(r"\[test gk-long\] (cancelled|not taken by the server): "
+                                     r"(superseded|stopped)", other.output()), other.output()
             print(f"gearmand kill -9: {QUEUED} queued ran once each, all final "
                   f"{drained:.0f} s after the restart; the running one: {copies} copies, "
                   f"{len(stopped)} stopped by the server")
