@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/status_api.py [--seconds 10] [--connections 8]
 
-Starts gearmand and `farm serve` (its defaults: 3 gunicorn sync processes on SQLite) on
+Starts gearmand and `farm-server serve` (its defaults: 3 gunicorn sync processes on SQLite) on
 loopback, creates a test, then drives `POST /update-test-status/` with wrk (one thread,
 8 connections, so the load generator takes one of the 2 cores): each report a new
 progress (so every request is a real write: a report row and the test row), the worker

@@ -84,7 +84,7 @@ options:
     elements: str
     default: [127.0.0.1:4730]
   server_url:
-    description: The status server (C(farm serve)); unset to talk to gearmand directly.
+    description: The status server (C(farm-server serve)); unset to talk to gearmand directly.
     type: str
   token:
     description: A user token for the status server.

@@ -49,6 +49,6 @@ if ! .venv/bin/uv --version 2>/dev/null | grep -q "^uv $UV_VERSION"; then
 fi
 mkdir -p "$UV_CACHE_DIR"
 extras=(-e ./worker)
-[[ -f client/pyproject.toml ]] && extras+=(-e "./client[postgresql]")
+extras+=(-e ./client -e "./server[postgresql]")
 .venv/bin/uv pip install -q --python .venv/bin/python --index-url https://pypi.org/simple \
   "${extras[@]}" -r requirements-dev.txt

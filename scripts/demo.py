@@ -2,7 +2,7 @@
 
 A job server (Debian's gearmand when installed, else gear's pure-Python server in this
 process), a real Keystone on 127.0.0.1 as the cloud under test, the status server
-(`farm serve` on SQLite) and one worker with Tempest 47.0.0 prepared. Then, as a user
+(`farm-server serve` on SQLite) and one worker with Tempest 47.0.0 prepared. Then, as a user
 would: `farm submit --wait` of the `tempest.api.identity` run through the status server,
 with live progress; the result table; the HTML report and the subunit stream saved under
 ./demo-results/; `farm list` and `farm queue`. Everything started here is stopped again,
@@ -96,7 +96,7 @@ class Demo:
         self.stack.append(keystone)
         say(f"keystone pid {keystone.pid} at {keystone.url}/v3")
 
-        step(4, "the status server: farm serve on SQLite, with a worker token and a user "
+        step(4, "the status server: farm-server serve on SQLite, with a worker token and a user "
                 "token")
         server = FarmServer(self.base / "server", [gearman])
         server.start()

@@ -109,7 +109,7 @@ def workers(tmp_path: Path, gearmand: Gearmand, worker_cache: Path) -> Iterator[
 
 @pytest.fixture
 def server(tmp_path: Path, gearmand: Gearmand) -> Iterator[FarmServer]:
-    """A real `farm serve` on the session's gearmand; its monitor finds lost jobs fast."""
+    """A real `farm-server serve` on the session's gearmand; its monitor finds lost jobs fast."""
     s = FarmServer(tmp_path / "server", [gearmand.address],
                    extra={"stale_after_s": 3, "monitor_interval_s": 1})
     s.start()

@@ -1,3 +1,3 @@
-"""refstack-farm client: the `farm` CLI, the client library and the status server."""
+"""refstack-farm client: the `farm` CLI and the client library (`Farm`)."""
 
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 """`farm` as people and scripts use it, against a real gearmand, real worker processes, a
-real `farm serve` and real Tempest (dry runs where a full run adds nothing)."""
+real `farm-server serve` and real Tempest (dry runs where a full run adds nothing)."""
 
 from __future__ import annotations
 

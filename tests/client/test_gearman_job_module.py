@@ -1,5 +1,5 @@
 """library/gearman_job.py: main() driven as Ansible drives it, against a real gearmand, a
-real `farm serve` and a real worker (dry runs)."""
+real `farm-server serve` and a real worker (dry runs)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, farm_cache: Path,
         refstack_key = state / "refstack_rsa"
         subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f",
                         str(refstack_key)], check=True)
-        worker_wheel, client_wheel, deps = wheelhouse(farm_cache, state / "wheels")
+        worker_wheel, client_wheel, server_wheel, deps = wheelhouse(farm_cache,
+                                                                    state / "wheels")
         uploaded = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
         index.add(deps, uploaded).add(state / "wheels", uploaded)
         index.add(Path(tempest47.wheelhouse), uploaded)
@@ -58,7 +59,8 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, farm_cache: Path,
             "farm_worker_index_url": index_url,
             "farm_worker_callback_url": f"http://{hosts.ip('h1')}:8080/",
             "farm_worker_tempest_versions": ["47.0.0"],
-            "farm_server_package_files": [str(worker_wheel), str(client_wheel)],
+            "farm_server_package_files": [str(w) for w in (worker_wheel, client_wheel,
+                                                           server_wheel)],
             "farm_server_index_url": index_url,
             "farm_server_users": ["operator"],
             "farm_server_refstack_key": str(refstack_key),

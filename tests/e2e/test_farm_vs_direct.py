@@ -1,4 +1,4 @@
-"""The farm's main job end to end, as `make demo` runs it: `farm serve` on SQLite, a worker
+"""The farm's main job end to end, as `make demo` runs it: `farm-server serve` on SQLite, a worker
 with Tempest 47.0.0, a real Keystone, `farm submit --wait` of the identity API tests
 through the server. In the same test the same Tempest runs the same selection against the
 same Keystone directly (`tempest run`, no farm): the counts must be equal. Both wall times

@@ -1,5 +1,5 @@
 """The fault suite: each fault is caused for real (kill -9, a hanging endpoint, a server
-that goes away, thousands of bad inputs) against real gearmand, workers and `farm serve`."""
+that goes away, thousands of bad inputs) against real gearmand, workers and `farm-server serve`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Generated requests (schemathesis, from the served OpenAPI document) to a real `farm serve`
+"""Generated requests (schemathesis, from the served OpenAPI document) to a real `farm-server serve`
 from unknown hosts - a made-up token and none: 0 server errors, every RefStack endpoint
 answers 405, no API call succeeds, and nothing is stored. (The same with real tokens, and
-413 for oversize bodies: tests/client/test_schemathesis.py, test_refstack_api.py.)"""
+413 for oversize bodies: tests/server/test_schemathesis.py, test_refstack_api.py.)"""
 
 from __future__ import annotations
 

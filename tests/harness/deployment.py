@@ -19,27 +19,30 @@ PIP = [sys.executable, "-m", "pip"]
 BIN = Path(sys.executable).parent
 
 
-def wheelhouse(cache: Path, out: Path) -> tuple[Path, Path, Path]:
-    """The project's two wheels (built now, into `out`) and a directory with their
-    dependencies (built once, cached by the digest of both pyproject.toml files)."""
+DISTRIBUTIONS = ("worker", "client", "server")
+
+
+def wheelhouse(cache: Path, out: Path) -> tuple[Path, Path, Path, Path]:
+    """The project's three wheels (built now, into `out`) and a directory with their
+    dependencies (built once, cached by the digest of the three pyproject.toml files)."""
     digest = hashlib.sha256(b"".join((ROOT / d / "pyproject.toml").read_bytes()
-                                     for d in ("worker", "client"))).hexdigest()[:12]
+                                     for d in DISTRIBUTIONS)).hexdigest()[:12]
     deps = cache / f"farm-deps-{digest}"
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     if not deps.is_dir():
         part = cache / f"farm-deps-{digest}.part"
         subprocess.run([*PIP, "wheel", "-q", "-w", str(part), "--index-url",
-                        "https://pypi.org/simple", str(ROOT / "worker"),
-                        f"{ROOT / 'client'}[postgresql]"], check=True, env=env)
+                        "https://pypi.org/simple", str(ROOT / "worker"), str(ROOT / "client"),
+                        f"{ROOT / 'server'}[postgresql]"], check=True, env=env)
         for own in part.glob("refstack_farm_*.whl"):
             own.unlink()
         part.rename(deps)
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run([*PIP, "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT / "worker"),
-                    str(ROOT / "client")], check=True, env=env, capture_output=True)
-    worker = next(out.glob("refstack_farm_worker-*.whl"))
-    client = next(out.glob("refstack_farm_client-*.whl"))
-    return worker, client, deps
+    subprocess.run([*PIP, "wheel", "-q", "--no-deps", "-w", str(out),
+                    *(str(ROOT / d) for d in DISTRIBUTIONS)],
+                   check=True, env=env, capture_output=True)
+    worker, client, server = (next(out.glob(f"refstack_farm_{d}-*.whl")) for d in DISTRIBUTIONS)
+    return worker, client, server, deps
 
 
 def changed_counts(output: str) -> dict[str, int]:

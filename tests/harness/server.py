@@ -1,4 +1,4 @@
-"""A real `farm serve` (gunicorn) on 127.0.0.1, with its database, a worker token and a
+"""A real `farm-server serve` (gunicorn) on 127.0.0.1, with its database, a worker token and a
 user token, stopped by PID."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from harness.loopback import free_port, wait_http
 from harness.workers import WorkerFactory, WorkerProcess
 
 FARM = str(Path(sys.executable).parent / "farm")
+FARM_SERVER = str(Path(sys.executable).parent / "farm-server")
 
 
 @dataclass
@@ -43,8 +44,9 @@ class FarmServer:
     def log(self) -> Path:
         return self.base / "server.log"
 
-    def farm(self, *args: str) -> str:
-        out = subprocess.run([FARM, *args, "-c", str(self.config)], check=True,
+    def admin(self, *args: str) -> str:
+        """`farm-server ARGS -c server.yaml`: its output."""
+        out = subprocess.run([FARM_SERVER, *args, "-c", str(self.config)], check=True,
                              capture_output=True, text=True, env=self._env())
         return out.stdout.strip()
 
@@ -57,22 +59,21 @@ class FarmServer:
             "database_url": f"sqlite:///{self.base / 'server.db'}",
             "gearman_servers": self.gearman, "callback_url": self.url,
             "listen": f"127.0.0.1:{self.port}", **self.extra}))
-        self.farm("server", "init-db")
-        self.worker_token = self.farm("server", "add-worker", "testhost", "--allow",
-                                      "127.0.0.0/8")
-        self.user_token = self.farm("server", "add-user", "tester")
+        self.admin("init-db")
+        self.worker_token = self.admin("add-worker", "testhost", "--allow", "127.0.0.0/8")
+        self.user_token = self.admin("add-user", "tester")
         return self.serve(timeout_s)
 
     def serve(self, timeout_s: float = 30) -> FarmServer:
-        """Run `farm serve` on the configured database (again, after `stop`)."""
+        """Run `farm-server serve` on the configured database (again, after `stop`)."""
         with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen([FARM, "serve", "-c", str(self.config)],
+            self.proc = subprocess.Popen([FARM_SERVER, "serve", "-c", str(self.config)],
                                          stdin=subprocess.DEVNULL, stdout=fh,
                                          stderr=subprocess.STDOUT, env=self._env())
         problem = wait_http(self.url + "v1/openapi.json", self.proc, timeout_s, poll_s=0.1)
         if problem:
             self.stop()
-            raise RuntimeError(f"farm serve {problem}: {self.log.read_text()[-2000:]}")
+            raise RuntimeError(f"farm-server serve {problem}: {self.log.read_text()[-2000:]}")
         return self
 
     def stop(self) -> None:

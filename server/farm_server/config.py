@@ -1,0 +1,150 @@
+"""server.yaml: the status server's settings, validated at start (errors name file and key).
+
+Precedence for each key: flag > `FARM_SERVER_<KEY>` environment > file > default. The
+file is -c, else $FARM_SERVER_CONFIG, else /etc/refstack-farm/server.yaml.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from farm_client.gearman_client import Server
+from farm_server.exceptions import FarmServerError
+
+DEFAULT_PATH = Path("/etc/refstack-farm/server.yaml")
+ENV_PREFIX = "FARM_SERVER_"
+
+
+class ServerConfigError(FarmServerError):
+    """server.yaml (or the environment) holds an invalid value."""
+
+
+def _default_database() -> str:
+    base = (Path("/var/lib/refstack-farm") if os.geteuid() == 0
+            else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+            / "refstack-farm")
+    return f"sqlite:///{base / 'server.db'}"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    database_url: str = field(default_factory=_default_database)
+    gearman_servers: tuple[Server, ...] = (Server("127.0.0.1"),)
+    callback_url: str = "http://127.0.0.1:8080/"  # how workers reach this server
+    listen: str = "127.0.0.1:8080"
+    processes: int | None = None  # gunicorn processes; None: 3 on SQLite, 2 per CPU + 1 else
+    open_reads: bool = False  # GET /v1/... without a user token
+    max_body_bytes: int = 32 * 1024 * 1024  # larger requests get 413
+    stale_after_s: float = 900.0  # a running test silent this long may be lost
+    monitor: bool = True  # reconcile with gearmand from inside `farm-server serve`
+    monitor_interval_s: float = 30.0
+    log_level: str = "INFO"
+    # uploads to RefStack (farm_server/uploader.py): where runs go when they end passed or
+    # failed (a test's own upload_url wins), the key that signs them, how hard to retry
+    refstack_upload_url: str | None = None
+    refstack_key_file: str | None = None
+    refstack_upload_attempts: int = 5
+    refstack_retry_s: float = 30.0
+    source: str = "<defaults>"
+
+    def serve_processes(self) -> int:
+        """SQLite has one writer at a time (the store queues them on a flock): a few
+        processes keep it busy; a database server takes the usual 2 per CPU + 1."""
+        if self.processes:
+            return self.processes
+        return 3 if self.database_url.startswith("sqlite") else 2 * (os.cpu_count() or 1) + 1
+
+
+# key -> its type; every key of ServerConfig but `source`
+_KINDS: dict[str, type] = {
+    "database_url": str, "gearman_servers": list, "callback_url": str, "listen": str,
+    "processes": int, "open_reads": bool, "max_body_bytes": int, "stale_after_s": float,
+    "monitor": bool, "monitor_interval_s": float, "log_level": str,
+    "refstack_upload_url": str, "refstack_key_file": str, "refstack_upload_attempts": int,
+    "refstack_retry_s": float,
+}
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    kind = _KINDS[key]
+    if kind is list:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            raise ServerConfigError(f"{where}: {key}: {value!r} is not a list of host:port")
+        try:
+            return tuple(Server.parse(str(i)) for i in items if str(i).strip())
+        except ValueError as exc:
+            raise ServerConfigError(f"{where}: {key}: {exc}") from None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0",
+                                                        "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ServerConfigError(f"{where}: {key}: {value!r} is not true or false")
+    if kind in (int, float):
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            raise ServerConfigError(f"{where}: {key}: {value!r} is not a number") from None
+        if number <= 0:
+            raise ServerConfigError(f"{where}: {key}: {value!r} must be positive")
+        return number
+    if not isinstance(value, str) or not value:
+        raise ServerConfigError(f"{where}: {key}: {value!r} is not a non-empty string")
+    if key in ("callback_url", "refstack_upload_url") \
+            and not value.startswith(("http://", "https://")):
+        raise ServerConfigError(f"{where}: {key}: {value!r} is not an http(s) URL")
+    if key == "refstack_key_file":
+        from farm_client.refstack_upload import KeyProblem, SigningKey
+
+        try:
+            SigningKey.load(value)
+        except KeyProblem as exc:
+            raise ServerConfigError(f"{where}: {key}: {str(exc).removeprefix('--key ')}") \
+                from None
+    if key == "log_level" and value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ServerConfigError(f"{where}: {key}: {value!r} is not DEBUG, INFO, WARNING "
+                                "or ERROR")
+    return value
+
+
+def load_server_config(path: str | Path | None = None, *,
+                       environ: Mapping[str, str] | None = None,
+                       overrides: Mapping[str, Any] | None = None) -> ServerConfig:
+    env = os.environ if environ is None else environ
+    explicit = path or env.get("FARM_SERVER_CONFIG")
+    candidate = Path(explicit) if explicit else DEFAULT_PATH
+    doc: dict[str, Any] = {}
+    source = "<defaults>"
+    if candidate.exists():
+        source = str(candidate)
+        try:
+            loaded = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ServerConfigError(f"{candidate}: cannot read: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ServerConfigError(f"{candidate}: the top level must be a mapping of keys")
+        doc = loaded
+    elif explicit:
+        raise ServerConfigError(f"{candidate}: no such config file")
+    values: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key not in _KINDS:
+            raise ServerConfigError(f"{source}: {key}: unknown key; known keys: "
+                                    + ", ".join(sorted(_KINDS)))
+        values[key] = _coerce(key, value, source)
+    for key in _KINDS:
+        if ENV_PREFIX + key.upper() in env:
+            values[key] = _coerce(key, env[ENV_PREFIX + key.upper()],
+                                  f"${ENV_PREFIX}{key.upper()}")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
+    return ServerConfig(**values, source=source)

@@ -1,0 +1,106 @@
+"""`farm-server`: serve and the administration commands, and their errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.postgres import Postgres
+
+FARM_SERVER = str(Path(sys.executable).parent / "farm-server")
+
+
+def farm_server(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    argv = [FARM_SERVER, *args] + (["-c", str(config)] if config else [])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "server.yaml"
+    path.write_text(f"database_url: sqlite:///{tmp_path / 'farm.db'}\n"
+                    "gearman_servers: [127.0.0.1:1]\n")
+    return path
+
+
+def test_init_db_creates_then_keeps(config: Path) -> None:
+    first = farm_server("init-db", config=config)
+    assert first.returncode == 0 and "schema none -> 0003" in first.stdout
+    again = farm_server("init-db", config=config)
+    assert again.returncode == 0 and "up to date" in again.stdout
+
+
+def test_init_db_on_postgresql_masks_the_password(postgres: Postgres, tmp_path: Path) -> None:
+    url = postgres.new_database().replace("postgres@", "postgres:not-shown@")
+    proc = subprocess.run([FARM_SERVER, "init-db", "--database-url", url],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "not-shown" not in proc.stdout and "postgres:***@" in proc.stdout
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    proc = subprocess.run([FARM_SERVER, "init-db", "--database-url",
+                           "postgresql+psycopg://farm@127.0.0.1:1/farm"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("farm-server init-db: ") and "Connection refused" in proc.stderr
+
+
+def test_tokens_are_printed_once(config: Path) -> None:
+    farm_server("init-db", config=config)
+    added = farm_server("add-worker", "host-1", "--allow", "10.1.2.0/24",
+                 "--allow", "192.0.2.7", config=config)
+    assert added.returncode == 0
+    token = added.stdout.strip()
+    assert len(token) >= 40 and "\n" not in token
+    assert "cannot be shown again" in added.stderr
+    listed = farm_server("workers", "--json", config=config)
+    assert json.loads(listed.stdout) == [{"name": "host-1",
+                                          "allow": ["10.1.2.0/24", "192.0.2.7/32"],
+                                          "last_seen_at": None}]
+    assert token not in listed.stdout
+    again = farm_server("add-worker", "host-1", config=config)
+    assert again.returncode == 2 and "worker 'host-1' exists already" in again.stderr
+    user = farm_server("add-user", "alice", config=config)
+    assert user.returncode == 0 and len(user.stdout.strip()) >= 40
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (("add-worker", "bad name"), "is not a name"),
+    (("add-worker", "h2", "--allow", "10.0.0.300/8"), "is not an address"),
+])
+def test_bad_arguments(config: Path, args: tuple[str, ...], fragment: str) -> None:
+    proc = farm_server(*args, config=config)
+    assert proc.returncode == 2 and fragment in proc.stderr
+
+
+def test_serve_refuses_an_old_schema(config: Path) -> None:
+    proc = farm_server("serve", "--no-monitor", config=config)
+    assert proc.returncode == 2
+    assert "run `farm-server init-db`" in proc.stderr
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("databse_url: x\n", ": databse_url: unknown key; known keys:"),
+    ("processes: none\n", ": processes: 'none' is not a number"),
+    ("callback_url: ftp://x/\n", ": callback_url: 'ftp://x/' is not an http(s) URL"),
+    ("gearman_servers: ['h:99999']\n", "gearman_servers: 'h:99999' is not host or host:port"),
+    ("open_reads: maybe\n", ": open_reads: 'maybe' is not true or false"),
+])
+def test_bad_config_names_file_and_key(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "server.yaml"
+    path.write_text(text)
+    proc = farm_server("init-db", config=path)
+    assert proc.returncode == 2
+    assert str(path) in proc.stderr or "gearman_servers" in proc.stderr
+    assert fragment in proc.stderr
+
+
+def test_help_lists_every_command() -> None:
+    out = subprocess.run([FARM_SERVER, "--help"], capture_output=True, text=True).stdout
+    for command in ("serve", "monitor", "init-db", "add-worker", "add-user", "workers"):
+        assert command in out

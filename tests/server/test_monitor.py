@@ -1,0 +1,206 @@
+"""The monitor against a real gearmand that restarts under it without persistence."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import gear
+import pytest
+
+from farm_client.gearman_client import Gearman, Server
+from farm_server.models import utcnow
+from farm_server.monitor import Monitor
+from farm_worker.protocol import cancel_function, parse_payload, run_function
+from harness.gearclient import take_job
+from harness.gearmand import Gearmand, admin, status
+from server.conftest import App
+
+
+def monitor(app: App, *, later_s: float = 0) -> Monitor:
+    state = app.app.extensions["farm"]
+    return Monitor(app.store, state.gearman, stale_after_s=60,
+                   callback_url=app.config.callback_url,
+                   clock=lambda: utcnow() + dt.timedelta(seconds=later_s))
+
+
+def create(app: App, test_id: str) -> None:
+    r = app.client.post("/v1/tests", headers=app.user(), json={
+        "test_id": test_id, "tempest": {"version": "47.0.0"}, "queue_anyway": True,
+        "conf": {"a": {"b": 1}}, "tests": {"regex": "x"}, "dry_run": True})
+    assert r.status_code == 201, r.json
+
+
+def report(app: App, test_id: str, state: str) -> None:
+    r = app.client.post("/update-test-status/", headers=app.worker(),
+                        json={"test_id": test_id, "status": state})
+    assert r.status_code == 202
+
+
+def states(app: App, test_id: str) -> list[tuple[str, str]]:
+    return [(h.source, h.state) for h in app.store.history(test_id)]
+
+
+def gone(gearmand: Gearmand, unique: str) -> None:
+    """Wait until gearmand has processed the job's WORK_COMPLETE."""
+    end = time.monotonic() + 10
+    while unique in admin(gearmand.port, "show unique jobs"):
+        assert time.monotonic() < end, f"gearmand still has {unique}"
+        time.sleep(0.02)
+
+
+def test_nothing_to_do_when_gearmand_has_every_job(farm_app: App) -> None:
+    create(farm_app, "m0")
+    assert monitor(farm_app, later_s=3600).run_once() == []
+
+
+def test_a_lost_queued_job_is_resubmitted(farm_app: App, own_gearmand: Gearmand) -> None:
+    create(farm_app, "m1")
+    own_gearmand.stop()  # the builtin queue: every job is gone after a restart
+    own_gearmand.start()
+    assert admin(own_gearmand.port, "show unique jobs") == []
+    actions = monitor(farm_app).run_once()
+    assert actions == ["m1: resubmitted (gearmand no longer had the job)"]
+    assert admin(own_gearmand.port, "show unique jobs") == ["m1"]
+    assert states(farm_app, "m1")[-1] == ("monitor", "queued")
+    # the job is the same as the first: a worker gets a valid payload without the conf
+    raw, _ = take_job(own_gearmand.port, run_function("47.0.0"))
+    payload = parse_payload(raw)
+    assert payload.test_id == "m1" and payload.conf is None and payload.dry_run
+
+
+def test_a_job_that_keeps_vanishing_ends_error(farm_app: App, own_gearmand: Gearmand) -> None:
+    """A worker that takes jobs but cannot reach the server would otherwise get the same
+    test again and again."""
+    create(farm_app, "m5")
+    m = monitor(farm_app)
+    for _ in range(3):
+        take_job(own_gearmand.port, run_function("47.0.0"))  # no report reaches the server
+        gone(own_gearmand, "m5")
+        (action,) = m.run_once()
+        assert action.startswith("m5: resubmitted"), action
+    take_job(own_gearmand.port, run_function("47.0.0"))
+    gone(own_gearmand, "m5")
+    (action,) = m.run_once()
+    assert "vanished from gearmand 4 times without a report" in action
+    test = farm_app.store.get("m5")
+    assert test is not None and test.state == "error"
+
+
+def test_a_silent_running_test_whose_job_is_gone_ends_error(farm_app: App,
+                                                           own_gearmand: Gearmand) -> None:
+    create(farm_app, "m2")
+    report(farm_app, "m2", "running")
+    own_gearmand.stop()
+    own_gearmand.start()
+    assert monitor(farm_app, later_s=30).run_once() == []  # not stale yet
+    (action,) = monitor(farm_app, later_s=3600).run_once()
+    assert action.startswith("m2: error (worker lost: no report for ")
+    test = farm_app.store.get("m2")
+    assert test is not None and test.state == "error" and "worker lost" in test.message
+    assert states(farm_app, "m2")[-1] == ("monitor", "error")
+
+
+def test_a_silent_running_test_gearmand_queued_again_goes_back_to_queued(
+        farm_app: App, own_gearmand: Gearmand) -> None:
+    create(farm_app, "m3")
+    w = gear.Worker(client_id="dies")
+    w.addServer("127.0.0.1", own_gearmand.port)
+    w.registerFunction(run_function("47.0.0"))
+    w.waitForServer(timeout=5)
+    w.getJob()
+    report(farm_app, "m3", "running")
+    assert monitor(farm_app, later_s=3600).run_once() == []  # running in gearmand: fine
+    w.shutdown()  # the worker dies: gearmand queues the job again
+    end = time.monotonic() + 10
+    while status(own_gearmand.port)[run_function("47.0.0")][1] != 0:
+        assert time.monotonic() < end, "gearmand still shows the job running"
+        time.sleep(0.05)
+    (action,) = monitor(farm_app, later_s=3600).run_once()
+    assert "queued (queued again by gearmand: the worker was lost" in action
+    test = farm_app.store.get("m3")
+    assert test is not None and test.state == "queued"
+
+
+def test_a_cancel_job_left_after_the_test_ended_is_removed(farm_app: App,
+                                                           own_gearmand: Gearmand) -> None:
+    create(farm_app, "m4")
+    report(farm_app, "m4", "running")
+    assert farm_app.client.post("/v1/tests/m4/cancel", headers=farm_app.user()).status_code \
+        == 202
+    report(farm_app, "m4", "passed")  # it finished before a worker took the cancel
+    assert status(own_gearmand.port)[cancel_function("m4")][0] == 1
+    assert monitor(farm_app).run_once() == ["m4: removed the cancel job left after passed"]
+    test = farm_app.store.get("m4")
+    assert test is not None and test.cancel_handle is None
+    ignored = [line.split("\t")[2] for line in admin(own_gearmand.port, "show jobs")
+               if line]
+    assert "1" in ignored  # gearmand marks it cancelled; no worker will run it
+
+
+def test_a_job_that_ends_while_a_pass_runs_is_not_run_again(
+        farm_app: App, own_gearmand: Gearmand, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass's snapshot of gearmand lists a silent test's job; its worker finishes it
+    before the pass looks at that test. Nothing is submitted again: that would run the
+    test a second time (a worker whose final report is late is judged on the next pass)."""
+    create(farm_app, "m6")
+    report(farm_app, "m6", "running")
+    gearman = farm_app.app.extensions["farm"].gearman
+    snapshot = gearman.unique_jobs
+
+    def snapshot_then_the_job_ends(server: Server) -> set[str]:
+        found: set[str] = snapshot(server)
+        take_job(own_gearmand.port, run_function("47.0.0"))
+        gone(own_gearmand, "m6")
+        return found
+
+    monkeypatch.setattr(gearman, "unique_jobs", snapshot_then_the_job_ends)
+    assert monitor(farm_app, later_s=3600).run_once() == []
+    assert admin(own_gearmand.port, "show unique jobs") == []  # not submitted again
+    assert states(farm_app, "m6")[-1] == ("worker", "running")
+    monkeypatch.undo()
+    (action,) = monitor(farm_app, later_s=3600).run_once()  # no report came: lost
+    assert action.startswith("m6: error (worker lost: ")
+
+
+def test_a_test_queued_while_a_pass_asks_gearmand_is_not_resubmitted(
+        farm_app: App, own_gearmand: Gearmand, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass's snapshot of gearmand is older than a test created just after it: that
+    test's job is not missing, it was queued after the question (found by the fault suite:
+    fifty tests created one after the other, each resubmitted once by a pass between)."""
+    gearman = farm_app.app.extensions["farm"].gearman
+    snapshot = gearman.unique_jobs
+
+    def snapshot_then_a_test_is_created(server: Server) -> set[str]:
+        found: set[str] = snapshot(server)
+        create(farm_app, "m7")
+        return found
+
+    monkeypatch.setattr(gearman, "unique_jobs", snapshot_then_a_test_is_created)
+    assert monitor(farm_app, later_s=3600).run_once() == []
+    monkeypatch.undo()
+    assert states(farm_app, "m7") == [("api", "queued")]
+    assert monitor(farm_app, later_s=3600).run_once() == []  # the next pass: gearmand has it
+
+
+def test_a_test_stored_but_not_yet_queued_is_left_to_the_server_queueing_it(
+        farm_app: App, own_gearmand: Gearmand, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass between the commit of a new test and the submission of its job leaves it
+    alone; one that finds it still unqueued `stale_after_s` later (the server stopped in
+    between) queues it."""
+    gearman: Gearman = farm_app.app.extensions["farm"].gearman
+    submit = gearman.submit
+    passes: list[list[str]] = []
+
+    def a_pass_then_submit(function: str, payload: bytes, unique: str) -> tuple[Server, str]:
+        monkeypatch.setattr(gearman, "submit", submit)  # the monitor's own submissions
+        passes.append(monitor(farm_app).run_once())
+        passes.append(monitor(farm_app, later_s=3600).run_once())
+        return submit(function, payload, unique)
+
+    monkeypatch.setattr(gearman, "submit", a_pass_then_submit)
+    create(farm_app, "m8")
+    monkeypatch.undo()
+    assert passes == [[], ["m8: resubmitted (stored but never queued)"]]
+    assert admin(own_gearmand.port, "show unique jobs") == ["m8"]  # one job: the same unique
+    assert monitor(farm_app, later_s=3600).run_once() == []
