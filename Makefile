@@ -21,7 +21,7 @@ bootstrap:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh
 
 lint: bootstrap
-	$(VENV)/bin/ruff check worker client server tests bench scripts library
+	$(VENV)/bin/ruff check worker client server lab tests bench scripts library
 	$(VENV)/bin/mypy
 	$(VENV)/bin/yamllint -s roles playbooks inventories
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint -q

@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from harness.gearmand import Gearmand  # noqa: E402
-from harness.server import FarmServer  # noqa: E402
+from farm_lab.gearmand import Gearmand  # noqa: E402
+from farm_lab.server import FarmServer  # noqa: E402
 
 LUA = """
 counter = 0

@@ -49,6 +49,6 @@ if ! .venv/bin/uv --version 2>/dev/null | grep -q "^uv $UV_VERSION"; then
 fi
 mkdir -p "$UV_CACHE_DIR"
 extras=(-e ./worker)
-extras+=(-e ./client -e "./server[postgresql]")
+extras+=(-e ./client -e "./server[postgresql]" -e ./lab)
 .venv/bin/uv pip install -q --python .venv/bin/python --index-url https://pypi.org/simple \
   "${extras[@]}" -r requirements-dev.txt

@@ -28,16 +28,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))  # the project's harness: gearmand, Keystone, server
+from farm_client.gearman_client import EmbeddedJobServer
+from farm_lab.gearmand import Gearmand, find_gearmand
+from farm_lab.keystone import up as keystone_up
+from farm_lab.server import FARM, FarmServer
+from farm_lab.workers import start_worker
+from farm_worker.environments import EnvironmentCache
+from farm_worker.protocol import run_function
 
-from farm_client.gearman_client import EmbeddedJobServer  # noqa: E402
-from farm_worker.environments import EnvironmentCache  # noqa: E402
-from farm_worker.protocol import run_function  # noqa: E402
-from harness.gearmand import Gearmand, find_gearmand  # noqa: E402
-from harness.keystone import up as keystone_up  # noqa: E402
-from harness.server import FARM, FarmServer  # noqa: E402
-from harness.workers import start_worker  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 VERSION = "47.0.0"
 RESULTS = ROOT / "demo-results"
@@ -175,7 +174,7 @@ def main() -> int:
                         help="keep everything running after the run, until Ctrl-C")
     args = parser.parse_args()
     cache = Path(os.environ.get("FARM_CACHE") or Path.home() / ".cache" / "refstack-farm")
-    os.environ.setdefault("FARM_TEST_CACHE", str(cache))  # the harness's Keystone venv cache
+    os.environ.setdefault("FARM_TEST_CACHE", str(cache))  # farm_lab's Keystone venv cache
     # a second SIGTERM or SIGINT must not interrupt the clean-up
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="farm-demo-") as tmp:

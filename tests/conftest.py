@@ -1,33 +1,33 @@
 """Session fixtures: one gearmand, one Keystone, one set of prepared Tempest environments.
 
-Caches (Tempest wheelhouses and templates, the Keystone venv) live in $FARM_TEST_CACHE,
-outside the clone, and are reused across runs.
+Caches (Tempest wheelhouses and templates, the Keystone venv) live in $FARM_TEST_CACHE (else
+$FARM_CACHE), outside the clone, and are reused across runs.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from farm_lab.gearmand import Gearmand
+from farm_lab.gearmand import running as running_gearmand
+from farm_lab.keystone import Keystone
+from farm_lab.keystone import up as keystone_up
+from farm_lab.server import FarmServer
+from farm_lab.venvs import cache_root
+from farm_lab.workers import TEMPEST, WorkerFactory
 from farm_worker.environments import EnvironmentCache, PrepareResult
 from harness.checks import processes_under
 from harness.gearclient import TestClient
-from harness.gearmand import Gearmand
-from harness.gearmand import running as running_gearmand
-from harness.keystone import Keystone
-from harness.keystone import up as keystone_up
 from harness.postgres import Postgres
 from harness.recorder import Recorder
-from harness.server import FarmServer
-from harness.workers import TEMPEST, WorkerFactory
 
 
 @pytest.fixture(scope="session")
 def farm_cache() -> Path:
-    root = Path(os.environ.get("FARM_TEST_CACHE") or Path.home() / ".cache" / "refstack-farm")
+    root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from farm_client.gearman_client import EmbeddedJobServer, Gearman
+from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
 from harness.farmcli import farm
-from harness.workers import WorkerFactory
 
 pytestmark = [pytest.mark.tempest]
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from farm_lab.gearmand import Gearmand, status
+from farm_lab.keystone import ADMIN_PASSWORD, Keystone
+from farm_lab.server import FarmServer, server_worker
+from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
 from farm_worker.protocol import cancel_function
 from harness.checks import leftovers, processes_under
 from harness.farmcli import farm, start_farm
-from harness.gearmand import Gearmand, status
-from harness.keystone import ADMIN_PASSWORD, Keystone
 from harness.recorder import Recorder
-from harness.server import FarmServer, server_worker
-from harness.workers import WorkerFactory
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest]
 SMOKE = r"tempest\.api\.identity\..*smoke"

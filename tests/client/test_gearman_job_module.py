@@ -13,10 +13,10 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from farm_client.gearman_client import Gearman, Server
+from farm_lab.gearmand import Gearmand
+from farm_lab.server import FarmServer
+from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
-from harness.gearmand import Gearmand
-from harness.server import FarmServer
-from harness.workers import WorkerFactory
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest]
 LIBRARY = Path(__file__).resolve().parents[2] / "library" / "gearman_job.py"

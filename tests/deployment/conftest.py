@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from farm_lab.keystone import Keystone
+from farm_lab.keystone import up as keystone_up
 from farm_worker.environments import PrepareResult
 from harness.deployment import DeployedFarm, wheelhouse
-from harness.keystone import Keystone
-from harness.keystone import up as keystone_up
 from harness.nspawn import Hosts, missing_tools
 from harness.pypi import LocalIndex
 from harness.refstack import RefStack

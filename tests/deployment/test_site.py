@@ -16,9 +16,9 @@ import testinfra
 
 from deployment.conftest import REFSTACK_PORT
 from farm_client.refstack_upload import SigningKey, split_name
+from farm_lab.keystone import ADMIN_PASSWORD, Keystone
+from farm_lab.loopback import Silent
 from harness.deployment import DeployedFarm, changed_counts
-from harness.keystone import ADMIN_PASSWORD, Keystone
-from harness.loopback import Silent
 from harness.refstack import RefStack
 
 pytestmark = [pytest.mark.deployment, pytest.mark.slow]

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from farm_client.subunit_results import parse
+from farm_lab.keystone import ADMIN_PASSWORD, Keystone
+from farm_lab.server import FarmServer
+from farm_lab.workers import WorkerFactory
 from farm_worker.defaults import TEMPEST_CONCURRENCY
 from farm_worker.environments import PrepareResult
 from harness.farmcli import farm
-from harness.keystone import ADMIN_PASSWORD, Keystone
-from harness.server import FarmServer
-from harness.workers import WorkerFactory
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.cloud, pytest.mark.slow]
 REGEX = r"^tempest\.api\.identity"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from harness.loopback import Silent
-from harness.server import FarmServer
+from farm_lab.loopback import Silent
+from farm_lab.server import FarmServer
 
 
 def submit(server: FarmServer, test_id: str, conf: Mapping[str, Any], regex: str,

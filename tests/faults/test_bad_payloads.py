@@ -14,14 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from farm_lab.gearmand import Gearmand
+from farm_lab.gearmand import running as running_gearmand
+from farm_lab.workers import TEMPEST, WorkerProcess, start_worker
 from farm_worker import defaults
 from farm_worker.protocol import VERSION_PATTERN, run_function
 from harness.checks import leftovers
 from harness.gearclient import TestClient, events, summary, wait
-from harness.gearmand import Gearmand
-from harness.gearmand import running as running_gearmand
 from harness.payloads import VALID, valid, with_field
-from harness.workers import TEMPEST, WorkerProcess, start_worker
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.slow]
 RUN = run_function(TEMPEST)

@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from harness.gearmand import running as running_gearmand
-from harness.server import FarmServer
+from farm_lab.gearmand import running as running_gearmand
+from farm_lab.server import FarmServer
 
 pytestmark = [pytest.mark.gearman, pytest.mark.slow]
 ST = str(Path(sys.executable).parent / "st")

@@ -14,13 +14,13 @@ from typing import Any
 import gear
 import pytest
 
+from farm_lab.loopback import Silent
+from farm_lab.workers import TEMPEST, WorkerFactory, WorkerProcess
 from farm_worker.environments import PrepareResult
 from farm_worker.protocol import cancel_function, run_function
 from harness.checks import leftovers, processes_under, wait_for_state
 from harness.gearclient import TestClient, events, summary, wait
-from harness.loopback import Silent
 from harness.payloads import INVALID, valid
-from harness.workers import TEMPEST, WorkerFactory, WorkerProcess
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.slow]
 RUN = run_function(TEMPEST)

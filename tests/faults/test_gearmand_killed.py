@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from farm_lab.gearmand import running as running_gearmand
+from farm_lab.gearmand import status
+from farm_lab.keystone import Keystone
+from farm_lab.server import FarmServer, server_worker
+from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
 from harness.checks import leftovers
-from harness.gearmand import running as running_gearmand
-from harness.gearmand import status
-from harness.keystone import Keystone
-from harness.server import FarmServer, server_worker
-from harness.workers import WorkerFactory
 
 from .conftest import submit
 

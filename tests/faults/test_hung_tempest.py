@@ -7,11 +7,11 @@ import time
 
 import pytest
 
+from farm_lab.loopback import Silent
+from farm_lab.server import FarmServer, server_worker
+from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
 from harness.checks import leftovers, processes_under
-from harness.loopback import Silent
-from harness.server import FarmServer, server_worker
-from harness.workers import WorkerFactory
 
 from .conftest import submit
 

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
+from farm_lab.gearmand import Gearmand
+from farm_lab.keystone import ADMIN_PASSWORD, Keystone
+from farm_lab.server import FarmServer, server_worker
+from farm_lab.workers import TEMPEST, WorkerFactory
 from farm_worker.environments import PrepareResult
 from farm_worker.protocol import cancel_function, run_function
 from harness.checks import wait_for_state
 from harness.gearclient import TestClient, summary, wait
-from harness.gearmand import Gearmand
-from harness.keystone import ADMIN_PASSWORD, Keystone
 from harness.payloads import valid
-from harness.server import FarmServer, server_worker
-from harness.workers import TEMPEST, WorkerFactory
 
 from .conftest import submit
 

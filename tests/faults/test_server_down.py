@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from farm_lab.gearmand import Gearmand
+from farm_lab.keystone import Keystone
+from farm_lab.server import FarmServer, server_worker
+from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
 from harness.checks import leftovers
-from harness.gearmand import Gearmand
-from harness.keystone import Keystone
-from harness.server import FarmServer, server_worker
-from harness.workers import WorkerFactory
 
 from .conftest import submit
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from farm_lab.gearmand import running as running_gearmand
+from farm_lab.keystone import Keystone
+from farm_lab.server import FarmServer, server_worker
+from farm_lab.workers import WorkerFactory, WorkerProcess
 from farm_worker.environments import PrepareResult
 from harness.checks import leftovers, processes_under
-from harness.gearmand import running as running_gearmand
-from harness.keystone import Keystone
-from harness.server import FarmServer, server_worker
-from harness.workers import WorkerFactory, WorkerProcess
 
 from .conftest import submit
 

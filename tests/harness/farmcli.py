@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from harness.server import FARM
+from farm_lab.server import FARM
 
 
 def farm_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from harness.loopback import free_port
+from farm_lab.loopback import free_port
 
 PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt,iproute2,procps,sudo"
 TOOLS = ("systemd-nspawn", "debootstrap", "socat", "zstd", "ssh", "ip")

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.loopback import free_port
+from farm_lab.loopback import free_port
 
 
 def find_bin(name: str) -> str | None:

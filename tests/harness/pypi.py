@@ -14,7 +14,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-from harness.loopback import Loopback, QuietHandler
+from farm_lab.loopback import Loopback, QuietHandler
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from harness.loopback import Loopback, QuietHandler
+from farm_lab.loopback import Loopback, QuietHandler
 
 
 @dataclass

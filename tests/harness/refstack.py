@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.loopback import free_port, wait_http
-from harness.venvs import cached_venv
+from farm_lab.loopback import free_port, wait_http
+from farm_lab.venvs import cached_venv
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "refstack-requirements.txt"

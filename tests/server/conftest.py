@@ -13,11 +13,11 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from farm_client.gearman_client import Gearman, Server
+from farm_lab.gearmand import Gearmand
+from farm_lab.gearmand import running as running_gearmand
 from farm_server.app import create_app
 from farm_server.config import ServerConfig
 from farm_server.store import Store
-from harness.gearmand import Gearmand
-from harness.gearmand import running as running_gearmand
 
 
 def json_of(response: TestResponse) -> dict[str, Any]:

@@ -9,11 +9,11 @@ import gear
 import pytest
 
 from farm_client.gearman_client import Gearman, Server
+from farm_lab.gearmand import Gearmand, admin, status
 from farm_server.models import utcnow
 from farm_server.monitor import Monitor
 from farm_worker.protocol import cancel_function, parse_payload, run_function
 from harness.gearclient import take_job
-from harness.gearmand import Gearmand, admin, status
 from server.conftest import App
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.gearmand import Gearmand
+from farm_lab.gearmand import Gearmand
 from harness.postgres import Postgres
 from harness.subunit_streams import stream
 from server.conftest import App, json_of, make_app

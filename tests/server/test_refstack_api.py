@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from farm_lab.gearmand import Gearmand
 from farm_server.models import TestRow
-from harness.gearmand import Gearmand
 from harness.subunit_streams import stream
 from server.conftest import App, json_of, make_app
 

@@ -22,10 +22,10 @@ from farm_client.refstack_upload import (
     split_name,
 )
 from farm_client.subunit_results import parse
+from farm_lab.gearmand import Gearmand
 from farm_server.config import ServerConfigError, load_server_config
 from farm_server.models import TestRow
 from harness.farmcli import farm
-from harness.gearmand import Gearmand
 from harness.subunit_streams import stream
 from server.conftest import App, json_of, make_app
 from server.test_refstack_api import seed

@@ -18,16 +18,16 @@ import requests
 
 from farm_client.refstack_upload import SigningKey, UploadError, encode, split_name, upload
 from farm_client.subunit_results import parse
+from farm_lab.gearmand import Gearmand
+from farm_lab.keystone import ADMIN_PASSWORD, Keystone
+from farm_lab.loopback import free_port
+from farm_lab.server import FarmServer
+from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
 from harness.farmcli import farm
-from harness.gearmand import Gearmand
-from harness.keystone import ADMIN_PASSWORD, Keystone
-from harness.loopback import free_port
 from harness.refstack import RefStack
 from harness.refstack import down as refstack_down
 from harness.refstack import up as refstack_up
-from harness.server import FarmServer
-from harness.workers import WorkerFactory
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.cloud, pytest.mark.slow]
 SMOKE = r"tempest\.api\.identity\..*smoke"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.gearmand import Gearmand
-from harness.server import FarmServer
+from farm_lab.gearmand import Gearmand
+from farm_lab.server import FarmServer
 
 ST = str(Path(sys.executable).parent / "st")
 

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from farm_lab.keystone import ADMIN_PASSWORD, Keystone
+from farm_lab.server import FarmServer
+from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
-from harness.keystone import ADMIN_PASSWORD, Keystone
-from harness.server import FarmServer
-from harness.workers import WorkerFactory
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest]
 SMOKE = r"tempest\.api\.identity\..*smoke"

@@ -11,9 +11,9 @@ from typing import Any
 
 import gear
 
+from farm_lab.gearmand import Gearmand, admin, status
 from farm_worker.protocol import cancel_function, parse_payload, run_function
 from harness.gearclient import take_job
-from harness.gearmand import Gearmand, admin, status
 from harness.subunit_streams import stream
 from server.conftest import App, json_of, make_app
 

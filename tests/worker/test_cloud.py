@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import requests
 
+from farm_lab.keystone import ADMIN_PASSWORD, Keystone
+from farm_lab.loopback import free_port
 from farm_worker.cloud import discover_cpid
-from harness.keystone import ADMIN_PASSWORD, Keystone
-from harness.loopback import free_port
 
 pytestmark = [pytest.mark.cloud]
 

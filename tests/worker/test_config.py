@@ -120,7 +120,7 @@ def test_config_command_masks_secrets(tmp_path: Path) -> None:
     import json
     import subprocess
 
-    from harness.workers import FARM_WORKER
+    from farm_lab.workers import FARM_WORKER
 
     path = write(tmp_path, "callbacks: [{url: 'https://x.example/', token: tok-secret-1}]\n"
                            "tempest_defaults: {auth: {admin_password: pw-secret-2, "

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from farm_lab.workers import FARM_WORKER
 from farm_worker import locks
 from farm_worker.building import FILES, file_listing, key_for
 from farm_worker.environments import EnvironmentCache, PrepareResult
 from farm_worker.exceptions import EnvironmentBuildError
 from harness.pypi import LocalIndex
-from harness.workers import FARM_WORKER
 
 pytestmark = pytest.mark.tempest
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
+from farm_lab.keystone import ADMIN_PASSWORD, Keystone
+from farm_lab.loopback import free_port
+from farm_lab.workers import FARM_WORKER
 from farm_worker.environments import PrepareResult
 from harness.checks import leftovers, processes_under
-from harness.keystone import ADMIN_PASSWORD, Keystone
-from harness.loopback import free_port
 from harness.payloads import INVALID, valid
 from harness.recorder import Recorder
-from harness.workers import FARM_WORKER
 
 pytestmark = pytest.mark.tempest
 SUMMARY_KEYS = {"test_id", "state", "passed", "failed", "skipped", "total", "duration_s",

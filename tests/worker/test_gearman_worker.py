@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
+from farm_lab.gearmand import Gearmand, admin, status
+from farm_lab.keystone import ADMIN_PASSWORD, Keystone
+from farm_lab.workers import TEMPEST, WorkerFactory
 from farm_worker.environments import PrepareResult
 from farm_worker.protocol import RUN_ANY, cancel_function, run_function
 from farm_worker.results import summarize_file
 from harness.checks import leftovers, wait_for_state
 from harness.gearclient import TestClient, events, statuses, summary, wait
-from harness.gearmand import Gearmand, admin, status
-from harness.keystone import ADMIN_PASSWORD, Keystone
 from harness.payloads import INVALID, valid
 from harness.recorder import Recorder
-from harness.workers import TEMPEST, WorkerFactory
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest]
 SMOKE = r"tempest\.api\.identity\..*smoke"
@@ -287,7 +287,7 @@ def test_unexpected_error_is_a_work_exception_and_the_worker_goes_on(
 def test_invalid_config_stops_the_worker_at_start(tmp_path: Path) -> None:
     import subprocess
 
-    from harness.workers import FARM_WORKER
+    from farm_lab.workers import FARM_WORKER
 
     bad = tmp_path / "worker.yaml"
     bad.write_text("gearman_servers: ['h:0']\ntempest_versions: ['47.0.0']\n")

@@ -12,9 +12,9 @@ import gear
 import pytest
 
 from farm_client.gearman_client import Gearman, Server
+from farm_lab.gearmand import Gearmand
 from farm_worker.gearman_worker import _GearWorker
 from harness.gearclient import TestClient
-from harness.gearmand import Gearmand
 
 pytestmark = [
     pytest.mark.gearman,

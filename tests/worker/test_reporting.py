@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from farm_lab.loopback import free_port
 from farm_worker.exceptions import ReportError
 from farm_worker.protocol import TestState
 from farm_worker.reporting import CallbackClient, Reporter, pending_reports, wait_pending
-from harness.loopback import free_port
 from harness.recorder import Recorder
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
+from farm_lab.keystone import Keystone
+from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
 from farm_worker.protocol import run_function
 from harness.gearclient import TestClient, summary, wait
-from harness.keystone import Keystone
 from harness.payloads import valid
-from harness.workers import WorkerFactory
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest]
 VERSIONS = ("33.0.0", "40.0.0", "47.0.0")

@@ -1,5 +1,6 @@
-"""Virtualenvs of the services the tests run for real (Keystone, RefStack), each built once
-from a pinned requirements file into the test cache and reused while the file is unchanged."""
+"""Virtualenvs of the services the demo and the tests run for real (Keystone, RefStack), each
+built once from a pinned requirements file into the cache and reused while the file is
+unchanged."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from farm_worker.locks import uv_binary
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("FARM_TEST_CACHE")
+    """$FARM_TEST_CACHE, else $FARM_CACHE (as `make` sets both), else ~/.cache/refstack-farm."""
+    return Path(os.environ.get("FARM_TEST_CACHE") or os.environ.get("FARM_CACHE")
                 or Path.home() / ".cache" / "refstack-farm")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from farm_client.gearman_client import Gearman, GearmanError, Server
-from harness.loopback import free_port
+from farm_lab.loopback import free_port
 
 
 def find_gearmand() -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from harness.gearmand import Gearmand, status
+from farm_lab.gearmand import Gearmand, status
 
 TEMPEST = "47.0.0"  # the version most tests run
 FARM_WORKER = str(Path(sys.executable).parent / "farm-worker")

@@ -15,8 +15,8 @@ from typing import Any
 import requests
 import yaml
 
-from harness.loopback import free_port, wait_http
-from harness.workers import WorkerFactory, WorkerProcess
+from farm_lab.loopback import free_port, wait_http
+from farm_lab.workers import WorkerFactory, WorkerProcess
 
 FARM = str(Path(sys.executable).parent / "farm")
 FARM_SERVER = str(Path(sys.executable).parent / "farm-server")

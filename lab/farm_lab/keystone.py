@@ -8,8 +8,8 @@ throwaway directory. Gotchas kept from the recipe that worked (FIELD_NOTES):
   queries per request.
 - Scope enforcement needs Tempest's [enforce_scope] keystone=true and [auth] admin_system.
 
-    python tests/harness/keystone.py up STATE_DIR   # prints JSON: url, pid, conf
-    python tests/harness/keystone.py down STATE_DIR
+    python -m farm_lab.keystone up STATE_DIR   # prints JSON: url, pid, conf
+    python -m farm_lab.keystone down STATE_DIR
 """
 
 from __future__ import annotations
@@ -24,11 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # run as a script: make `harness` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from harness.loopback import free_port, wait_http
-from harness.venvs import cached_venv
+from farm_lab.loopback import free_port, wait_http
+from farm_lab.venvs import cached_venv
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "keystone-requirements.txt"
