@@ -13,6 +13,7 @@ from farm_client.gearman_client import Gearman
 from farm_server.api import refstack, v1
 from farm_server.config import ServerConfig, load_server_config
 from farm_server.exceptions import FarmServerError
+from farm_server.schemas import FieldError
 from farm_server.state import FarmState
 from farm_server.store import Store
 
@@ -47,6 +48,11 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None, *,
 
     app.register_blueprint(refstack.bp)
     app.register_blueprint(v1.bp, url_prefix="/v1")
+
+    @app.errorhandler(FieldError)
+    def bad_request(exc: FieldError) -> tuple[Response, int]:
+        """A body or query that is not valid by its schema: 400 naming the field."""
+        return jsonify(exc.answer()), 400
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:

@@ -243,3 +243,55 @@ def test_openapi_document_is_served_and_valid(farm_app: App) -> None:
             "/v1/tests", "/v1/tests/{test_id}", "/v1/tests/{test_id}/cancel",
             "/v1/tests/{test_id}/results", "/v1/queue", "/v1/openapi.json"} <= paths
     assert json.dumps(doc)
+
+
+def test_the_served_document_says_what_the_server_checks(farm_app: App) -> None:
+    """One source of truth: a body the served schema refuses gets 400 naming the field,
+    one it accepts gets past validation (the schemas are the handlers' own)."""
+    from jsonschema import Draft202012Validator
+
+    from server.test_refstack_api import seed
+
+    doc = json_of(farm_app.client.get("/v1/openapi.json"))
+    schemas = doc["components"]["schemas"]
+    seed(farm_app, "d1")
+    cases: list[tuple[str, str, dict[str, Any], str | None]] = [
+        ("StatusUpdate", "/update-test-status/", {"test_id": "d1", "status": "running"}, None),
+        ("StatusUpdate", "/update-test-status/", {"test_id": "d1", "status": "runing"},
+         "status"),
+        ("StatusUpdate", "/update-test-status/",
+         {"test_id": "d1", "status": "running", "progress": {"done": "3"}}, "progress.done"),
+        ("Upload", "/v1/tests/d1/uploads",
+         {"target": "https://refstack.example/api", "state": "failed"}, None),
+        ("Upload", "/v1/tests/d1/uploads",
+         {"target": "https://refstack.example/api", "state": "uploaded"}, "result_id"),
+        ("Upload", "/v1/tests/d1/uploads",
+         {"target": "ftp://x", "state": "failed", "attempts": 0}, "attempts"),
+        ("CreateTest", "/v1/tests", {"tempest": {"version": "47.0.0"}, "queue_anyway": True,
+                                     "dry_run": True}, None),
+        ("CreateTest", "/v1/tests", {"tempest": {"version": "47.0.0"}, "cpid": "-x"}, "cpid"),
+        ("CreateTest", "/v1/tests", {"tempest": {"version": "47.0.0"},
+                                     "callback": {"url": "http://x/"}}, "callback"),
+    ]
+    for name, url, body, field in cases:
+        valid = Draft202012Validator(schemas[name]).is_valid(body)
+        assert valid == (field is None), (name, body)
+        headers = farm_app.worker() if url.startswith("/update") else farm_app.user()
+        r = farm_app.client.post(url, json=body, headers=headers)
+        if field is None:
+            assert r.status_code in (201, 202), (body, r.json)
+        else:
+            assert r.status_code == 400 and json_of(r)["field"] == field, (body, r.json)
+            assert json_of(r)["error"].startswith(f"{field}: ")
+    params = {p["name"]: p["schema"] for p in doc["paths"]["/v1/tests"]["get"]["parameters"]}
+    assert params["limit"]["maximum"] == 500
+    r = farm_app.client.get("/v1/tests?limit=501", headers=farm_app.user())
+    assert r.status_code == 400 and json_of(r) == {
+        "error": "limit: 501 is not a number from 1 to 500", "field": "limit"}
+
+
+def test_query_integers_are_plain_digits(farm_app: App) -> None:
+    for value in ("9" * 5000, "²", "+5", "5.0", " 5"):
+        r = farm_app.client.get("/v1/tests", query_string={"limit": value},
+                                headers=farm_app.user())
+        assert r.status_code == 400 and json_of(r)["field"] == "limit", (value, r.json)

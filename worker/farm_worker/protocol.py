@@ -308,7 +308,18 @@ def _path(parts: Iterable[Any]) -> str:
     return out
 
 
-def _schema_error(err: jsonschema.ValidationError) -> FieldError:
+def schema_errors(validator: jsonschema.Draft202012Validator, doc: Any,
+                  limit: int = 10) -> list[FieldError]:
+    """What is wrong with `doc` by `validator`'s schema: each names its field and the bad
+    value, in field order; empty when `doc` is valid. A schema may word a value's problem
+    itself in `x-error` ("is not a cloud id"); the value is put before it."""
+    errors = sorted(validator.iter_errors(doc),
+                    key=lambda e: ([str(p) for p in e.absolute_path], str(e.validator)))
+    return [schema_error(e) for e in errors[:limit]]
+
+
+def schema_error(err: jsonschema.ValidationError) -> FieldError:
+    """One jsonschema error as a FieldError: the field's dotted path and what is wrong."""
     where = _path(err.absolute_path)
     # jsonschema's stubs type these as unions with Unset; they are plain JSON data here
     kind: Any = err.validator
@@ -327,6 +338,10 @@ def _schema_error(err: jsonschema.ValidationError) -> FieldError:
         return FieldError(_path([*err.absolute_path, instance]),
                           f"{show(instance)} is not a valid name ({CONF_NAME_PATTERN})")
     value = show(instance)
+    if isinstance(schema, Mapping) and "x-error" in schema:
+        return FieldError(where, f"{value} {schema['x-error']}")
+    if kind == "enum":
+        return FieldError(where, f"{value} is not one of {', '.join(map(str, expected))}")
     if where == "tempest.version" and kind == "pattern":
         return FieldError(where, f'{value} is not an exact version; use e.g. "47.0.0"')
     if where == "test_id" and kind == "pattern":
@@ -394,9 +409,9 @@ def parse_payload(raw: bytes | str | Mapping[str, Any]) -> Payload:
     doc = raw if isinstance(raw, Mapping) else decode_payload(raw)
     if not isinstance(doc, Mapping):
         raise PayloadError([FieldError("payload", f"{show(doc)} is not a JSON object")])
-    errors = sorted(_VALIDATOR.iter_errors(doc), key=lambda e: (list(e.absolute_path), e.validator))
+    errors = schema_errors(_VALIDATOR, doc)
     if errors:
-        raise PayloadError([_schema_error(e) for e in errors[:10]])
+        raise PayloadError(errors)
     semantic = _semantic_errors(doc)
     if semantic:
         raise PayloadError(semantic)
@@ -415,10 +430,10 @@ def parse_payload(raw: bytes | str | Mapping[str, Any]) -> Payload:
 
 def parse_conf(doc: Any, where: str = "conf") -> Conf:
     """Validate a tempest conf mapping (e.g. from GET /get-miniconf) like payload.conf."""
-    errors = list(_CONF_VALIDATOR.iter_errors(doc))
+    errors = schema_errors(_CONF_VALIDATOR, doc)
     if errors:
         raise PayloadError([FieldError(f"{where}.{e.field}" if e.field else where, e.message)
-                            for e in (_schema_error(err) for err in errors[:10])])
+                            for e in errors])
     return dict(doc)
 
 

@@ -1,15 +1,25 @@
-"""The OpenAPI 3.1 document served at /v1/openapi.json (the RefStack endpoints included)."""
+"""The OpenAPI 3.1 document served at /v1/openapi.json (the RefStack endpoints included).
+Request bodies and query parameters come from farm_server.schemas, which the handlers
+validate with: the document cannot say something the server does not check."""
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from farm_client.refstack_upload import CPID_PATTERN
 from farm_server import __version__
-from farm_worker.protocol import PAYLOAD_SCHEMA, TEST_ID_PATTERN, VERSION_PATTERN, TestState
-
-STATES = [s.value for s in TestState]
+from farm_server.schemas import (
+    CREATE_TEST,
+    LIST_QUERY,
+    REFSTACK_QUERY,
+    RESULT_UPLOAD_QUERY,
+    RESULTS_QUERY,
+    STATES,
+    STATUS_UPDATE,
+    TEST_QUERY,
+    UPLOAD_RECORD,
+    openapi_schema,
+    query_parameters,
+)
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -24,27 +34,8 @@ def _ok(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any
     return out
 
 
-def _test_id_param(where: str) -> dict[str, Any]:
-    return {"name": "test_id", "in": where, "required": True,
-            "schema": {"type": "string", "pattern": TEST_ID_PATTERN}}
-
-
-def _create_schema() -> dict[str, Any]:
-    """POST /v1/tests: the payload schema without callback; schema and test_id optional."""
-    schema = copy.deepcopy(PAYLOAD_SCHEMA)
-    for key in ("$schema", "$id", "title"):
-        schema.pop(key, None)
-    schema["properties"].pop("callback")
-    schema["required"] = ["tempest"]
-    schema["properties"]["queue_anyway"] = {"type": "boolean"}
-    schema["properties"]["upload_url"] = {
-        "type": "string", "pattern": "^https?://",
-        "description": "upload the results to this RefStack API when the run ends passed "
-                       "or failed (default: the server's refstack_upload_url)"}
-    schema["properties"]["cpid"] = {
-        "type": "string", "pattern": f"^{CPID_PATTERN.pattern}$",
-        "description": "the cloud's RefStack id (default: the worker's discovery)"}
-    return schema
+# a path's test id is looked up, not validated: an unknown one is 404
+_PATH_TEST_ID = {"name": "test_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -64,7 +55,9 @@ def openapi_document() -> dict[str, Any]:
             "schemas": {
                 "Error": {"type": "object", "required": ["error"],
                           "properties": {"error": {"type": "string"},
-                                         "field": {"type": "string"}}},
+                                         "field": {"type": "string"},
+                                         "errors": {"type": "array",
+                                                    "items": {"type": "string"}}}},
                 "Test": {"type": "object", "required": ["id", "state", "tempest_version"],
                          "properties": {
                              "id": {"type": "string"},
@@ -85,33 +78,9 @@ def openapi_document() -> dict[str, Any]:
                              "last_report_at": {"type": ["string", "null"]},
                              "cpid": {"type": ["string", "null"]},
                              "upload_to": {"type": ["string", "null"]}}},
-                "Upload": {
-                    "type": "object", "required": ["target", "state"],
-                    "properties": {
-                        "target": {"type": "string", "pattern": "^https?://"},
-                        "state": {"enum": ["uploaded", "failed"]},
-                        "attempts": {"type": "integer", "minimum": 1, "maximum": 100},
-                        "signed_by": {"type": ["string", "null"], "maxLength": 200},
-                        "result_id": {"type": ["string", "null"], "maxLength": 64},
-                        "result_url": {"type": ["string", "null"], "maxLength": 2000},
-                        "message": {"type": ["string", "null"], "maxLength": 2000}},
-                    "additionalProperties": False},
-                "StatusUpdate": {
-                    "type": "object", "required": ["test_id", "status"],
-                    "properties": {
-                        "test_id": {"type": "string", "pattern": TEST_ID_PATTERN},
-                        "status": {"enum": STATES},
-                        "message": {"type": "string", "maxLength": 4096},
-                        "worker": {"type": "string"},
-                        "payload": {},
-                        "progress": {"type": "object", "properties": {
-                            "done": {"type": "integer", "minimum": 0},
-                            "total": {"type": "integer", "minimum": 0},
-                            "current": {"type": "string"},
-                            "passed": {"type": "integer", "minimum": 0},
-                            "failed": {"type": "integer", "minimum": 0},
-                            "skipped": {"type": "integer", "minimum": 0}},
-                            "additionalProperties": False}}},
+                "Upload": openapi_schema(UPLOAD_RECORD),
+                "StatusUpdate": openapi_schema(STATUS_UPDATE),
+                "CreateTest": openapi_schema(CREATE_TEST),
             },
         },
         "paths": {
@@ -130,12 +99,7 @@ def openapi_document() -> dict[str, Any]:
                               "413": _error("body too large")}}},
             "/post-result": {"post": {
                 "summary": "A worker uploads the subunit v2 stream of a test",
-                "security": worker, "parameters": [
-                    _test_id_param("query"),
-                    {"name": "worker", "in": "query", "required": False,
-                     "description": "the uploading worker: refused (409) if another holds "
-                                    "the test", "schema": {"type": "string",
-                                                           "pattern": TEST_ID_PATTERN}}],
+                "security": worker, "parameters": query_parameters(RESULT_UPLOAD_QUERY),
                 "requestBody": {"required": True, "content": {"multipart/form-data": {
                     "schema": {"type": "object", "required": ["file"], "properties": {
                         "file": {"type": "string", "format": "binary"}}}}}},
@@ -146,13 +110,13 @@ def openapi_document() -> dict[str, Any]:
                               "413": _error("body too large")}}},
             "/get-miniconf": {"get": {
                 "summary": "The test's tempest configuration (secrets: workers only)",
-                "security": worker, "parameters": [_test_id_param("query")],
+                "security": worker, "parameters": query_parameters(TEST_QUERY),
                 "responses": {"200": _ok("the conf", {"type": "object"}),
                               "400": _error("bad test_id"), "404": _error("no such test"),
                               "405": _error("not a known testing host")}}},
             "/get-testcases": {"get": {
                 "summary": "The test's list of test cases",
-                "security": worker, "parameters": [_test_id_param("query")],
+                "security": worker, "parameters": query_parameters(TEST_QUERY),
                 "responses": {"200": _ok("the list", {"type": "object", "properties": {
                     "testcases": {"type": "array", "items": {"type": "string"}}}}),
                               "400": _error("bad test_id"), "404": _error("no such test"),
@@ -163,7 +127,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {"summary": "Create a test and queue its job", "security": user,
                          "operationId": "createTest",
                          "requestBody": {"required": True, "content": {"application/json": {
-                             "schema": _create_schema()}}},
+                             "schema": {"$ref": "#/components/schemas/CreateTest"}}}},
                          "responses": {"201": {**_ok("created and queued", {
                              "type": "object", "properties": {"test": ref}}), "links": {
                                  name: {"operationId": op, "parameters": {
@@ -177,14 +141,8 @@ def openapi_document() -> dict[str, Any]:
                                        "413": _error("body too large"),
                                        "422": _error("no worker serves that version"),
                                        "503": _error("gearman unreachable; nothing stored")}},
-                "get": {"summary": "List tests", "security": user, "parameters": [
-                    {"name": "state", "in": "query", "schema": {"enum": STATES}},
-                    {"name": "version", "in": "query",
-                     "schema": {"type": "string", "pattern": VERSION_PATTERN}},
-                    {"name": "limit", "in": "query",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
-                    {"name": "offset", "in": "query",
-                     "schema": {"type": "integer", "minimum": 0}}],
+                "get": {"summary": "List tests", "security": user,
+                        "parameters": query_parameters(LIST_QUERY),
                         "responses": {"200": _ok("a page of tests", {
                             "type": "object", "properties": {
                                 "tests": {"type": "array", "items": ref},
@@ -194,15 +152,13 @@ def openapi_document() -> dict[str, Any]:
             "/v1/tests/{test_id}": {"get": {
                 "summary": "A test with its history", "security": user,
                 "operationId": "getTest",
-                "parameters": [{"name": "test_id", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
+                "parameters": [_PATH_TEST_ID],
                 "responses": {"200": _ok("the test"), "401": _error("user token required"),
                               "404": _error("no such test")}}},
             "/v1/tests/{test_id}/cancel": {"post": {
                 "summary": "Cancel a queued or running test", "security": user,
                 "operationId": "cancelTest",
-                "parameters": [{"name": "test_id", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
+                "parameters": [_PATH_TEST_ID],
                 "responses": {"200": _ok("removed from the queue"),
                               "202": _ok("cancel requested from the worker"),
                               "401": _error("user token required"),
@@ -212,10 +168,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/tests/{test_id}/results": {"get": {
                 "summary": "Results: JSON, the subunit stream, or JUnit XML", "security": user,
                 "operationId": "getResults",
-                "parameters": [{"name": "test_id", "in": "path", "required": True,
-                                "schema": {"type": "string"}},
-                               {"name": "format", "in": "query",
-                                "schema": {"enum": ["json", "subunit", "junit"]}}],
+                "parameters": [_PATH_TEST_ID, *query_parameters(RESULTS_QUERY)],
                 "responses": {"200": {"description": "the results", "content": {
                     "application/json": {"schema": {"type": "object"}},
                     "application/octet-stream": {"schema": {"type": "string",
@@ -227,10 +180,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/tests/{test_id}/refstack": {"get": {
                 "summary": "The document RefStack's POST /v1/results gets for this run",
                 "security": user, "operationId": "getRefstackDocument",
-                "parameters": [{"name": "test_id", "in": "path", "required": True,
-                                "schema": {"type": "string"}},
-                               {"name": "cpid", "in": "query", "required": False,
-                                "schema": {"type": "string"}}],
+                "parameters": [_PATH_TEST_ID, *query_parameters(REFSTACK_QUERY)],
                 "responses": {"200": _ok("cpid, duration_seconds, results", {
                                   "type": "object"}),
                               "400": _error("bad cpid"),
@@ -240,8 +190,7 @@ def openapi_document() -> dict[str, Any]:
             "/v1/tests/{test_id}/uploads": {"post": {
                 "summary": "Record an upload to RefStack made by a client",
                 "security": user, "operationId": "recordUpload",
-                "parameters": [{"name": "test_id", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
+                "parameters": [_PATH_TEST_ID],
                 "requestBody": {"required": True, "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Upload"}}}},
                 "responses": {"201": _ok("recorded"), "400": _error("a bad field"),

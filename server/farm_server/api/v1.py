@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from farm_client.gearman_client import GearmanError, Server
-from farm_client.refstack_upload import CPID_PATTERN, UploadError, results_endpoint
 from farm_server.api.auth import require_user
 from farm_server.api.openapi import openapi_document
 from farm_server.junit import junit_xml
 from farm_server.lifecycle import Report, can_cancel
-from farm_server.models import BY_CLIENT, FAILED, UPLOADED, ReportRow, TestRow, UploadRow
+from farm_server.models import BY_CLIENT, ReportRow, TestRow, UploadRow
+from farm_server.schemas import (
+    CREATE_TEST,
+    LIST_QUERY,
+    REFSTACK_QUERY,
+    RESULTS_QUERY,
+    UPLOAD_RECORD,
+    FieldError,
+    checked,
+    checked_query,
+)
 from farm_server.state import farm
 from farm_server.store import StoreError, as_utc
 from farm_server.uploader import NotUploadable, payload_of, upload_view
 from farm_worker.exceptions import PayloadError
 from farm_worker.protocol import (
-    VERSION_PATTERN,
     Callback,
     Payload,
     Selection,
@@ -35,8 +42,6 @@ from farm_worker.protocol import (
 
 log = logging.getLogger(__name__)
 bp = Blueprint("v1", __name__)
-
-MAX_LIMIT = 500
 
 
 def _error(code: int, message: str, **extra: Any) -> tuple[Response, int]:
@@ -81,34 +86,17 @@ def openapi() -> Response:
 @bp.post("/tests")
 def create_test() -> tuple[Response, int]:
     user = require_user(write=True)
-    doc = request.get_json(silent=True)
-    if not isinstance(doc, dict):
-        return _error(400, "body: is not a JSON object", field="body")
+    doc = checked(CREATE_TEST, request.get_json(silent=True))
     queue_anyway = doc.pop("queue_anyway", False)
-    if not isinstance(queue_anyway, bool):
-        return _error(400, f"queue_anyway: {show(queue_anyway)} is not a boolean",
-                      field="queue_anyway")
-    state = farm()
+    upload_to, cpid = doc.pop("upload_url", None), doc.pop("cpid", None)
     doc.setdefault("schema", 1)
     doc.setdefault("test_id", f"t-{uuid.uuid4().hex[:16]}")
-    if "callback" in doc:
-        return _error(400, "callback: unknown field; the server reports to itself",
-                      field="callback")
-    upload_to, cpid = doc.pop("upload_url", None), doc.pop("cpid", None)
-    if upload_to is not None:
-        try:
-            results_endpoint(upload_to if isinstance(upload_to, str) else "")
-        except UploadError:
-            return _error(400, f"upload_url: {show(upload_to)} is not an http(s) URL of a "
-                          "RefStack API", field="upload_url")
-    if cpid is not None and not (isinstance(cpid, str) and CPID_PATTERN.fullmatch(cpid)):
-        return _error(400, f"cpid: {show(cpid)} is not a cloud id (letters, digits, . _ -; "
-                      "up to 64)", field="cpid")
+    state = farm()
     try:
         # the job's callback is this server, so the worker fetches conf and tests from it
         payload = parse_payload({**doc, "callback": {"url": state.config.callback_url}})
-    except PayloadError as exc:
-        return _error(400, str(exc), field=exc.field, errors=[str(e) for e in exc.errors])
+    except PayloadError as exc:  # what the schema cannot say (e.g. too old a version)
+        raise FieldError(exc.errors) from None
     if state.store.get(payload.test_id) is not None:
         existing = state.store.get(payload.test_id)
         assert existing is not None
@@ -152,39 +140,13 @@ def create_test() -> tuple[Response, int]:
     return response, 201
 
 
-def _states(values: list[str]) -> list[str]:
-    out = []
-    for value in (v for item in values for v in item.split(",") if v):
-        try:
-            out.append(TestState(value).value)
-        except ValueError:
-            raise ValueError(f"state: {show(value)} is not a state") from None
-    return out
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValueError(f"{name}: {show(raw)} is not a number from {low} to {high}")
-    return int(raw)
-
-
 @bp.get("/tests")
 def list_tests() -> tuple[Response, int]:
     require_user()
-    try:
-        states = _states(request.args.getlist("state"))
-        version = request.args.get("version")
-        if version is not None and not re.match(VERSION_PATTERN, version):
-            raise ValueError(f"version: {show(version)} is not an exact version")
-        limit = _int_arg("limit", 50, 1, MAX_LIMIT)
-        offset = _int_arg("offset", 0, 0, 10**9)
-    except ValueError as exc:
-        return _error(400, str(exc), field=str(exc).split(":")[0])
-    rows, total = farm().store.find(states=states, version=version, limit=limit,
-                                    offset=offset)
+    query = checked_query(LIST_QUERY, request.args)
+    limit, offset = query["limit"], query["offset"]
+    rows, total = farm().store.find(states=query.get("state"), version=query.get("version"),
+                                    limit=limit, offset=offset)
     return jsonify({"tests": [test_view(t) for t in rows], "total": total, "limit": limit,
                     "offset": offset}), 200
 
@@ -211,54 +173,21 @@ def show_test(test_id: str) -> tuple[Response, int]:
 def refstack_document(test_id: str) -> tuple[Response, int]:
     """What RefStack's POST /v1/results gets for this run (the client signs and sends it)."""
     require_user()
-    cpid = request.args.get("cpid")
-    if cpid is not None and not CPID_PATTERN.fullmatch(cpid):
-        return _error(400, f"cpid: {show(cpid)} is not a cloud id", field="cpid")
+    cpid = checked_query(REFSTACK_QUERY, request.args).get("cpid")
     try:
         return jsonify(payload_of(farm().store, test_id, cpid)), 200
     except NotUploadable as exc:
         return _error(exc.status, str(exc), field="cpid" if exc.status == 409 else None)
 
 
-def _upload_fields(doc: Any) -> dict[str, Any]:
-    """The upload a client reports (POST /tests/<id>/uploads), checked field by field."""
-    if not isinstance(doc, dict):
-        raise ValueError("body: is not a JSON object")
-    known = {"target", "state", "attempts", "signed_by", "result_id", "result_url", "message"}
-    for key in doc:
-        if key not in known:
-            raise ValueError(f"{key}: unknown field; known: {', '.join(sorted(known))}")
-    target = doc.get("target")
-    try:
-        results_endpoint(target if isinstance(target, str) else "")
-    except UploadError:
-        raise ValueError(f"target: {show(target)} is not an http(s) URL") from None
-    if doc.get("state") not in (UPLOADED, FAILED):
-        raise ValueError(f"state: {show(doc.get('state'))} is not uploaded or failed")
-    attempts = doc.get("attempts", 1)
-    if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 100:
-        raise ValueError(f"attempts: {show(attempts)} is not a number from 1 to 100")
-    fields: dict[str, Any] = {"target": target, "state": doc["state"], "attempts": attempts}
-    for key, limit in (("signed_by", 200), ("result_id", 64), ("result_url", 2000),
-                       ("message", 2000)):
-        value = doc.get(key)
-        if value is not None and not (isinstance(value, str) and len(value) <= limit):
-            raise ValueError(f"{key}: {show(value)} is not a string of up to {limit}")
-        fields[key] = value
-    if doc["state"] == UPLOADED and not fields["result_id"]:
-        raise ValueError("result_id: is required for an upload that succeeded")
-    fields["message"] = fields["message"] or ""
-    return fields
-
-
 @bp.post("/tests/<test_id>/uploads")
 def record_upload(test_id: str) -> tuple[Response, int]:
     """`farm results --upload` tells the server what became of an upload it made."""
     require_user(write=True)
-    try:
-        fields = _upload_fields(request.get_json(silent=True))
-    except ValueError as exc:
-        return _error(400, str(exc), field=str(exc).split(":")[0])
+    doc = checked(UPLOAD_RECORD, request.get_json(silent=True))
+    fields = {key: doc.get(key) for key in UPLOAD_RECORD["properties"]}
+    fields["attempts"] = doc.get("attempts", 1)
+    fields["message"] = fields["message"] or ""
     row = farm().store.add_upload(UploadRow(test_id=test_id, source=BY_CLIENT, **fields))
     if row is None:
         return _error(404, f"no test {show(test_id)}")
@@ -300,9 +229,7 @@ def cancel_test(test_id: str) -> tuple[Response, int]:
 @bp.get("/tests/<test_id>/results")
 def results(test_id: str) -> tuple[Response, int]:
     require_user()
-    fmt = request.args.get("format", "json")
-    if fmt not in ("json", "subunit", "junit"):
-        return _error(400, f"format: {show(fmt)} is not json, subunit or junit", field="format")
+    fmt = checked_query(RESULTS_QUERY, request.args)["format"]
     test = _test_or_404(test_id)
     if not isinstance(test, TestRow):
         return test
