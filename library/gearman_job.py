@@ -206,7 +206,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # no
 try:
     from farm_client.config import load_client_config
     from farm_client.exceptions import FarmClientError, NoSuchTest
-    from farm_client.farm import Duplicate, Farm, NotRegistered, read_payload
+    from farm_client.farm import GONE
+    from farm_client.farm import open_farm as farm_of
     from farm_client.refstack_commands import upload_results
     from farm_worker.exceptions import PayloadError
     from farm_worker.protocol import FINAL_STATE_VALUES
@@ -265,7 +266,7 @@ def open_farm(params):
     flags = {"GEARMAN_SERVER": ",".join(params["gearman_servers"]),
              "FARM_SERVER_URL": params["server_url"] or "",
              "FARM_TOKEN": params["token"]}
-    return Farm(load_client_config(flags=flags, environ={}))
+    return farm_of(load_client_config(flags=flags, environ={}))
 
 
 def known_state(farm, test_id):
@@ -274,18 +275,25 @@ def known_state(farm, test_id):
         snap = farm.status(test_id)
     except NoSuchTest:
         return None
-    return None if snap.state == "unknown" else snap.state
+    return None if snap.state == GONE else snap.state
 
 
-def wait_server(farm, test_id, timeout_s, poll_s):
-    end = time.monotonic() + timeout_s
-    while True:
-        snap = farm.status(test_id)
-        if snap.final:
-            return snap, False
-        if time.monotonic() >= end:
-            return snap, True
-        time.sleep(poll_s)
+def settle(module, farm, result, run=None, gone="unknown"):
+    """Wait for the end until the module's deadline: the final state (`gone` when gearmand
+    no longer has the test and nothing else knows how it ended), or timed_out with the
+    state last seen."""
+    test_id = module.params["test_id"]
+    snap = farm.wait(test_id, max(0.0, result["_deadline"] - time.monotonic()), run,
+                     poll_s=module.params["poll_interval"])
+    if snap is None:
+        last = farm.status(test_id).state
+        result.update(timed_out=True, state=result["state"] if last == GONE else last)
+        return
+    if snap.state == GONE:
+        result.update(state=gone)
+        return
+    result.update(state=snap.state, summary=snap.summary or summary_of(snap),
+                  message=f"{test_id} ran: {snap.state}")
 
 
 def summary_of(snap):
@@ -304,30 +312,18 @@ def present(module, farm, result):
             result.update(changed=True, state="queued",
                           message=f"{test_id} would be queued (check mode)")
             return
-        if p["wait"] and farm.api is None:
-            submitted, job = farm.run(payload_of(p), p["queue_anyway"])
-            # until WORK_COMPLETE (the worker's final state event comes before its clean-up)
-            snaps = farm.follow(job, test_id)
-            snap = next(snaps)
-            while job.final is None and time.monotonic() < result["_deadline"]:
-                snap = next(snaps, snap)
-            result.update(changed=True, handle=submitted.handle, state=snap.state,
-                          timed_out=not snap.final, summary=snap.summary or summary_of(snap),
-                          message=f"{test_id} ran: {snap.state}")
-            return
-        submitted = farm.submit(payload_of(p), p["queue_anyway"])
+        # with wait, a foreground job straight to gearmand: its worker reports the end
+        run = farm.start(payload_of(p), p["queue_anyway"]) if p["wait"] else None
+        submitted = run.submitted if run else farm.submit(payload_of(p), p["queue_anyway"])
         result.update(changed=True, handle=submitted.handle, state="queued",
                       message=f"{test_id} queued on {submitted.function}")
-    else:
-        result.update(state=state, message=f"{test_id} is already known ({state}): "
-                                           "not submitted again")
+        if run:
+            settle(module, farm, result, run)
+        return
+    result.update(state=state, message=f"{test_id} is already known ({state}): "
+                                       "not submitted again")
     if p["wait"] and not module.check_mode:
-        if farm.api is not None:
-            snap, timed_out = wait_server(farm, test_id, p["wait_timeout"], p["poll_interval"])
-            result.update(state=snap.state, timed_out=timed_out, summary=summary_of(snap))
-        else:
-            gone = farm.wait_gone(test_id, p["wait_timeout"])
-            result.update(state="unknown" if gone else result["state"], timed_out=not gone)
+        settle(module, farm, result)
 
 
 def upload_run(module, farm, result):
@@ -364,13 +360,9 @@ def absent(module, farm, result):
     result.update(changed=outcome.outcome != "nothing", state=outcome.state or state,
                   message=outcome.message)
     if module.params["wait"] and result["changed"]:
-        if farm.api is not None:
-            snap, timed_out = wait_server(farm, test_id, module.params["wait_timeout"],
-                                          module.params["poll_interval"])
-            result.update(state=snap.state, timed_out=timed_out)
-        else:
-            gone = farm.wait_gone(test_id, module.params["wait_timeout"])
-            result.update(state="cancelled" if gone else state, timed_out=not gone)
+        message = result["message"]
+        settle(module, farm, result, gone="cancelled")
+        result.update(message=message, summary=None)
 
 
 def main():
@@ -415,7 +407,7 @@ def main():
     try:
         farm = open_farm(p)
         if p["state"] == "present":
-            read_payload(payload_of(p), server_mode=farm.api is not None)
+            farm.read_payload(payload_of(p))
             present(module, farm, result)
             if p["upload_url"] and p["wait"] and not result["timed_out"]:
                 upload_run(module, farm, result)
@@ -424,7 +416,7 @@ def main():
     except PayloadError as exc:
         module.fail_json(msg=f"invalid job: {exc}", field=exc.field,
                          **{k: v for k, v in result.items() if not k.startswith("_")})
-    except (NotRegistered, Duplicate, FarmClientError) as exc:
+    except FarmClientError as exc:  # NotRegistered, Duplicate, NeedsServer, ...
         module.fail_json(msg=str(exc),
                          **{k: v for k, v in result.items() if not k.startswith("_")})
     finally:

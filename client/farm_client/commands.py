@@ -8,7 +8,7 @@ import json
 import signal
 import sys
 import threading
-import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ from farm_client.api import dumps
 from farm_client.config import ClientConfig, load_client_config
 from farm_client.console import display_for, make_console, print_results, result_rows
 from farm_client.exceptions import FarmClientError
-from farm_client.farm import Farm, Snapshot
-from farm_client.gearman_client import ForegroundJob
+from farm_client.farm import GONE, Farm, Run, Snapshot
+from farm_client.farm import open_farm as farm_of
 from farm_client.refstack_commands import (
     add_refstack_key_command,
     add_upload_options,
@@ -52,7 +52,7 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
 
 
 def open_farm(args: argparse.Namespace) -> Farm:
-    return Farm(client_config(args))
+    return farm_of(client_config(args))
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -136,16 +136,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
     doc = payload_from_args(args)
     farm = open_farm(args)
     try:
-        if args.wait and farm.api is None:
-            submitted, job = farm.run(doc, args.queue_anyway)
-            _announce(args, submitted.__dict__)
-            return _watch(farm, submitted.test_id, farm.follow(job, submitted.test_id), args,
-                          job=job)
-        submitted = farm.submit(doc, args.queue_anyway)
-        _announce(args, submitted.__dict__)
         if not args.wait:
+            _announce(args, farm.submit(doc, args.queue_anyway).__dict__)
             return 0
-        return _watch(farm, submitted.test_id, farm.watch(submitted.test_id), args)
+        run = farm.start(doc, args.queue_anyway)
+        _announce(args, run.submitted.__dict__)
+        return _watch(farm, run.submitted.test_id, run.snapshots, args, run=run)
     finally:
         farm.close()
 
@@ -162,8 +158,8 @@ def _announce(args: argparse.Namespace, submitted: dict[str, Any]) -> None:
 
 
 # ---- watch ------------------------------------------------------------------------------------
-def _watch(farm: Farm, test_id: str, snapshots: Any, args: argparse.Namespace,
-           job: ForegroundJob | None = None) -> int:
+def _watch(farm: Farm, test_id: str, snapshots: Iterator[Snapshot], args: argparse.Namespace,
+           run: Run | None = None) -> int:
     # with --json, stdout carries the result alone; progress goes to stderr
     display = display_for(sys.stderr if getattr(args, "json", False) else sys.stdout)
     snap: Snapshot | None = None
@@ -181,10 +177,10 @@ def _watch(farm: Farm, test_id: str, snapshots: Any, args: argparse.Namespace,
         signal.signal(signal.SIGINT, previous)
     display.close(snap)
     if interrupted.is_set():
-        return _interrupted(farm, test_id, snap, args, job)
+        return _interrupted(farm, test_id, snap, args, run)
     if snap is None:
         return 2
-    if snap.state == "unknown":
+    if snap.state == GONE:
         print(f"{test_id}: left gearmand's queue; without a status server its final state "
               "is not known here", file=sys.stderr)
         return 2
@@ -193,24 +189,19 @@ def _watch(farm: Farm, test_id: str, snapshots: Any, args: argparse.Namespace,
 
 
 def _interrupted(farm: Farm, test_id: str, snap: Snapshot | None, args: argparse.Namespace,
-                 job: ForegroundJob | None) -> int:
+                 run: Run | None) -> int:
     if getattr(args, "cancel_on_interrupt", False):
         outcome = farm.cancel(test_id)
         print(f"\n{test_id}: {outcome.message}", file=sys.stderr)
-        final: Snapshot | None = None
-        if farm.api is not None:
-            final = _wait_final(farm, test_id, 60)
-        elif job is not None:  # the worker's own word on how it ended
-            for final in farm.follow(job, test_id):
-                if final.final:
-                    break
-        else:
-            return exit_code(TestState.CANCELLED) if farm.wait_gone(test_id, 60) else EXIT_ERROR
-        if final is None or not final.final:
-            return 2
+        final = farm.wait(test_id, 60, run)
+        if final is None:
+            return EXIT_ERROR
+        if final.state == GONE:  # out of gearmand's queue after the cancel
+            return exit_code(TestState.CANCELLED)
         print(f"{test_id}: {final.state}", file=sys.stderr)
         return final.exit_code
-    if job is not None and (snap is None or snap.state == TestState.QUEUED.value):
+    if run is not None and run.withdrawn_if_left and (
+            snap is None or snap.state == TestState.QUEUED.value):
         print(f"\n{test_id}: stopped watching while it was still queued; gearmand withdraws "
               "a waiting foreground job when its client leaves, so it will not run "
               "(submit without --wait, or through a status server, to keep it queued)",
@@ -221,30 +212,13 @@ def _interrupted(farm: Farm, test_id: str, snap: Snapshot | None, args: argparse
     return EXIT_INTERRUPTED
 
 
-def _wait_final(farm: Farm, test_id: str, timeout_s: float) -> Snapshot | None:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        snap = farm.status(test_id)
-        if snap.final:
-            return snap
-        time.sleep(0.3)
-    return None
-
-
 def _final_report(farm: Farm, snap: Snapshot, args: argparse.Namespace) -> None:
     if getattr(args, "json", False):
         print(dumps(snap.summary or snap.__dict__))
         return
-    tempest = (snap.summary or {}).get("tempest_version")
-    if farm.api is not None:
-        try:
-            doc = farm.results(snap.test_id)
-            tempest = doc["test"]["tempest_version"]
-        except FarmClientError:
-            doc = {}  # no results uploaded (error, cancelled, dry run)
-        rows, complete = result_rows(doc) if doc else ([], False)
-    else:
-        rows, complete = result_rows({"summary": snap.summary})
+    doc = farm.final_results(snap)
+    tempest = (doc.get("test") or snap.summary or {}).get("tempest_version")
+    rows, complete = result_rows(doc) if doc else ([], False)
     print_results(make_console(), snap, rows, complete, tempest)
 
 
@@ -266,18 +240,15 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             return 1
         if not args.wait:
             return 0
-        if farm.api is not None:
-            final = _wait_final(farm, args.test_id, args.timeout)
-            if final is None:
-                print(f"{args.test_id}: not final after {args.timeout:g} s", file=sys.stderr)
-                return 2
-            print(f"{args.test_id}: {final.state}")
-            return 0 if final.state == TestState.CANCELLED.value else 2
-        if farm.wait_gone(args.test_id, args.timeout):
+        final = farm.wait(args.test_id, args.timeout)
+        if final is None:
+            print(f"{args.test_id}: not ended after {args.timeout:g} s", file=sys.stderr)
+            return 2
+        if final.state == GONE:
             print(f"{args.test_id}: gone from the queue")
             return 0
-        print(f"{args.test_id}: still in the queue after {args.timeout:g} s", file=sys.stderr)
-        return 2
+        print(f"{args.test_id}: {final.state}")
+        return 0 if final.state == TestState.CANCELLED.value else 2
     finally:
         farm.close()
 
@@ -285,41 +256,42 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     farm = open_farm(args)
     try:
-        if farm.api is not None:
-            doc = farm.history(args.test_id)
-            if args.json:
-                print(dumps(doc))
-                return 0
-            t = doc["test"]
-            p, s = t["progress"], t["summary"]
-            print(f"{t['id']}: {t['state']}  tempest {t['tempest_version']}  "
-                  f"worker {t['worker'] or '-'}")
-            if p["total"]:
-                print(f"progress {p['done']}/{p['total']}  passed {s['passed']} failed "
-                      f"{s['failed']} skipped {s['skipped']}  current {p['current'] or '-'}")
-            if t["message"]:
-                print(f"message: {t['message']}")
-            if t.get("cpid"):
-                print(f"cpid: {t['cpid']}")
-            for u in doc.get("uploads", []):
-                where = u["result_url"] or u["message"]
-                print(f"refstack upload ({u['source']}) to {u['target']}: {u['state']}, "
-                      f"{u['attempts']} attempt(s){': ' + where if where else ''}")
-            for h in doc["history"]:
-                print(f"  {h['at']}  {h['state']:<11} {h['source']:<8} {h['worker'] or '':<12} "
-                      f"{h['message'] or ''}")
-            return 0
-        snap = farm.status(args.test_id)
-        if args.json:
-            print(dumps(snap.__dict__))
-        else:
-            where = f" on gearmand {snap.where}" if snap.where else ""
-            progress = f" {snap.done}/{snap.total}" if snap.total else ""
-            print(f"{snap.test_id}: {snap.state}{progress}{where}"
-                  + (f"; {snap.message}" if snap.message else ""))
-        return 1 if snap.state == "unknown" else 0
+        report = farm.report(args.test_id)
     finally:
         farm.close()
+    if args.json:
+        print(dumps(report.to_json()))
+    elif report.stored is not None:
+        _print_stored(report.stored)
+    else:  # only what gearmand knows while it has the test
+        snap = report.snapshot
+        where = f" on gearmand {snap.where}" if snap.where else ""
+        progress = f" {snap.done}/{snap.total}" if snap.total else ""
+        print(f"{snap.test_id}: {snap.state}{progress}{where}"
+              + (f"; {snap.message}" if snap.message else ""))
+    return 1 if report.snapshot.state == GONE else 0
+
+
+def _print_stored(doc: dict[str, Any]) -> None:
+    """A test the status server keeps: its state, progress, uploads and history."""
+    t = doc["test"]
+    p, s = t["progress"], t["summary"]
+    print(f"{t['id']}: {t['state']}  tempest {t['tempest_version']}  "
+          f"worker {t['worker'] or '-'}")
+    if p["total"]:
+        print(f"progress {p['done']}/{p['total']}  passed {s['passed']} failed "
+              f"{s['failed']} skipped {s['skipped']}  current {p['current'] or '-'}")
+    if t["message"]:
+        print(f"message: {t['message']}")
+    if t.get("cpid"):
+        print(f"cpid: {t['cpid']}")
+    for u in doc.get("uploads", []):
+        where = u["result_url"] or u["message"]
+        print(f"refstack upload ({u['source']}) to {u['target']}: {u['state']}, "
+              f"{u['attempts']} attempt(s){': ' + where if where else ''}")
+    for h in doc["history"]:
+        print(f"  {h['at']}  {h['state']:<11} {h['source']:<8} {h['worker'] or '':<12} "
+              f"{h['message'] or ''}")
 
 
 def cmd_list(args: argparse.Namespace) -> int:

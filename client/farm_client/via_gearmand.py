@@ -1,0 +1,170 @@
+"""The farm straight to gearmand (no status server): self-contained payloads, and gearmand
+is all there is to ask (while a test is queued or running)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from farm_client.exceptions import Duplicate
+from farm_client.farm import GONE, CancelOutcome, Farm, Run, Snapshot, Submitted
+from farm_client.gearman_client import ForegroundJob, GearmanError, Update
+from farm_worker.protocol import (
+    Summary,
+    TestState,
+    cancel_function,
+    parse_payload,
+    run_function,
+    show,
+)
+
+
+def apply_update(snap: Snapshot, update: Update) -> Snapshot:
+    """A foreground job's update (WORK_DATA event, WORK_STATUS, the end) on a Snapshot."""
+    if update.kind == "status":
+        return replace(snap, done=update.done, total=update.total)
+    if update.kind == "data":
+        try:
+            event = json.loads(update.data)
+        except ValueError:
+            return snap
+        if not isinstance(event, dict):
+            return snap
+        if event.get("event") == "state":
+            started = snap.started
+            if event.get("state") == TestState.RUNNING.value and started is None:
+                started = float(event.get("time") or time.time())
+            return replace(snap, state=str(event.get("state")), worker=event.get("worker"),
+                           message=str(event.get("message") or ""), started=started)
+        if event.get("event") == "progress":
+            return replace(snap, done=event.get("done"), total=event.get("total"),
+                           current=event.get("current"), passed=event.get("passed", 0),
+                           failed=event.get("failed", 0), skipped=event.get("skipped", 0))
+        return snap
+    if update.kind == "complete":
+        try:
+            summary = Summary.from_dict(json.loads(update.data))
+        except (ValueError, KeyError, TypeError) as exc:
+            return replace(snap, state=TestState.ERROR.value,
+                           message=f"unreadable summary from the worker: {exc}")
+        return replace(snap, state=summary.state.value, passed=summary.passed,
+                       failed=summary.failed, skipped=summary.skipped,
+                       done=summary.total or snap.done, total=summary.total or snap.total,
+                       worker=summary.worker or snap.worker, message=summary.message,
+                       summary=summary.to_dict())
+    if update.kind == "exception":
+        return replace(snap, state=TestState.ERROR.value,
+                       message=f"worker exception: {update.data.decode(errors='replace')}")
+    if update.kind == "fail":
+        return replace(snap, state=TestState.ERROR.value,
+                       message="gearmand failed the job (withdrawn, or its workers died "
+                               "too often)")
+    return replace(snap, state=TestState.ERROR.value,
+                   message="lost the connection to gearmand while waiting; the run may "
+                           "go on: farm status " + snap.test_id)
+
+
+class ViaGearmand(Farm):
+    via = "gearman"
+
+    def registered_versions(self) -> set[str]:
+        return set(self.gearman.registered_versions())
+
+    def _admitted(self, doc: dict[str, Any], queue_anyway: bool) -> dict[str, Any]:
+        doc = self.read_payload(doc)
+        if not queue_anyway:
+            self.check_registered(doc["tempest"]["version"])
+        found, _ = self.gearman.locate(doc["test_id"])
+        if found is not None:
+            state = "running" if found.running else "queued"
+            raise Duplicate(f"test_id: {show(doc['test_id'])} is already {state} on gearmand "
+                            f"{found.server}; the farm runs a test id once")
+        return doc
+
+    def submit(self, doc: dict[str, Any], queue_anyway: bool = False) -> Submitted:
+        doc = self._admitted(doc, queue_anyway)
+        test_id, function = doc["test_id"], run_function(doc["tempest"]["version"])
+        server, handle = self.gearman.submit(function, parse_payload(doc).encode(),
+                                             unique=test_id)
+        return Submitted(test_id, function, self.via, handle, str(server))
+
+    def start(self, doc: dict[str, Any], queue_anyway: bool = False) -> Run:
+        """A foreground job whose updates stream back from the worker."""
+        doc = self._admitted(doc, queue_anyway)
+        test_id, function = doc["test_id"], run_function(doc["tempest"]["version"])
+        job = self.gearman.start(function, parse_payload(doc).encode(), unique=test_id)
+        return Run(Submitted(test_id, function, self.via, job.handle, str(job.server)),
+                   self._follow(job, test_id), withdrawn_if_left=True, job=job)
+
+    def _follow(self, job: ForegroundJob, test_id: str) -> Iterator[Snapshot]:
+        """Snapshots of a foreground job until its end; the last one again every quarter
+        second so a display can tick."""
+        snap = Snapshot(test_id, TestState.QUEUED.value, where=str(job.server))
+        for update in job.updates():
+            if update is not None:
+                snap = apply_update(snap, update)
+            yield snap
+
+    def status(self, test_id: str) -> Snapshot:
+        found, _ = self.gearman.locate(test_id)
+        if found is None:
+            return Snapshot(test_id, GONE, message="not queued or running on any "
+                            "gearmand: finished, or never submitted (the status server "
+                            "keeps finished tests)")
+        return Snapshot(test_id, "running" if found.running else "queued",
+                        done=found.done or None, total=found.total or None,
+                        where=str(found.server))
+
+    def wait(self, test_id: str, timeout_s: float, run: Run | None = None,
+             poll_s: float = 0.2) -> Snapshot | None:
+        end = time.monotonic() + timeout_s
+        if run is not None and run.job is not None:
+            # the worker's own word: until WORK_COMPLETE, whose summary comes after the
+            # final state event (the worker cleans up in between)
+            last: Snapshot | None = None
+            for snap in run.snapshots:
+                last = snap
+                if run.job.final is not None or time.monotonic() >= end:
+                    break
+            return last if last is not None and last.final else None
+        while True:
+            snap = self.status(test_id)
+            if snap.state == GONE:
+                return snap
+            if time.monotonic() >= end:
+                return None
+            time.sleep(poll_s)
+
+    def cancel(self, test_id: str) -> CancelOutcome:
+        found, _ = self.gearman.locate(test_id)
+        if found is None:
+            return CancelOutcome(test_id, "nothing", f"nothing to cancel: {test_id} is not "
+                                 "queued or running on any gearmand (finished or unknown)")
+        server, handle = self.gearman.submit(cancel_function(test_id), b"",
+                                             unique=f"cancel-{test_id}")
+        # it may have ended meanwhile: then no worker takes the cancel job; withdraw it
+        again, _ = self.gearman.locate(test_id)
+        if again is None:
+            self.gearman.cancel_queued(server, handle)
+            return CancelOutcome(test_id, "nothing", f"nothing to cancel: {test_id} ended "
+                                 "meanwhile")
+        return CancelOutcome(test_id, "requested",
+                             f"cancel sent to the worker running {test_id}" if again.running
+                             else f"cancel queued: {test_id} stops before Tempest starts, the "
+                                  "moment a worker takes it",
+                             "running" if again.running else "queued")
+
+    def queue(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for server in self.gearman.servers:
+            try:
+                out.append({"server": str(server), "reachable": True,
+                            "functions": [f.__dict__ for f in self.gearman.status(server)],
+                            "workers": self.gearman.workers(server)})
+            except GearmanError as exc:
+                out.append({"server": str(server), "reachable": False, "error": str(exc),
+                            "functions": [], "workers": []})
+        return out
