@@ -13,9 +13,12 @@ from farm_client.exceptions import Duplicate
 from farm_client.farm import GONE, CancelOutcome, Farm, Run, Snapshot, Submitted
 from farm_client.gearman_client import ForegroundJob, GearmanError, Update
 from farm_worker.protocol import (
+    ProgressEvent,
+    StateEvent,
     Summary,
     TestState,
     cancel_function,
+    parse_event,
     parse_payload,
     run_function,
     show,
@@ -28,21 +31,18 @@ def apply_update(snap: Snapshot, update: Update) -> Snapshot:
         return replace(snap, done=update.done, total=update.total)
     if update.kind == "data":
         try:
-            event = json.loads(update.data)
+            event = parse_event(update.data)
         except ValueError:
-            return snap
-        if not isinstance(event, dict):
-            return snap
-        if event.get("event") == "state":
+            return snap  # a damaged event changes nothing; the summary will tell
+        if isinstance(event, StateEvent):
             started = snap.started
-            if event.get("state") == TestState.RUNNING.value and started is None:
-                started = float(event.get("time") or time.time())
-            return replace(snap, state=str(event.get("state")), worker=event.get("worker"),
-                           message=str(event.get("message") or ""), started=started)
-        if event.get("event") == "progress":
-            return replace(snap, done=event.get("done"), total=event.get("total"),
-                           current=event.get("current"), passed=event.get("passed", 0),
-                           failed=event.get("failed", 0), skipped=event.get("skipped", 0))
+            if event.state is TestState.RUNNING and started is None:
+                started = event.time or time.time()
+            return replace(snap, state=event.state.value, worker=event.worker or None,
+                           message=event.message, started=started)
+        if isinstance(event, ProgressEvent):
+            return replace(snap, done=event.done, total=event.total, current=event.current,
+                           passed=event.passed, failed=event.failed, skipped=event.skipped)
         return snap
     if update.kind == "complete":
         try:

@@ -147,6 +147,23 @@ def test_events_have_the_documented_shape() -> None:
                   "passed": 1, "failed": 1, "skipped": 0}
 
 
+def test_events_parse_back_into_their_types() -> None:
+    ev = protocol.state_event("t", TestState.RUNNING, "w1", "14 tests")
+    parsed = protocol.parse_event(protocol.encode_event(ev))
+    assert isinstance(parsed, protocol.StateEvent) and parsed.state is TestState.RUNNING
+    assert (parsed.worker, parsed.message, parsed.time) == ("w1", "14 tests", ev["time"])
+    pr = protocol.parse_event(protocol.progress_event("t", 2, 5, "a.b", 1, 1, 0))
+    assert pr == protocol.ProgressEvent("t", 2, 5, "a.b", 1, 1, 0)
+    # not events: another kind, the summary, not JSON
+    for other in (b'{"event": "later"}', b'{"test_id": "t", "state": "passed"}', b"\xff"):
+        assert protocol.parse_event(other) is None
+    for bad, fragment in (({"event": "state", "state": "runing"}, "is not a state"),
+                          ({"event": "progress", "done": -1}, "done: -1 is not a count"),
+                          ({"event": "progress", "total": True}, "total: true is not")):
+        with pytest.raises(ValueError, match=fragment):
+            protocol.parse_event(bad)
+
+
 def test_payload_to_dict_is_valid_schema() -> None:
     p = Payload("x", "40.0.0", conf={"a": {"b": True}}, tests=Selection(include=("x",)))
     assert parse_payload(p.to_dict()) == p

@@ -21,7 +21,14 @@ from farm_worker.environments import EnvironmentCache
 from farm_worker.exceptions import ConfigError, FarmError
 from farm_worker.execution import CancelEvent, JobHooks, JobRunner
 from farm_worker.isolation import resolve_mode
-from farm_worker.protocol import EXIT_ERROR, Summary, exit_code
+from farm_worker.protocol import (
+    EXIT_ERROR,
+    ProgressEvent,
+    StateEvent,
+    Summary,
+    exit_code,
+    parse_event,
+)
 
 log = logging.getLogger("farm_worker")
 
@@ -84,14 +91,15 @@ def cmd_execute(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    def emit(event: dict[str, Any]) -> None:
-        if event["event"] == "state":
-            print(f"[{event['test_id']}] {event['state']}"
-                  + (f": {event['message']}" if event["message"] else ""), file=sys.stderr)
-        elif event["event"] == "progress":
-            print(f"[{event['test_id']}] {event['done']}/{event['total']} passed "
-                  f"{event['passed']} failed {event['failed']} skipped {event['skipped']} "
-                  f"{event['current']}", file=sys.stderr)
+    def emit(doc: dict[str, Any]) -> None:
+        event = parse_event(doc)
+        if isinstance(event, StateEvent):
+            print(f"[{event.test_id}] {event.state}"
+                  + (f": {event.message}" if event.message else ""), file=sys.stderr)
+        elif isinstance(event, ProgressEvent):
+            print(f"[{event.test_id}] {event.done}/{event.total} passed {event.passed} "
+                  f"failed {event.failed} skipped {event.skipped} {event.current}",
+                  file=sys.stderr)
 
     summary = runner.execute(raw, cancel, JobHooks(emit=emit))
     reporting.wait_pending(config.report_retry_s, give_up)  # the callback server is away
