@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from farm_client.gearman_client import EmbeddedJobServer
 from farm_lab.gearmand import Gearmand, find_gearmand
+from farm_lab.jobserver import EmbeddedJobServer
 from farm_lab.keystone import up as keystone_up
 from farm_lab.server import FARM, FarmServer
 from farm_lab.workers import start_worker

@@ -3,12 +3,19 @@
 Submissions go through one long-lived gear.Client per process (TCP_NODELAY set: without
 it every round trip costs ~40 ms, FIELD_NOTES). gear only submits to servers it is
 connected to, so a down server is skipped. Queue state comes from gearmand's text admin
-protocol (`status`, `show jobs`, `show unique jobs`, `workers`, `cancel job`).
+protocol (`status`, `show jobs`, `show unique jobs`, `workers`, `cancel job`) and one
+binary request gear has no call for (GET_STATUS_UNIQUE: a job by its test id).
+
+gear has admin request classes (StatusAdminRequest, ...), but they go through the gear
+Client's own connection to a server, shared with the job traffic and reconnected in the
+background: a request to a server that is down waits on gear's reconnect, not on a
+timeout of ours, and there is no connection at all to a server the client never reached.
+So each admin request here opens its own short connection with its own timeout (what
+`gearadmin` does); each answer is a few lines of text to split.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import socket
@@ -16,9 +23,9 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import gear
 
@@ -26,10 +33,11 @@ from farm_client.exceptions import FarmClientError
 from farm_worker.protocol import PING_PREFIX, RUN_PREFIX, parse_address, version_of_function
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_PORT = 4730
 # binary protocol packet types gear has no call for
-_GET_STATUS_UNIQUE, _STATUS_RES_UNIQUE = 41, 42
+GET_STATUS_UNIQUE, STATUS_RES_UNIQUE = 41, 42
 _FINAL_KINDS = frozenset({"complete", "fail", "exception", "disconnect"})
 _LIST_COMMANDS = ("status", "workers", "show jobs", "show unique jobs")
 
@@ -354,44 +362,42 @@ class Gearman:
     def unique_status(self, server: Server, unique: str,
                       timeout_s: float = 5.0) -> UniqueStatus:
         """GET_STATUS_UNIQUE: where a test id's job stands on one gearmand."""
-        fields = self._binary(server, _GET_STATUS_UNIQUE, unique.encode(), _STATUS_RES_UNIQUE,
+        fields = self._binary(server, GET_STATUS_UNIQUE, unique.encode(), STATUS_RES_UNIQUE,
                               timeout_s)
         _, known, running, done, total, clients = (fields + [b"0"] * 6)[:6]
         return UniqueStatus(server, known == b"1", running == b"1", int(done or 0),
                             int(total or 0), int(clients or 0))
 
-    def locate(self, unique: str) -> tuple[UniqueStatus | None, list[str]]:
-        """The job with this unique id on any server (None: on none that answered), and
-        the errors of the servers that did not answer."""
+    def _answers(self, ask: Callable[[Server], _T]) -> Iterator[tuple[Server, _T]]:
+        """`ask(server)` of every server in turn, skipping those that do not answer;
+        GearmanError (every server's reason) once it is clear that none did."""
         errors = []
         for server in self.servers:
             try:
-                st = self.unique_status(server, unique)
+                answer = ask(server)
             except GearmanError as exc:
                 errors.append(str(exc))
                 continue
-            if st.known:
-                return st, errors
+            yield server, answer
         if len(errors) == len(self.servers):
             raise GearmanError("; ".join(errors))
-        return None, errors
+
+    def locate(self, unique: str) -> UniqueStatus | None:
+        """The job with this unique id on the first server that has it (None: on none of
+        those that answered)."""
+        for _, st in self._answers(lambda server: self.unique_status(server, unique)):
+            if st.known:
+                return st
+        return None
 
     def worker_ids(self) -> dict[str, list[Server]]:
         """Farm workers (their `farm:ping:<id>` function) -> the servers they serve."""
         out: dict[str, list[Server]] = {}
-        errors = []
-        for server in self.servers:
-            try:
-                rows = self.workers(server)
-            except GearmanError as exc:
-                errors.append(str(exc))
-                continue
+        for server, rows in self._answers(self.workers):
             for row in rows:
                 for name in row["functions"]:
                     if name.startswith(PING_PREFIX):
                         out.setdefault(name[len(PING_PREFIX):], []).append(server)
-        if len(errors) == len(self.servers):
-            raise GearmanError("; ".join(errors))
         return out
 
     def cancel_queued(self, server: Server, handle: str) -> bool:
@@ -404,61 +410,8 @@ class Gearman:
     def registered_versions(self) -> dict[str, int]:
         """Tempest version -> workers serving it, over every reachable server."""
         versions: dict[str, int] = {}
-        errors = []
-        for server in self.servers:
-            try:
-                functions = self.status(server)
-            except GearmanError as exc:
-                errors.append(str(exc))
-                continue
+        for _, functions in self._answers(self.status):
             for version, workers in served_versions((f.name, f.workers)
                                                     for f in functions).items():
                 versions[version] = max(versions.get(version, 0), workers)
-        if len(errors) == len(self.servers):
-            raise GearmanError("; ".join(errors))
         return versions
-
-
-
-class _NoDelayServer(gear.Server):  # type: ignore[misc]
-    """gear.Server with TCP_NODELAY, and the two requests farm_client makes that gear.Server
-    lacks: GET_STATUS_UNIQUE and the admin `show unique jobs`."""
-
-    def _registerConnection(self, conn: Any) -> None:
-        with contextlib.suppress(OSError):
-            conn.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super()._registerConnection(conn)
-
-    def handlePacket(self, packet: gear.Packet) -> None:
-        if packet.ptype != _GET_STATUS_UNIQUE:
-            return super().handlePacket(packet)  # type: ignore[no-any-return]
-        unique = bytes(packet.data)
-        job = next((j for j in list(self.jobs.values()) if j.unique == unique), None)
-        fields = [unique, b"1" if job else b"0", b"1" if job and job.running else b"0",
-                  (job.numerator or b"0") if job else b"0",
-                  (job.denominator or b"0") if job else b"0", b"0"]
-        packet.connection.sendPacket(gear.Packet(gear.constants.RES, _STATUS_RES_UNIQUE,
-                                                 b"\0".join(fields)))
-        return None
-
-    def handleAdminRequest(self, request: Any) -> None:
-        if request.command.startswith(b"show unique jobs"):
-            uniques = b"".join(bytes(j.unique) + b"\n" for j in list(self.jobs.values())
-                               if j.unique)
-            request.connection.sendRaw(uniques + b".\n")
-            return
-        super().handleAdminRequest(request)
-
-
-class EmbeddedJobServer:
-    """gear's pure-Python job server in this process, TCP_NODELAY on every connection: the
-    demo's job server when no gearmand is installed. It keeps nothing on disk (a background
-    job is lost if it stops) and answers only part of the admin protocol (status, workers,
-    cancel job): production runs Debian's gearmand."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = _NoDelayServer(port=port, host=host)
-        self.server = Server(host, int(self._server.port))
-
-    def stop(self) -> None:
-        self._server.shutdown()

@@ -77,7 +77,7 @@ class ViaGearmand(Farm):
         doc = self.read_payload(doc)
         if not queue_anyway:
             self.check_registered(doc["tempest"]["version"])
-        found, _ = self.gearman.locate(doc["test_id"])
+        found = self.gearman.locate(doc["test_id"])
         if found is not None:
             state = "running" if found.running else "queued"
             raise Duplicate(f"test_id: {show(doc['test_id'])} is already {state} on gearmand "
@@ -109,7 +109,7 @@ class ViaGearmand(Farm):
             yield snap
 
     def status(self, test_id: str) -> Snapshot:
-        found, _ = self.gearman.locate(test_id)
+        found = self.gearman.locate(test_id)
         if found is None:
             return Snapshot(test_id, GONE, message="not queued or running on any "
                             "gearmand: finished, or never submitted (the status server "
@@ -139,14 +139,14 @@ class ViaGearmand(Farm):
             time.sleep(poll_s)
 
     def cancel(self, test_id: str) -> CancelOutcome:
-        found, _ = self.gearman.locate(test_id)
+        found = self.gearman.locate(test_id)
         if found is None:
             return CancelOutcome(test_id, "nothing", f"nothing to cancel: {test_id} is not "
                                  "queued or running on any gearmand (finished or unknown)")
         server, handle = self.gearman.submit(cancel_function(test_id), b"",
                                              unique=f"cancel-{test_id}")
         # it may have ended meanwhile: then no worker takes the cancel job; withdraw it
-        again, _ = self.gearman.locate(test_id)
+        again = self.gearman.locate(test_id)
         if again is None:
             self.gearman.cancel_queued(server, handle)
             return CancelOutcome(test_id, "nothing", f"nothing to cancel: {test_id} ended "

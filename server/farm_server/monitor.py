@@ -108,7 +108,7 @@ class Monitor(Periodic):
         # asked by test id (GET_STATUS_UNIQUE), not by handle: handles change when gearmand
         # restarts, and learning the new one by submitting the job again would start a
         # second run if the job ended since the snapshot above
-        found, _ = self.gearman.locate(test.id)
+        found = self.gearman.locate(test.id)
         if found is None:
             return None  # it ended since this pass began: the next pass sees its report
         if not found.running:  # the worker died and gearmand queued the job again

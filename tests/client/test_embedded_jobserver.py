@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from farm_client.gearman_client import EmbeddedJobServer, Gearman
+from farm_client.gearman_client import Gearman
+from farm_lab.jobserver import EmbeddedJobServer
 from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
 from harness.farmcli import farm
