@@ -204,11 +204,11 @@ import traceback  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
 try:
+    from farm_client.commands.results import upload_results
     from farm_client.config import load_client_config
     from farm_client.exceptions import FarmClientError, NoSuchTest
     from farm_client.farm import GONE
     from farm_client.farm import open_farm as farm_of
-    from farm_client.refstack_commands import upload_results
     from farm_worker.exceptions import PayloadError
     from farm_worker.protocol import FINAL_STATE_VALUES
     from farm_worker.redaction import secrets_in_conf

@@ -1,6 +1,6 @@
-"""`farm`: the client commands (submit, watch, cancel, ... in commands.py). The only
-module of the client that exits the process. The status server has its own command,
-`farm-server` (farm_server.cli)."""
+"""`farm`: the client commands (config, submit, watch, cancel, ..., one module each in
+farm_client/commands/). The only module of the client that exits the process. The status
+server has its own command, `farm-server` (farm_server.cli)."""
 
 from __future__ import annotations
 

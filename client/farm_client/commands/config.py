@@ -1,0 +1,35 @@
+"""`farm config`: the effective client configuration and where each value came from."""
+
+from __future__ import annotations
+
+import argparse
+
+from farm_client.api import dumps
+from farm_client.commands.common import client_config
+from farm_client.config import ClientConfig
+
+NAME = "config"
+HELP = "show the effective client configuration"
+DESCRIPTION = ("Print each refstack.cfg key, its effective value and where it came from "
+               "(flag, environment, file:line, default). Secrets are masked.")
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true")
+
+
+def take_action(args: argparse.Namespace) -> int:
+    return run(client_config(args), as_json=args.json)
+
+
+def run(config: ClientConfig, *, as_json: bool = False) -> int:
+    rows = config.describe()
+    if as_json:
+        print(dumps({k: {"value": v, "from": o} for k, v, o in rows}))
+        return 0
+    print(f"file: {config.file or '(none found: ./refstack.cfg, /etc/refstack/refstack.cfg)'}")
+    for key, value, origin in rows:
+        print(f"{key:<16} {value:<40} {origin}")
+    print("mode: " + (f"through the status server {config.server_url}" if config.uses_server
+                      else "straight to gearmand (no FARM_SERVER_URL)"))
+    return 0

@@ -1,0 +1,68 @@
+"""`farm status`: a run's state and progress; with a status server, its uploads and the
+history of its reports."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from farm_client.api import dumps
+from farm_client.commands.common import farm_of, test_id_arg
+from farm_client.farm import GONE, Farm
+
+NAME = "status"
+HELP = "a run's state, progress and history"
+DESCRIPTION = (
+    "Show a test: state, progress and the history of its status reports (from the "
+    "status server), or where it stands in gearmand's queue (without one).\n\n"
+    "exit: 0 known, 1 unknown")
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("test_id", type=test_id_arg)
+    p.add_argument("--json", action="store_true")
+
+
+def take_action(args: argparse.Namespace) -> int:
+    farm = farm_of(args)
+    try:
+        return run(farm, args.test_id, as_json=args.json)
+    finally:
+        farm.close()
+
+
+def run(farm: Farm, test_id: str, *, as_json: bool = False) -> int:
+    report = farm.report(test_id)
+    if as_json:
+        print(dumps(report.to_json()))
+    elif report.stored is not None:
+        _print_stored(report.stored)
+    else:  # only what gearmand knows while it has the test
+        snap = report.snapshot
+        where = f" on gearmand {snap.where}" if snap.where else ""
+        progress = f" {snap.done}/{snap.total}" if snap.total else ""
+        print(f"{snap.test_id}: {snap.state}{progress}{where}"
+              + (f"; {snap.message}" if snap.message else ""))
+    return 1 if report.snapshot.state == GONE else 0
+
+
+def _print_stored(doc: dict[str, Any]) -> None:
+    """A test the status server keeps: its state, progress, uploads and history."""
+    t = doc["test"]
+    p, s = t["progress"], t["summary"]
+    print(f"{t['id']}: {t['state']}  tempest {t['tempest_version']}  "
+          f"worker {t['worker'] or '-'}")
+    if p["total"]:
+        print(f"progress {p['done']}/{p['total']}  passed {s['passed']} failed "
+              f"{s['failed']} skipped {s['skipped']}  current {p['current'] or '-'}")
+    if t["message"]:
+        print(f"message: {t['message']}")
+    if t.get("cpid"):
+        print(f"cpid: {t['cpid']}")
+    for u in doc.get("uploads", []):
+        where = u["result_url"] or u["message"]
+        print(f"refstack upload ({u['source']}) to {u['target']}: {u['state']}, "
+              f"{u['attempts']} attempt(s){': ' + where if where else ''}")
+    for h in doc["history"]:
+        print(f"  {h['at']}  {h['state']:<11} {h['source']:<8} {h['worker'] or '':<12} "
+              f"{h['message'] or ''}")
