@@ -1,0 +1,46 @@
+"""A test's results: the subunit stream as uploaded, and a row per test in it."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    delete,
+    select,
+)
+
+from farm_client.subunit_results import ParsedResults
+from farm_server.models import (
+    ResultFileRow,
+    ResultRow,
+    TestRow,
+    utcnow,
+)
+from farm_server.store.engine import StoreBase
+
+
+class Results(StoreBase):
+    def store_results(self, test_id: str, parsed: ParsedResults, data: bytes,
+                      cpid: str | None = None) -> bool:
+        """Replace the test's results (an upload retried is stored once); False if no test.
+        The worker's `cpid` is kept unless one was given at submit."""
+        with self.write() as s:
+            test = s.scalar(select(TestRow).where(TestRow.id == test_id).with_for_update())
+            if test is None:
+                return False
+            s.execute(delete(ResultRow).where(ResultRow.test_id == test_id))
+            s.execute(delete(ResultFileRow).where(ResultFileRow.test_id == test_id))
+            s.add_all(ResultRow(test_id=test_id, name=t.name, status=t.status,
+                                duration_s=t.duration_s, detail=t.detail)
+                      for t in parsed.tests)
+            s.add(ResultFileRow(test_id=test_id, data=data, size=len(data)))
+            test.passed, test.failed, test.skipped = parsed.passed, parsed.failed, parsed.skipped
+            if cpid and not test.cpid:
+                test.cpid = cpid
+            test.total = max(test.total or 0, len(parsed.tests))
+            test.updated_at = utcnow()
+        return True
+
+    def results(self, test_id: str) -> tuple[list[ResultRow], ResultFileRow | None]:
+        with self.read() as s:
+            rows = list(s.scalars(select(ResultRow).where(ResultRow.test_id == test_id)
+                                  .order_by(ResultRow.id)))
+            return rows, s.get(ResultFileRow, test_id)

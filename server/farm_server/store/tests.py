@@ -1,0 +1,231 @@
+"""Tests: created before their job is queued, reports applied by the state machine
+(farm_server.lifecycle) with the test row locked, the history, the monitor's queries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from farm_server.lifecycle import Report, Verdict, decide
+from farm_server.models import (
+    ReportRow,
+    TestRow,
+    utcnow,
+)
+from farm_server.store.engine import StoreBase, StoreError
+from farm_server.store.tokens import WORKERS
+from farm_worker.protocol import FINAL_STATE_VALUES, FINAL_STATES, TestState
+
+TESTS: Table = TestRow.__table__  # type: ignore[assignment]
+REPORTS: Table = ReportRow.__table__  # type: ignore[assignment]
+# The statements of the hot path, built once (building them costs more than running them).
+_MOVING = ("state", "message", "worker", "progress_done", "progress_total",
+           "progress_current", "passed", "failed", "skipped", "updated_at", "started_at",
+           "finished_at", "last_report_at")
+_SELECT_TEST = (select(*(TESTS.c[name] for name in _MOVING))
+                .where(TESTS.c.id == bindparam("tid")).with_for_update())
+_INSERT_REPORT = insert(REPORTS)
+_UPDATE_TEST = (update(TESTS).where(TESTS.c.id == bindparam("tid"))
+                .values({name: bindparam(name) for name in _MOVING}))
+_FORGET_CONF = update(TESTS).where(TESTS.c.id == bindparam("tid")).values(conf_json=None)
+_FINAL = sorted(FINAL_STATE_VALUES)
+
+
+
+
+@dataclass(frozen=True)
+class Applied:
+    verdict: Verdict
+    state: TestState
+    worker: str | None = None  # who holds the test (told to a superseded worker)
+
+
+
+class Tests(StoreBase):
+    def create_test(self, row: TestRow, submit: Callable[[], tuple[str, str]],
+                    user: str | None) -> TestRow:
+        """Insert the test, then queue its job: a worker may take the job at once and
+        ask for the test's conf, so the test is committed before the job exists. If
+        queueing fails, the test is removed again: nothing is stored. StoreError if the
+        test id exists."""
+        with self.write() as s:
+            if s.get(TestRow, row.id) is not None:
+                raise StoreError(f"test {row.id!r} exists already")
+            now = utcnow()
+            row.created_at = row.updated_at = now
+            row.submitted_by = user
+            s.add(row)
+            s.flush()  # the row first: no ORM relationship orders the two inserts
+            s.add(ReportRow(test_id=row.id, at=now, source="api", worker=None,
+                            state=row.state, message=row.message, applied=True))
+        try:
+            server, handle = submit()
+        except BaseException:
+            with self.write() as s:  # (a monitor pass in between may have added a report)
+                s.execute(delete(ReportRow).where(ReportRow.test_id == row.id))
+                s.execute(delete(TestRow).where(TestRow.id == row.id))
+            raise
+        self.set_job(row.id, server, handle)
+        row.gearman_server, row.gearman_handle = server, handle
+        return row
+
+    def get(self, test_id: str) -> TestRow | None:
+        with self.read() as s:
+            return s.get(TestRow, test_id)
+
+    def find(self, *, states: list[str] | None = None, version: str | None = None,
+             limit: int = 50, offset: int = 0) -> tuple[list[TestRow], int]:
+        query = select(TestRow)
+        if states:
+            query = query.where(TestRow.state.in_(states))
+        if version:
+            query = query.where(TestRow.tempest_version == version)
+        with self.read() as s:
+            total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = list(s.scalars(query.order_by(TestRow.created_at.desc(), TestRow.id)
+                                  .limit(limit).offset(offset)))
+        return rows, int(total)
+
+    def history(self, test_id: str) -> list[ReportRow]:
+        with self.read() as s:
+            return list(s.scalars(select(ReportRow).where(ReportRow.test_id == test_id)
+                                  .order_by(ReportRow.id)))
+
+    def count_reports(self, test_id: str, source: str, message_prefix: str) -> int:
+        with self.read() as s:
+            return int(s.scalar(select(func.count()).select_from(ReportRow).where(
+                ReportRow.test_id == test_id, ReportRow.source == source,
+                ReportRow.message.startswith(message_prefix))) or 0)
+
+    def active(self) -> list[TestRow]:
+        """Tests not in a final state (for the monitor)."""
+        with self.read() as s:
+            return list(s.scalars(select(TestRow).where(TestRow.state.not_in(_FINAL))))
+
+    def forget_ended_secrets(self) -> bool:
+        """Make sure no ended test's Tempest configuration (its cloud's passwords) is kept:
+        drop any still stored (a test that ended before this was done at once), and on
+        SQLite, once tests ended since the last pass, move the WAL into the database file
+        and truncate it, so that no old copy of a row stays in either file (secure_delete
+        zeroes freed space). True when it checkpointed; a busy database is tried again on
+        the next call. Run by the monitor, off the workers' report path."""
+        with self.write() as s:
+            s.execute(update(TestRow).where(TestRow.state.in_(_FINAL),
+                                            TestRow.conf_json.is_not(None))
+                      .values(conf_json=None).execution_options(synchronize_session=False))
+            latest = s.scalar(select(func.max(TestRow.finished_at)))
+        if self.engine.dialect.name != "sqlite" or latest is None \
+                or latest == self._scrubbed_up_to:
+            return False
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            busy, *_frames = cur.fetchone() or (1,)
+            cur.close()
+        finally:
+            raw.close()
+        if busy:
+            return False
+        self._scrubbed_up_to = latest
+        return True
+
+    def apply(self, test_id: str, report: Report, *, source: str,
+              progress: dict[str, Any] | None = None, payload: Any = None,
+              worker_name: str | None = None, fence: bool = True) -> Applied | None:
+        """Record a report and move the test as the state machine says; None if no test.
+
+        The hot path of the server (workers report several times a second): prepared SQL
+        statements, no ORM unit of work.
+        """
+        with self.write_sql() as conn:
+            row = conn.execute(_SELECT_TEST, {"tid": test_id}).first()
+            if row is None:
+                return None
+            current = TestState(row.state)
+            # what the test shows now is the last report that moved it
+            shown = Report(current, row.message, row.worker,
+                           (row.progress_done, row.progress_total, row.progress_current))
+            verdict = decide(current, shown, report, source, fence)
+            if verdict is Verdict.DUPLICATE:
+                return Applied(verdict, current, row.worker)
+            now = utcnow()
+            conn.execute(_INSERT_REPORT, {
+                "test_id": test_id, "at": now, "source": source, "worker": report.worker,
+                "state": report.state.value, "message": report.message,
+                "progress_json": json.dumps(progress) if progress else None,
+                "payload_json": json.dumps(payload) if payload is not None else None,
+                "applied": verdict is Verdict.APPLY})
+            values = dict(row._mapping)
+            if source == "worker" and verdict is not Verdict.SUPERSEDED:
+                values["last_report_at"] = now
+            if verdict is Verdict.APPLY:
+                values.update(_moved(report, progress, now, row.started_at is None))
+                current = report.state
+            conn.execute(_UPDATE_TEST, {"tid": test_id, **values})
+            if verdict is Verdict.APPLY and current in FINAL_STATES:
+                conn.execute(_FORGET_CONF, {"tid": test_id})  # its cloud's passwords
+            if worker_name and self._seen_long_ago(worker_name):
+                conn.execute(update(WORKERS).where(WORKERS.c.name == worker_name)
+                             .values(last_seen_at=now))
+            return Applied(verdict, current, values.get("worker"))
+
+    def _seen_long_ago(self, worker: str) -> bool:
+        """Write a worker's last_seen_at at most once a minute per process."""
+        now = time.monotonic()
+        if now - self._seen.get(worker, -3600.0) < 60:
+            return False
+        self._seen[worker] = now
+        return True
+
+    def leftover_cancel_jobs(self) -> list[TestRow]:
+        """Final tests whose cancel job may still wait in gearmand."""
+        with self.read() as s:
+            return list(s.scalars(select(TestRow).where(TestRow.state.in_(_FINAL),
+                                                        TestRow.cancel_handle.is_not(None))))
+
+    def set_job(self, test_id: str, server: str, handle: str) -> None:
+        with self.write() as s:
+            test = s.get(TestRow, test_id)
+            if test is not None:
+                test.gearman_server, test.gearman_handle = server, handle
+
+    def set_cancel_job(self, test_id: str, server: str | None, handle: str | None) -> None:
+        with self.write() as s:
+            test = s.get(TestRow, test_id)
+            if test is not None:
+                test.cancel_server, test.cancel_handle = server, handle
+
+
+def _moved(report: Report, progress: dict[str, Any] | None, now: dt.datetime,
+           not_started: bool) -> dict[str, Any]:
+    """The test row's new values when a report moves it."""
+    state = report.state
+    values: dict[str, Any] = {"state": state.value, "message": report.message,
+                              "updated_at": now}
+    if state is TestState.INSTALLING or (state is TestState.RUNNING and not_started):
+        values["started_at"] = now
+    if report.worker:
+        values["worker"] = report.worker
+    if progress:
+        values.update(progress_done=progress.get("done"), progress_total=progress.get("total"),
+                      progress_current=progress.get("current"))
+        values.update({k: progress[k] for k in ("passed", "failed", "skipped")
+                       if isinstance(progress.get(k), int)})
+    if state in FINAL_STATES:
+        values["finished_at"] = now
+    return values

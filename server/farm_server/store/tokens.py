@@ -1,0 +1,82 @@
+"""Testing hosts and API users, and their tokens (stored as SHA-256 hashes)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+
+from sqlalchemy import (
+    Table,
+    select,
+)
+
+from farm_server.models import (
+    UserRow,
+    WorkerRow,
+)
+from farm_server.store.engine import StoreBase, StoreError
+
+WORKERS: Table = WorkerRow.__table__  # type: ignore[assignment]
+TOKEN_CACHE_S = 30.0  # a new or removed worker token takes effect within this time
+
+
+def hash_token(token: str) -> str:
+    """Tokens are 256-bit random strings: a plain SHA-256 is enough to store them safely."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _same(stored: str, wanted: str) -> bool:
+    """The lookup is by hash; compare again in constant time before trusting the row."""
+    return hmac.compare_digest(stored, wanted)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+
+class Tokens(StoreBase):
+    def add_worker(self, name: str, allow: list[str]) -> str:
+        token = new_token()
+        with self.write() as s:
+            if s.scalar(select(WorkerRow).where(WorkerRow.name == name)) is not None:
+                raise StoreError(f"worker {name!r} exists already")
+            s.add(WorkerRow(name=name, token_hash=hash_token(token),
+                            allow_json=json.dumps(allow)))
+        return token
+
+    def add_user(self, name: str) -> str:
+        token = new_token()
+        with self.write() as s:
+            if s.scalar(select(UserRow).where(UserRow.name == name)) is not None:
+                raise StoreError(f"user {name!r} exists already")
+            s.add(UserRow(name=name, token_hash=hash_token(token)))
+        return token
+
+    def worker_for(self, token: str) -> WorkerRow | None:
+        """The worker of a token; answers are kept for TOKEN_CACHE_S in this process (a
+        worker reports several times a second)."""
+        wanted = hash_token(token)
+        cached = self._tokens.get(wanted)
+        if cached is not None and time.monotonic() - cached[0] < TOKEN_CACHE_S:
+            return cached[1]
+        with self.read() as s:
+            row = s.scalar(select(WorkerRow).where(WorkerRow.token_hash == wanted))
+        row = row if row is not None and _same(row.token_hash, wanted) else None
+        if len(self._tokens) > 10_000:
+            self._tokens.clear()
+        self._tokens[wanted] = (time.monotonic(), row)
+        return row
+
+    def user_for(self, token: str) -> UserRow | None:
+        wanted = hash_token(token)
+        with self.read() as s:
+            row = s.scalar(select(UserRow).where(UserRow.token_hash == wanted))
+        return row if row is not None and _same(row.token_hash, wanted) else None
+
+    def workers(self) -> list[WorkerRow]:
+        with self.read() as s:
+            return list(s.scalars(select(WorkerRow).order_by(WorkerRow.name)))
