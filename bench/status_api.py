@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/status_api.py [--seconds 10] [--connections 8]
 
-Starts gearmand and `farm-server serve` (its defaults: 3 gunicorn sync processes on SQLite) on
-loopback, creates a test, then drives `POST /update-test-status/` with wrk (one thread,
-8 connections, so the load generator takes one of the 2 cores): each report a new
+Starts gearmand and `farm-server serve` (its defaults: 3 gunicorn sync processes on
+SQLite) on loopback, creates a test, then drives `POST /update-test-status/` with wrk (one
+thread, 8 connections, so the load generator takes one of the 2 cores): each report a new
 progress (so every request is a real write: a report row and the test row), the worker
 token checked on each. The baseline, measured in the same run against the same server:
 `GET /healthz` (no database). Prints requests/s and p99 of both; the last line is e.g.
@@ -20,11 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from farm_lab.gearmand import Gearmand  # noqa: E402
-from farm_lab.server import FarmServer  # noqa: E402
+from farm_lab.gearmand import Gearmand
+from farm_lab.server import FarmServer
 
 LUA = """
 counter = 0

@@ -11,13 +11,22 @@ from farm_client.exceptions import FarmClientError
 
 
 class APIError(FarmClientError):
-    """The server refused a request, or could not be reached."""
+    """The status server did not do what was asked: Unreachable or Refused, or its answer
+    was not what the API promises."""
 
     def __init__(self, message: str, status: int | None = None,
                  body: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.body = body or {}
+
+
+class Unreachable(APIError):
+    """No answer: connection refused, timed out, TLS failed (`status` is None)."""
+
+
+class Refused(APIError):
+    """An HTTP error answer: `status` and the JSON `body` (`error`, `field`, ...)."""
 
 
 class FarmAPI:
@@ -37,7 +46,7 @@ class FarmAPI:
             r = self.session.request(method, self.url + path.lstrip("/"),
                                      timeout=self.timeout_s, **kwargs)
         except requests.RequestException as exc:
-            raise APIError(f"{self.url}: {exc.__class__.__name__}: {exc}") from None
+            raise Unreachable(f"{self.url}: {exc.__class__.__name__}: {exc}") from None
         if r.status_code not in expect:
             try:
                 body = r.json()
@@ -46,7 +55,7 @@ class FarmAPI:
             if not isinstance(body, dict):
                 body = {}
             message = body.get("error") or r.text.strip()[:200] or r.reason
-            raise APIError(f"{method} {path}: {r.status_code} {message}", r.status_code, body)
+            raise Refused(f"{method} {path}: {r.status_code} {message}", r.status_code, body)
         return r
 
     def _json(self, method: str, path: str, expect: tuple[int, ...] = (200,),

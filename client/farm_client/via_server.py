@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from farm_client.api import APIError, FarmAPI
+from farm_client.api import FarmAPI, Refused
 from farm_client.config import ClientConfig
 from farm_client.exceptions import Duplicate, FarmClientError, NoSuchTest, NotRegistered
 from farm_client.farm import (
@@ -41,7 +41,7 @@ class ViaServer(Farm):
         version = doc["tempest"]["version"]
         try:
             view = self.api.create_test(doc, queue_anyway)
-        except APIError as exc:
+        except Refused as exc:
             if exc.status == 422:
                 raise NotRegistered(version, exc.body.get("registered", [])) from None
             if exc.status == 409:
@@ -56,7 +56,7 @@ class ViaServer(Farm):
     def _test(self, test_id: str) -> dict[str, Any]:
         try:
             return self.api.test(test_id)
-        except APIError as exc:
+        except Refused as exc:
             if exc.status == 404:
                 raise NoSuchTest(test_id) from None
             raise
@@ -107,7 +107,7 @@ class ViaServer(Farm):
     def cancel(self, test_id: str) -> CancelOutcome:
         try:
             doc = self.api.cancel(test_id)
-        except APIError as exc:
+        except Refused as exc:
             if exc.status in (404, 409):
                 return CancelOutcome(test_id, "nothing", str(exc).split(": ", 1)[-1],
                                      (exc.body.get("test") or {}).get("state"))
