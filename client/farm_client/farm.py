@@ -22,7 +22,7 @@ import abc
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,10 +120,13 @@ class Run:
 
     submitted: Submitted
     snapshots: Iterator[Snapshot]
-    # gearmand withdraws a waiting foreground job when its client leaves: a run left while
-    # still queued will not start
-    withdrawn_if_left: bool = False
-    job: ForegroundJob | None = None
+    job: ForegroundJob | None = None  # straight to gearmand: the foreground job
+
+    @property
+    def withdrawn_if_left(self) -> bool:
+        """gearmand withdraws a waiting foreground job when its client leaves: a run left
+        while still queued will not start."""
+        return self.job is not None
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,19 @@ class Farm(abc.ABC):
         """Until the test ends: its final Snapshot (without a server and without the `run`
         that follows it, one in state GONE once no gearmand has it), or None at the
         deadline. `poll_s`: how often the server or gearmand is asked."""
+
+    def _poll(self, test_id: str, timeout_s: float, poll_s: float,
+              ended: Callable[[Snapshot], bool]) -> Snapshot | None:
+        """`status` every `poll_s` until `ended` says so (that snapshot), or None at the
+        deadline."""
+        end = time.monotonic() + timeout_s
+        while True:
+            snap = self.status(test_id)
+            if ended(snap):
+                return snap
+            if time.monotonic() >= end:
+                return None
+            time.sleep(poll_s)
 
     def final_results(self, snap: Snapshot) -> dict[str, Any]:
         """The ended run's results as `GET /v1/tests/<id>/results` gives them, as far as

@@ -97,7 +97,7 @@ class ViaGearmand(Farm):
         test_id, function = doc["test_id"], run_function(doc["tempest"]["version"])
         job = self.gearman.start(function, parse_payload(doc).encode(), unique=test_id)
         return Run(Submitted(test_id, function, self.via, job.handle, str(job.server)),
-                   self._follow(job, test_id), withdrawn_if_left=True, job=job)
+                   self._follow(job, test_id), job=job)
 
     def _follow(self, job: ForegroundJob, test_id: str) -> Iterator[Snapshot]:
         """Snapshots of a foreground job until its end; the last one again every quarter
@@ -120,23 +120,17 @@ class ViaGearmand(Farm):
 
     def wait(self, test_id: str, timeout_s: float, run: Run | None = None,
              poll_s: float = 0.2) -> Snapshot | None:
+        if run is None or run.job is None:
+            return self._poll(test_id, timeout_s, poll_s, lambda snap: snap.state == GONE)
+        # the worker's own word: until WORK_COMPLETE, whose summary comes after the final
+        # state event (the worker cleans up in between)
         end = time.monotonic() + timeout_s
-        if run is not None and run.job is not None:
-            # the worker's own word: until WORK_COMPLETE, whose summary comes after the
-            # final state event (the worker cleans up in between)
-            last: Snapshot | None = None
-            for snap in run.snapshots:
-                last = snap
-                if run.job.final is not None or time.monotonic() >= end:
-                    break
-            return last if last is not None and last.final else None
-        while True:
-            snap = self.status(test_id)
-            if snap.state == GONE:
-                return snap
-            if time.monotonic() >= end:
-                return None
-            time.sleep(poll_s)
+        last: Snapshot | None = None
+        for snap in run.snapshots:
+            last = snap
+            if run.job.final is not None or time.monotonic() >= end:
+                break
+        return last if last is not None and last.final else None
 
     def cancel(self, test_id: str) -> CancelOutcome:
         found = self.gearman.locate(test_id)

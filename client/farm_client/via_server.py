@@ -3,7 +3,6 @@ history and results, and queues the jobs; workers fetch the cloud config from it
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from farm_client.api import FarmAPI, Refused
@@ -70,14 +69,7 @@ class ViaServer(Farm):
 
     def wait(self, test_id: str, timeout_s: float, run: Run | None = None,
              poll_s: float = 0.3) -> Snapshot | None:
-        end = time.monotonic() + timeout_s
-        while True:
-            snap = self.status(test_id)
-            if snap.final:
-                return snap
-            if time.monotonic() >= end:
-                return None
-            time.sleep(poll_s)
+        return self._poll(test_id, timeout_s, poll_s, lambda snap: snap.final)
 
     def final_results(self, snap: Snapshot) -> dict[str, Any]:
         try:

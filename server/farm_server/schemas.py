@@ -17,17 +17,18 @@ from werkzeug.datastructures import MultiDict
 
 from farm_client.refstack_upload import CPID_PATTERN
 from farm_server.exceptions import FarmServerError
+from farm_server.models import FAILED, UPLOADED
 from farm_worker.exceptions import FieldError as Problem
 from farm_worker.protocol import (
     PAYLOAD_SCHEMA,
+    STATE_VALUES,
     TEST_ID_PATTERN,
     VERSION_PATTERN,
-    TestState,
     schema_errors,
     show,
 )
 
-STATES = [s.value for s in TestState]
+STATES = list(STATE_VALUES)  # JSON Schema enums are arrays
 MESSAGE_MAX = 4096
 PAYLOAD_MAX = 64 * 1024  # a report's `payload`, as JSON
 MAX_LIMIT = 500
@@ -99,7 +100,7 @@ UPLOAD_RECORD: dict[str, Any] = {
     "type": "object", "required": ["target", "state"], "additionalProperties": False,
     "properties": {
         "target": URL,
-        "state": {"enum": ["uploaded", "failed"], "x-error": "is not uploaded or failed"},
+        "state": {"enum": [UPLOADED, FAILED], "x-error": f"is not {UPLOADED} or {FAILED}"},
         "attempts": {"type": "integer", "minimum": 1, "maximum": 100,
                      "x-error": "is not a number from 1 to 100"},
         **{key: {"type": ["string", "null"], "maxLength": limit,
@@ -108,7 +109,7 @@ UPLOAD_RECORD: dict[str, Any] = {
                               ("message", 2000))},
     },
     # a success names what RefStack made of it
-    "if": {"properties": {"state": {"const": "uploaded"}}},
+    "if": {"properties": {"state": {"const": UPLOADED}}},
     "then": {"properties": {"result_id": {"type": "string", "minLength": 1,
                                           "x-error": "is required for an upload that "
                                                      "succeeded"}},

@@ -89,6 +89,7 @@ FINAL_STATES = frozenset(
      TestState.TIMED_OUT, TestState.REJECTED}
 )
 FINAL_STATE_VALUES = frozenset(state.value for state in FINAL_STATES)  # as stored and sent
+STATE_VALUES = tuple(state.value for state in TestState)  # every state, in lifecycle order
 
 # The exit code of a command that ends with a run (`farm-worker execute`, `farm watch`,
 # `farm submit --wait`, the module's rc): 0 passed, 1 failed, 3 cancelled; 2 for error,

@@ -17,6 +17,7 @@ from farm_client.exceptions import FarmClientError
 from farm_client.farm import GONE, Farm, Run, Snapshot, open_farm
 from farm_worker.protocol import (
     EXIT_ERROR,
+    STATE_VALUES,
     TEST_ID_PATTERN,
     VERSION_PATTERN,
     TestState,
@@ -24,7 +25,7 @@ from farm_worker.protocol import (
 )
 
 EXIT_INTERRUPTED = 130
-STATES = [s.value for s in TestState]
+STATES = STATE_VALUES
 
 
 class UsageError(FarmClientError):
