@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from farm_client.exceptions import FarmClientError
-from farm_client.subunit_results import ParsedResults
+from farm_client.subunit_results import Collector
 from farm_worker.protocol import SUBUNIT_PASSED
 
 _UUID = r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
@@ -62,19 +62,19 @@ def split_name(test_id: str) -> tuple[str, str | None]:
     return name, (found.group(1).lower() if found else None)
 
 
-def refstack_payload(parsed: ParsedResults, cpid: str) -> dict[str, Any]:
+def refstack_payload(parsed: Collector, cpid: str) -> dict[str, Any]:
     """The document RefStack stores: passed tests once each, in stream order."""
     results: list[dict[str, str]] = []
     seen: set[str] = set()
     for test in parsed.tests:
         if test.status not in SUBUNIT_PASSED:
             continue
-        name, uuid = split_name(test.name)
+        name, uuid = split_name(test.test_id)
         if name in seen:
             continue
         seen.add(name)
         results.append({"name": name, "uuid": uuid} if uuid else {"name": name})
-    return {"cpid": cpid, "duration_seconds": round(parsed.duration_s),
+    return {"cpid": cpid, "duration_seconds": round(parsed.wall_s),
             "results": results}
 
 

@@ -20,12 +20,14 @@ from farm_server.exceptions import FarmServerError
 from farm_server.models import FAILED, UPLOADED
 from farm_worker.exceptions import FieldError as Problem
 from farm_worker.protocol import (
+    HTTP_URL,
     PAYLOAD_SCHEMA,
     STATE_VALUES,
     TEST_ID_PATTERN,
     VERSION_PATTERN,
     schema_errors,
     show,
+    validator,
 )
 
 STATES = list(STATE_VALUES)  # JSON Schema enums are arrays
@@ -68,7 +70,7 @@ WORKER_ID = _id("is not a worker id")
 CPID = {"type": "string", "pattern": f"^{CPID_PATTERN.pattern}$",
         "x-error": "is not a cloud id (letters, digits, . _ -; up to 64)",
         "description": "the cloud's RefStack id"}
-URL = {"type": "string", "pattern": "^https?://", "maxLength": 2000,
+URL = {"type": "string", "format": HTTP_URL, "maxLength": 2000,
        "x-error": "is not an http(s) URL"}
 _COUNT = {"type": "integer", "minimum": 0, "x-error": "is not a count"}
 
@@ -178,7 +180,7 @@ _INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only, and no 5000-digit 
 def _validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
     found = _VALIDATORS.get(id(schema))
     if found is None:
-        found = _VALIDATORS[id(schema)] = jsonschema.Draft202012Validator(schema)
+        found = _VALIDATORS[id(schema)] = validator(schema)
     return found
 
 

@@ -160,6 +160,8 @@ def test_post_result_parses_subunit(farm_app: App) -> None:
     (b"", "empty"),
     (b"this is a plain text file, not subunit\n", "not a subunit v2 stream"),
     (stream([("a", "success", "")])[:-3], "damaged subunit stream"),
+    (stream([("a", "success", "")])[:-1], "damaged subunit stream"),
+    (stream([("a", "inprogress", "")]), "holds no test result"),
 ])
 def test_post_result_refuses_what_is_not_subunit(farm_app: App, data: bytes,
                                                  fragment: str) -> None:

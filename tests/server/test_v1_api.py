@@ -12,7 +12,7 @@ from typing import Any
 import gear
 
 from farm_lab.gearmand import Gearmand, admin, status
-from farm_worker.protocol import cancel_function, parse_payload, run_function
+from farm_worker.protocol import FORMATS, cancel_function, parse_payload, run_function
 from harness.gearclient import take_job
 from harness.subunit_streams import stream
 from server.conftest import App, json_of, make_app
@@ -267,14 +267,17 @@ def test_the_served_document_says_what_the_server_checks(farm_app: App) -> None:
          {"target": "https://refstack.example/api", "state": "uploaded"}, "result_id"),
         ("Upload", "/v1/tests/d1/uploads",
          {"target": "ftp://x", "state": "failed", "attempts": 0}, "attempts"),
+        ("Upload", "/v1/tests/d1/uploads", {"target": "http://[", "state": "failed"}, "target"),
         ("CreateTest", "/v1/tests", {"tempest": {"version": "47.0.0"}, "queue_anyway": True,
                                      "dry_run": True}, None),
         ("CreateTest", "/v1/tests", {"tempest": {"version": "47.0.0"}, "cpid": "-x"}, "cpid"),
         ("CreateTest", "/v1/tests", {"tempest": {"version": "47.0.0"},
                                      "callback": {"url": "http://x/"}}, "callback"),
+        ("CreateTest", "/v1/tests", {"tempest": {"version": "47.0.0"},
+                                     "upload_url": "https://x:99999/"}, "upload_url"),
     ]
     for name, url, body, field in cases:
-        valid = Draft202012Validator(schemas[name]).is_valid(body)
+        valid = Draft202012Validator(schemas[name], format_checker=FORMATS).is_valid(body)
         assert valid == (field is None), (name, body)
         headers = farm_app.worker() if url.startswith("/update") else farm_app.user()
         r = farm_app.client.post(url, json=body, headers=headers)

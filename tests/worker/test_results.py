@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from farm_worker.results import LiveResults, TestOutcome, consume, summarize_file
+from farm_worker.results import MAX_DETAIL_BYTES, Collector, TestOutcome, consume, summarize_file
 from harness.subunit_streams import stream
 
 MIXED = [
@@ -22,7 +22,7 @@ MIXED = [
 
 def test_counts_and_details() -> None:
     seen: list[TestOutcome] = []
-    r = LiveResults(on_test=seen.append)
+    r = Collector(on_test=seen.append)
     consume(io.BytesIO(stream(MIXED, seconds=2.0)), r)
     assert (r.passed, r.failed, r.skipped, r.done) == (2, 3, 1, 6)
     assert [o.test_id for o in seen] == [t[0] for t in MIXED]
@@ -47,7 +47,7 @@ def test_consume_from_a_live_pipe_keeps_an_identical_copy(tmp_path: Path) -> Non
 
     t = threading.Thread(target=writer)
     t.start()
-    r = LiveResults()
+    r = Collector()
     copy = tmp_path / "copy.subunit"
     with os.fdopen(read_fd, "rb") as source, copy.open("wb") as sink:
         consume(source, r, copy_to=sink)
@@ -59,13 +59,28 @@ def test_consume_from_a_live_pipe_keeps_an_identical_copy(tmp_path: Path) -> Non
 
 def test_current_test_is_the_one_in_progress() -> None:
     started: list[str] = []
-    r = LiveResults(on_start=started.append)
+    r = Collector(on_start=started.append)
     consume(io.BytesIO(stream(MIXED[:2])), r)
     assert started == [MIXED[0][0], MIXED[1][0]]
     assert r.current == MIXED[1][0]
 
 
 def test_empty_stream() -> None:
-    r = LiveResults()
+    r = Collector()
     consume(io.BytesIO(b""), r)
     assert (r.done, r.passed, r.failed, r.skipped, r.wall_s) == (0, 0, 0, 0, 0.0)
+
+
+def test_a_test_in_progress_when_the_stream_ends_is_not_counted() -> None:
+    hung = stream(MIXED[:1]) + stream([("tempest.a.T.test_hung", "success", "")])[:-1]
+    r = Collector()
+    consume(io.BytesIO(hung), r)
+    assert list(r.outcomes) == [MIXED[0][0]]
+
+
+def test_failure_details_are_bounded() -> None:
+    huge = "x" * (3 * MAX_DETAIL_BYTES)
+    r = Collector()
+    consume(io.BytesIO(stream([("tempest.a.T.test_loud", "fail", huge)])), r)
+    assert r.outcomes["tempest.a.T.test_loud"].detail == "x" * MAX_DETAIL_BYTES
+

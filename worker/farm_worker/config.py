@@ -25,6 +25,7 @@ from farm_worker.protocol import (
     Conf,
     parse_address,
     show,
+    validator,
 )
 
 DEFAULT_CONFIG_PATH = Path("/etc/refstack-farm/worker.yaml")
@@ -72,7 +73,7 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "log_level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
     },
 }
-_VALIDATOR = jsonschema.Draft202012Validator(CONFIG_SCHEMA)
+_VALIDATOR = validator(CONFIG_SCHEMA)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
-"""A live subunit v2 stream -> per-test outcomes, progress and the summary counts.
+"""A subunit v2 stream -> per-test outcomes, the current test and the summary counts.
 
-Parsing is python-subunit's; this module only decides what counts as passed, failed
-and skipped, and keeps failure details (tracebacks) for the summary.
+The one collector of the farm: the worker feeds it Tempest's live stream, the status
+server an uploaded file. Parsing is python-subunit's and the grouping of events into
+tests is testtools' `StreamToDict` (what stestr's subunit-trace uses); this module only
+decides what counts as passed, failed and skipped, and keeps failure details (bounded).
 """
 
 from __future__ import annotations
@@ -11,22 +13,27 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import subunit
 import testtools
 
 from farm_worker.protocol import SUBUNIT_FAILED, SUBUNIT_FINAL, SUBUNIT_PASSED, SUBUNIT_SKIPPED
 
+if TYPE_CHECKING:
+    from testtools.content import Content
+    from testtools.testresult.real import TestDict
+
 _DETAIL_FILES = ("traceback", "reason")
 MAX_DETAIL_BYTES = 64 * 1024  # per test: enough for a traceback, bounded for the summary
+PARSER_ID = "subunit.parser"  # python-subunit reports a damaged packet as this pseudo-test
 
 
 @dataclass(frozen=True)
 class TestOutcome:
     __test__ = False  # not a pytest test class
 
-    test_id: str
+    test_id: str  # as Tempest names it, attributes included: `tempest.a.B.test_c[id-...]`
     status: str  # a subunit status: success, fail, skip, xfail, uxsuccess
     duration_s: float | None
     detail: str = ""
@@ -40,24 +47,39 @@ class TestOutcome:
         return self.status in SUBUNIT_FAILED
 
 
-class LiveResults(testtools.StreamResult):
-    """Collects outcomes as events arrive; `on_test` is called once per finished test.
+def _detail(details: dict[str, Content]) -> str:
+    """The traceback and skip reason of a test, at most MAX_DETAIL_BYTES of them."""
+    out = bytearray()
+    for name in _DETAIL_FILES:
+        content = details.get(name)
+        if content is None:
+            continue
+        for chunk in content.iter_bytes():
+            out.extend(chunk[: MAX_DETAIL_BYTES - len(out)])
+            if len(out) >= MAX_DETAIL_BYTES:
+                return bytes(out).decode("utf-8", "replace")
+    return bytes(out).decode("utf-8", "replace")
 
-    setUpClass/tearDownClass errors appear as pseudo-tests and count as failures.
+
+class Collector(testtools.StreamToDict):
+    """Collects outcomes as tests finish; thread-safe to read while a stream is consumed.
+
+    `on_start(test_id)` is called when a test goes in progress, `on_test(outcome)` once
+    per finished test. setUpClass/tearDownClass errors appear as pseudo-tests and count
+    as failures; a test still in progress when the stream ends is not counted.
     """
 
     def __init__(self, on_test: Callable[[TestOutcome], None] | None = None,
                  on_start: Callable[[str], None] | None = None):
-        super().__init__()
-        self._on_test = on_test
+        super().__init__(self._finished)
+        self._on_outcome = on_test
         self._on_start = on_start
         self._lock = threading.Lock()
-        self._started: dict[str, dt.datetime] = {}
-        self._details: dict[str, bytearray] = {}
         self.outcomes: dict[str, TestOutcome] = {}
         self.current: str = ""
         self.first_time: dt.datetime | None = None
         self.last_time: dt.datetime | None = None
+        self.parse_error: str | None = None
 
     def status(self, test_id: str | None = None, test_status: str | None = None,
                test_tags: set[str] | None = None, runnable: bool = True,
@@ -67,32 +89,39 @@ class LiveResults(testtools.StreamResult):
         if timestamp is not None:
             self.first_time = self.first_time or timestamp
             self.last_time = timestamp
-        if not test_id:
-            return
-        if file_name in _DETAIL_FILES and file_bytes:
-            buf = self._details.setdefault(test_id, bytearray())
-            if len(buf) < MAX_DETAIL_BYTES:
-                buf.extend(file_bytes[: MAX_DETAIL_BYTES - len(buf)])
-        if test_status == "inprogress":
-            if timestamp is not None:
-                self._started[test_id] = timestamp
+        super().status(test_id=test_id, test_status=test_status, test_tags=test_tags,
+                       runnable=runnable, file_name=file_name, file_bytes=file_bytes,
+                       eof=eof, mime_type=mime_type, route_code=route_code,
+                       timestamp=timestamp)
+        if test_status == "inprogress" and test_id:
             self.current = test_id
             if self._on_start:
                 self._on_start(test_id)
-        elif test_status in SUBUNIT_FINAL:
-            start = self._started.pop(test_id, None)
-            duration = ((timestamp - start).total_seconds()
-                        if start is not None and timestamp is not None else None)
-            detail = bytes(self._details.pop(test_id, b"")).decode("utf-8", "replace")
-            outcome = TestOutcome(test_id, test_status, duration, detail)
-            with self._lock:
-                self.outcomes[test_id] = outcome
-            if self._on_test:
-                self._on_test(outcome)
+
+    def _finished(self, test: TestDict) -> None:
+        if test["id"] == PARSER_ID:
+            error = test["details"].get("Parser Error")
+            self.parse_error = error.as_text() if error is not None else "unreadable packet"
+            return
+        if test["status"] not in SUBUNIT_FINAL:  # in progress when the stream ended
+            return
+        start, end = test["timestamps"]
+        duration = (end - start).total_seconds() if start is not None and end is not None else None
+        outcome = TestOutcome(test["id"], test["status"], duration, _detail(test["details"]))
+        with self._lock:
+            self.outcomes[outcome.test_id] = outcome
+        if self._on_outcome:
+            self._on_outcome(outcome)
 
     @property
     def done(self) -> int:
         return len(self.outcomes)
+
+    @property
+    def tests(self) -> list[TestOutcome]:
+        """Every finished test, in the order they finished (a test run twice: its last)."""
+        with self._lock:
+            return list(self.outcomes.values())
 
     def count(self, statuses: frozenset[str]) -> int:
         with self._lock:
@@ -111,11 +140,11 @@ class LiveResults(testtools.StreamResult):
         return self.count(SUBUNIT_SKIPPED)
 
     def failures(self) -> list[TestOutcome]:
-        with self._lock:
-            return [o for o in self.outcomes.values() if o.failed]
+        return [o for o in self.tests if o.failed]
 
     @property
     def wall_s(self) -> float:
+        """From the stream's first timestamp to its last."""
         if self.first_time is None or self.last_time is None:
             return 0.0
         return (self.last_time - self.first_time).total_seconds()
@@ -135,10 +164,15 @@ class _Tee:
         return data
 
 
-def consume(stream: IO[bytes], results: LiveResults, copy_to: IO[bytes] | None = None) -> None:
-    """Parse a subunit v2 stream until EOF, optionally keeping the raw bytes."""
+def consume(stream: IO[bytes], results: Collector, copy_to: IO[bytes] | None = None,
+            non_subunit_name: str | None = "stdout") -> None:
+    """Parse a subunit v2 stream until EOF, optionally keeping the raw bytes.
+
+    Bytes that are not subunit (Tempest's own output) are passed over as `stdout` unless
+    `non_subunit_name` is None, when python-subunit treats them as a damaged stream.
+    """
     source: IO[bytes] | _Tee = _Tee(stream, copy_to) if copy_to is not None else stream
-    case = subunit.ByteStreamToStreamResult(source, non_subunit_name="stdout")
+    case = subunit.ByteStreamToStreamResult(source, non_subunit_name=non_subunit_name)
     results.startTestRun()
     try:
         case.run(results)
@@ -146,9 +180,9 @@ def consume(stream: IO[bytes], results: LiveResults, copy_to: IO[bytes] | None =
         results.stopTestRun()
 
 
-def summarize_file(path: Path) -> LiveResults:
+def summarize_file(path: Path) -> Collector:
     """Outcomes of a finished subunit file."""
-    results = LiveResults()
+    results = Collector()
     with path.open("rb") as fh:
         consume(fh, results)
     return results

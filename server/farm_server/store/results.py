@@ -7,7 +7,7 @@ from sqlalchemy import (
     select,
 )
 
-from farm_client.subunit_results import ParsedResults
+from farm_client.subunit_results import Collector
 from farm_server.models import (
     ResultFileRow,
     ResultRow,
@@ -18,7 +18,7 @@ from farm_server.store.engine import StoreBase
 
 
 class Results(StoreBase):
-    def store_results(self, test_id: str, parsed: ParsedResults, data: bytes,
+    def store_results(self, test_id: str, parsed: Collector, data: bytes,
                       cpid: str | None = None) -> bool:
         """Replace the test's results (an upload retried is stored once); False if no test.
         The worker's `cpid` is kept unless one was given at submit."""
@@ -28,14 +28,15 @@ class Results(StoreBase):
                 return False
             s.execute(delete(ResultRow).where(ResultRow.test_id == test_id))
             s.execute(delete(ResultFileRow).where(ResultFileRow.test_id == test_id))
-            s.add_all(ResultRow(test_id=test_id, name=t.name, status=t.status,
+            tests = parsed.tests
+            s.add_all(ResultRow(test_id=test_id, name=t.test_id, status=t.status,
                                 duration_s=t.duration_s, detail=t.detail)
-                      for t in parsed.tests)
+                      for t in tests)
             s.add(ResultFileRow(test_id=test_id, data=data, size=len(data)))
             test.passed, test.failed, test.skipped = parsed.passed, parsed.failed, parsed.skipped
             if cpid and not test.cpid:
                 test.cpid = cpid
-            test.total = max(test.total or 0, len(parsed.tests))
+            test.total = max(test.total or 0, len(tests))
             test.updated_at = utcnow()
         return True
 

@@ -1,0 +1,344 @@
+"""One job's lifecycle, with no transport: install -> configure -> list -> run -> upload
+-> cleanup -> final state. Cleanup runs in `finally` whatever happened, and the final
+state is announced only after it: when a test shows `passed` (or any final state), its
+Tempest processes are gone and its workspace, with the tempest.conf that held the cloud's
+passwords, is removed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from farm_worker import cloud, defaults, redaction, tempest
+from farm_worker.environments import Template
+from farm_worker.exceptions import (
+    EnvironmentBuildError,
+    JobCancelled,
+    JobTimedOut,
+    PayloadError,
+    ReportError,
+    TempestError,
+)
+from farm_worker.fsutil import remove_tree
+from farm_worker.isolation import job_environment, mounts_under, unmount
+from farm_worker.logs import TestLog
+from farm_worker.processes import Outcome, ProcessGroup, kill_group, kill_stale_group
+from farm_worker.protocol import (
+    Failure,
+    Payload,
+    Summary,
+    TestState,
+    parse_conf,
+    progress_event,
+    selection_from_testcases,
+    show,
+    state_event,
+)
+from farm_worker.reporting import CallbackClient, Reporter
+from farm_worker.results import Collector, TestOutcome, consume
+
+log = logging.getLogger(__name__)
+
+MAX_FAILURES_IN_SUMMARY = 50
+
+
+if TYPE_CHECKING:
+    from farm_worker.execution import JobRunner
+
+
+class CancelEvent(threading.Event):
+    """A cancel request and its reason (a user's cancel, or the worker shutting down)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason = ""
+
+    def cancel(self, reason: str) -> None:
+        if not self.is_set():
+            self.reason = reason
+        self.set()
+
+
+@dataclass
+class JobHooks:
+    """What the transport does with a job's events; every hook must not raise."""
+
+    emit: Callable[[dict[str, Any]], None] = lambda event: None
+    work_status: Callable[[int, int], None] = lambda done, total: None
+    hold: Callable[[str], None] = lambda test_id: None  # the cancel function is registered
+    release: Callable[[str], None] = lambda test_id: None
+
+
+
+
+class Job:
+    """The state of one running job (made by JobRunner.execute)."""
+
+    def __init__(self, runner: JobRunner, payload: Payload, cancel: CancelEvent,
+                 hooks: JobHooks, started: float):
+        self.runner = runner
+        self.hooks = hooks
+        self.config = runner.config
+        self.payload = payload
+        self.cancel = cancel
+        self.started = started
+        self.test_id = payload.test_id
+        self.log = TestLog(log, payload.test_id)
+        self.timeout_s = payload.timeout_s or self.config.default_timeout_s
+        self.worker = self.config.worker_id
+        self.job_dir = runner.worker_dir / f"{payload.test_id}-{uuid.uuid4().hex[:8]}"
+        self.results: Collector | None = None
+        self.total = 0
+        self._last_progress = 0.0
+        self.secrets: list[int] = []
+        self.final: tuple[TestState, str] | None = None  # announced after the cleanup
+        client = None
+        if payload.callback is not None:
+            auth = self.config.callback_auth(payload.callback.url)
+            token = payload.callback.token or (auth.token if auth else None)
+            client = CallbackClient(payload.callback.url, token)
+        self.client = client
+        self.reporter = Reporter(client, payload.test_id, self.worker, self.config.report_retry_s,
+                                 on_stop=cancel.cancel)
+
+    def set_state(self, state: TestState, message: str = "") -> None:
+        message = redaction.redact(message)
+        self.log.info("%s%s", state.value, f": {message}" if message else "")
+        self.hooks.emit(state_event(self.test_id, state, self.worker, message))
+        self.reporter.state(state, message)
+
+    def run(self) -> Summary:
+        p = self.payload
+        self.secrets.append(redaction.register([
+            *redaction.secrets_in_conf(p.conf), p.callback.token if p.callback else None,
+            self.client.token if self.client else None]))
+        self.hooks.hold(self.test_id)
+        summary: Summary
+        try:
+            summary = self._run()
+        except JobCancelled as exc:
+            summary = self._end(TestState.CANCELLED, self.cancel.reason or str(exc))
+        except JobTimedOut:
+            summary = self._end(TestState.TIMED_OUT, f"killed after timeout_s={self.timeout_s}")
+        except (EnvironmentBuildError, TempestError, ReportError) as exc:
+            summary = self._end(TestState.ERROR, str(exc))
+        except PayloadError as exc:
+            summary = self._end(TestState.ERROR, f"from the callback server: {exc}")
+        except Exception as exc:
+            self.log.error("internal error", exc_info=True)
+            self._end(TestState.ERROR, f"internal error: {exc.__class__.__name__}: {exc}")
+            raise
+        finally:
+            self._cleanup()
+            self.hooks.release(self.test_id)
+            for handle in self.secrets:
+                redaction.unregister(handle)
+        stopped = self.reporter.stopped
+        if stopped and summary.state is not TestState.CANCELLED:
+            # the server's answer came after the job had ended: it did not take this result
+            self.log.warning("not taken by the server: %s", stopped)
+            summary = dataclasses.replace(summary, state=TestState.CANCELLED, message=stopped)
+        return summary
+
+    def _end(self, state: TestState, message: str, subunit: Path | None = None) -> Summary:
+        """The job's outcome: its summary now, its state once the cleanup is done."""
+        self.final = (state, message)
+        return self._summary(state, message, subunit)
+
+    def _summary(self, state: TestState, message: str = "", subunit: Path | None = None) \
+            -> Summary:
+        r = self.results
+        failures = [Failure(o.test_id, redaction.redact(o.detail))
+                    for o in (r.failures() if r else [])][:MAX_FAILURES_IN_SUMMARY]
+        return Summary(self.test_id, state, passed=r.passed if r else 0,
+                       failed=r.failed if r else 0, skipped=r.skipped if r else 0,
+                       total=self.total, duration_s=self.runner.clock() - self.started,
+                       subunit=str(subunit) if subunit else None,
+                       message=redaction.redact(message), worker=self.worker,
+                       tempest_version=self.payload.tempest_version, failures=failures)
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise JobCancelled(self.cancel.reason or "cancelled")
+
+    def _run(self) -> Summary:
+        p = self.payload
+        self.job_dir.mkdir(parents=True, mode=0o700)
+        self.set_state(TestState.INSTALLING, f"tempest {p.tempest_version}")
+        template = self._template()
+        self._check_cancel()
+        with self.runner.cache.in_use(template), \
+                job_environment(template.path, self.job_dir, self.runner.isolation) as env:
+            conf = p.conf if p.conf is not None else self._fetch_conf()
+            selection = p.tests if p.tests is not None else self._fetch_tests()
+            self._check_cancel()
+            ws = tempest.init_workspace(self.job_dir, env, self.cancel)
+            conf_text = tempest.render_conf(ws, self.config.tempest_defaults, conf)
+            tempest.write_conf(ws, conf_text)
+            args = tempest.selection_args(p.tempest_version, selection, ws)
+            deadline = self.runner.clock() + self.timeout_s
+            tests = tempest.list_tests(ws, args, self.cancel, deadline)
+            self.total = len(tests)
+            if not tests:
+                raise TempestError(f"the selection {show(selection.to_dict() if selection else {})}"
+                                   " matches no test")
+            if p.dry_run:
+                return self._end(TestState.PASSED, f"dry run: {len(tests)} tests selected")
+            self.set_state(TestState.RUNNING, f"{len(tests)} tests")
+            self.hooks.work_status(0, self.total)
+            subunit = self._run_tempest(ws, args, deadline)
+            cpid = self._cpid(conf_text)
+        return self._finish(subunit, cpid)
+
+    def _template(self) -> Template:
+        cache, version = self.runner.cache, self.payload.tempest_version
+        template = cache.template(version)
+        if template is None:
+            if not self.config.install_on_demand and version not in self.config.tempest_versions:
+                raise EnvironmentBuildError(f"tempest {version} is not prepared on worker "
+                                            f"{self.worker} and installs on demand are off")
+            self.log.info("preparing tempest %s", version)
+            cache.prepare(version)
+            template = cache.template(version)
+            if template is None:
+                raise EnvironmentBuildError(f"tempest {version}: prepared but not found")
+        cache.mark_used(template)
+        return template
+
+    def _fetch_conf(self) -> Any:
+        assert self.client is not None  # the payload schema requires conf without callback
+        resp = self.client.call("GET", f"get-miniconf?test_id={self.test_id}",
+                                retry_s=self.config.report_retry_s, stop=self.cancel)
+        try:
+            doc = resp.json()
+        except ValueError:
+            raise ReportError("GET /get-miniconf: the answer is not JSON") from None
+        conf = parse_conf(doc, "miniconf")
+        self.secrets.append(redaction.register(redaction.secrets_in_conf(conf)))
+        return conf
+
+    def _fetch_tests(self) -> Any:
+        assert self.client is not None
+        resp = self.client.call("GET", f"get-testcases?test_id={self.test_id}",
+                                retry_s=self.config.report_retry_s, stop=self.cancel)
+        try:
+            return selection_from_testcases(resp.json())
+        except ValueError:
+            raise ReportError("GET /get-testcases: the answer is not JSON") from None
+
+    def _on_test(self, outcome: TestOutcome) -> None:
+        now = self.runner.clock()
+        if now - self._last_progress >= defaults.PROGRESS_INTERVAL_S:
+            self._last_progress = now
+            self._progress(outcome.test_id)
+
+    def _progress(self, current: str) -> None:
+        r = self.results
+        if r is None:
+            return
+        done = min(r.done, self.total)
+        counts = {"passed": r.passed, "failed": r.failed, "skipped": r.skipped}
+        self.hooks.emit(progress_event(self.test_id, done, self.total, current,
+                                              **counts))
+        self.hooks.work_status(done, self.total)
+        self.reporter.progress(TestState.RUNNING, done, self.total, current, counts)
+
+    def _run_tempest(self, ws: tempest.Workspace, args: list[str], deadline: float) -> Path:
+        results_dir = self.config.results_dir
+        results_dir.mkdir(parents=True, exist_ok=True)
+        final = results_dir / f"{self.test_id}.subunit"
+        partial = self.runner.partial_result(self.test_id)
+        self.results = Collector(on_test=self._on_test)
+        argv = tempest.run_argv(ws, args, self.config.concurrency)
+        with partial.open("wb") as raw, (ws.logs / "tempest-stderr.log").open("wb") as err:
+            group = ProcessGroup(argv, cwd=ws.path, env=ws.environ(), stdout=subprocess.PIPE,
+                                 stderr=err, pgid_file=self.job_dir / "pgid")
+            assert group.proc.stdout is not None
+            reader = threading.Thread(target=consume, args=(group.proc.stdout, self.results,
+                                                            raw), daemon=True)
+            reader.start()
+            try:
+                outcome = group.wait(deadline, self.cancel, self.runner.clock)
+            finally:
+                kill_group(group.pgid, grace_s=1.0)  # stragglers of a normal exit, too
+                reader.join(30)
+                group.proc.stdout.close()
+        self._progress(self.results.current)
+        os.replace(partial, final)
+        os.chmod(final, 0o600)
+        if outcome is Outcome.CANCELLED:
+            raise JobCancelled(self.cancel.reason or "cancelled")
+        if outcome is Outcome.TIMED_OUT:
+            raise JobTimedOut()
+        return final
+
+    def _cpid(self, conf_text: str) -> str | None:
+        """The cloud's RefStack id, sent with the results (only to a status server)."""
+        if self.client is None:
+            return None
+        found = cloud.discover_cpid(conf_text)
+        if found is not None:
+            self.log.info("cloud cpid %s (%s)", found.value, found.how)
+        return found.value if found else None
+
+    def _finish(self, subunit: Path, cpid: str | None = None) -> Summary:
+        r = self.results
+        assert r is not None
+        self._check_cancel()  # e.g. the server gave the test to another worker meanwhile
+        if self.client is not None:
+            self.set_state(TestState.UPLOADING, f"{subunit.stat().st_size} bytes of subunit")
+            self.reporter.upload(subunit, cpid)
+        message = f"{r.passed} passed, {r.failed} failed, {r.skipped} skipped of {self.total}"
+        if r.failed:
+            state = TestState.FAILED
+        elif r.passed + r.skipped == 0:
+            state = TestState.ERROR
+            message = f"no test reported a result ({self.total} selected); see the worker log"
+        else:
+            state = TestState.PASSED
+        return self._end(state, message, subunit)
+
+    def _cleanup(self) -> None:
+        """Each step guarded on its own: one failing must not skip the others, and none may
+        turn the job's outcome into an exception. The final state goes out after the
+        processes and files are gone, before the reports are flushed."""
+        for what, step in (("killing the process group", self._kill_leftovers),
+                           ("removing the job directory", self._remove_job_dir),
+                           ("removing the partial subunit file", self._remove_partial),
+                           ("announcing the final state", self._announce_final),
+                           ("flushing reports", self._flush_reports)):
+            try:
+                step()
+            except Exception:
+                self.log.error("cleanup: %s failed", what, exc_info=True)
+
+    def _kill_leftovers(self) -> None:
+        pgid_file = self.job_dir / "pgid"
+        if pgid_file.exists():
+            kill_stale_group(pgid_file, self.job_dir)
+
+    def _remove_job_dir(self) -> None:
+        for point in mounts_under(self.job_dir) if self.job_dir.exists() else []:
+            unmount(point)
+        remove_tree(self.job_dir)
+
+    def _remove_partial(self) -> None:
+        self.runner.partial_result(self.test_id).unlink(missing_ok=True)
+
+    def _announce_final(self) -> None:
+        if self.final is not None:
+            self.set_state(*self.final)
+
+    def _flush_reports(self) -> None:
+        if not self.reporter.close(self.config.report_flush_s) and not self.reporter.pending:
+            self.log.error("some reports did not reach %s", self.client)
+

@@ -1,0 +1,268 @@
+"""The job payload, schema v1: the JSON Schema, its typed form and its validation."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from typing import Any
+
+from farm_worker import defaults
+from farm_worker.exceptions import FieldError, PayloadError
+from farm_worker.protocol.fields import HTTP_URL, schema_errors, show, validator
+
+SCHEMA_VERSION = 1
+
+# --- payload schema v1 ----------------------------------------------------------------------
+TEST_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+VERSION_PATTERN = r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$"
+CONF_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+# One line, no control characters: a value must never be able to start a new config line.
+CONF_STRING_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
+
+_SCALAR = {"oneOf": [
+    {"type": "string", "maxLength": 4096, "pattern": CONF_STRING_PATTERN},
+    {"type": "boolean"},
+    {"type": "number"},
+]}
+_REGEX_LIST = {"type": "array", "maxItems": 20000,
+               "items": {"type": "string", "minLength": 1, "maxLength": 1024,
+                         "pattern": CONF_STRING_PATTERN}}
+
+PAYLOAD_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://refstack-farm.invalid/schemas/payload-v1.json",
+    "title": "refstack-farm job payload, schema 1",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["schema", "test_id", "tempest"],
+    "properties": {
+        "schema": {"const": SCHEMA_VERSION,
+                   "x-error": f"is not a supported schema version; this worker speaks "
+                              f"schema {SCHEMA_VERSION}"},
+        "test_id": {"type": "string", "allOf": [{
+            "pattern": TEST_ID_PATTERN, "x-error": f"does not match {TEST_ID_PATTERN}"}]},
+        "tempest": {
+            "type": "object", "additionalProperties": False, "required": ["version"],
+            "properties": {"version": {"type": "string", "allOf": [{
+                "pattern": VERSION_PATTERN,
+                "x-error": 'is not an exact version; use e.g. "47.0.0"'}]}},
+        },
+        "conf": {
+            "type": "object", "maxProperties": 200,
+            "propertyNames": {"pattern": CONF_NAME_PATTERN},
+            "additionalProperties": {
+                "type": "object", "maxProperties": 500,
+                "propertyNames": {"pattern": CONF_NAME_PATTERN},
+                "additionalProperties": {"oneOf": [
+                    _SCALAR, {"type": "array", "maxItems": 1000, "items": _SCALAR}]},
+            },
+        },
+        "tests": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "regex": {"type": "string", "maxLength": 4096, "pattern": CONF_STRING_PATTERN},
+                "include": _REGEX_LIST,
+                "exclude": _REGEX_LIST,
+            },
+        },
+        "callback": {
+            "type": "object", "additionalProperties": False, "required": ["url"],
+            "properties": {
+                "url": {"type": "string", "maxLength": 2048, "format": HTTP_URL,
+                        "x-error": "is not an http:// or https:// URL with a host"},
+                "token": {"type": "string", "minLength": 1, "maxLength": 4096,
+                          "pattern": CONF_STRING_PATTERN},
+            },
+        },
+        "timeout_s": {"type": "integer", "minimum": 1, "maximum": defaults.MAX_TIMEOUT_S},
+        "dry_run": {"type": "boolean"},
+    },
+}
+
+_VALIDATOR = validator(PAYLOAD_SCHEMA)
+_CONF_VALIDATOR = validator(PAYLOAD_SCHEMA["properties"]["conf"])
+
+ConfValue = str | bool | int | float | list[str | bool | int | float]
+Conf = dict[str, dict[str, ConfValue]]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which tests to run: a regex and include/exclude lists of regexes."""
+
+    regex: str = ""
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"regex": self.regex, "include": list(self.include),
+                "exclude": list(self.exclude)}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Selection:
+        return cls(doc.get("regex", ""), tuple(doc.get("include", ())),
+                   tuple(doc.get("exclude", ())))
+
+
+@dataclass(frozen=True)
+class Callback:
+    url: str
+    token: str | None = dc_field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A validated job. `conf` and the callback token are secrets: kept out of repr."""
+
+    test_id: str
+    tempest_version: str
+    conf: Conf | None = dc_field(default=None, repr=False)
+    tests: Selection | None = None
+    callback: Callback | None = None
+    timeout_s: int | None = None  # None: the worker's default_timeout_s
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The payload as JSON-ready data; `parse_payload(to_dict())` gives it back."""
+        out: dict[str, Any] = {"schema": SCHEMA_VERSION, "test_id": self.test_id,
+                               "tempest": {"version": self.tempest_version},
+                               "dry_run": self.dry_run}
+        if self.timeout_s is not None:
+            out["timeout_s"] = self.timeout_s
+        if self.conf is not None:
+            out["conf"] = self.conf
+        if self.tests is not None:
+            out["tests"] = self.tests.to_dict()
+        if self.callback is not None:
+            out["callback"] = {"url": self.callback.url}
+            if self.callback.token:
+                out["callback"]["token"] = self.callback.token
+        return out
+
+    def encode(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True).encode()
+
+
+def parse_version(version: str) -> tuple[int, int, int]:
+    major, minor, micro = (int(p) for p in version.split("."))
+    return major, minor, micro
+
+
+def decode_payload(data: bytes | str) -> Any:
+    """Bytes from the queue -> JSON value; errors name the field `payload`."""
+    size = len(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
+    if size > defaults.PAYLOAD_MAX_BYTES:
+        raise PayloadError([FieldError(
+            "payload", f"{size} bytes is larger than the limit of "
+                       f"{defaults.PAYLOAD_MAX_BYTES} bytes")])
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError([FieldError(
+                "payload", f"is not UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 1]!r})")]
+            ) from None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise PayloadError([FieldError("payload", f"is not JSON ({exc})"[:200])]) from None
+
+
+
+def _semantic_errors(doc: Mapping[str, Any]) -> list[FieldError]:
+    errors: list[FieldError] = []
+    version = doc["tempest"]["version"]
+    if parse_version(version) < defaults.OLDEST_TEMPEST:
+        oldest = ".".join(map(str, defaults.OLDEST_TEMPEST))
+        errors.append(FieldError("tempest.version",
+                                 f"{show(version)} is older than the oldest supported "
+                                 f"release {oldest}"))
+    tests = doc.get("tests") or {}
+    for key in ("include", "exclude"):
+        for i, rx in enumerate(tests.get(key, [])):
+            errors.extend(_regex_error(f"tests.{key}[{i}]", rx))
+    if tests.get("regex"):
+        errors.extend(_regex_error("tests.regex", tests["regex"]))
+    callback = doc.get("callback")
+    if callback is None:
+        for key, source in (("conf", "GET /get-miniconf"), ("tests", "GET /get-testcases")):
+            if key not in doc:
+                errors.append(FieldError(key, f"is required when there is no callback to "
+                                              f"fetch it from ({source})"))
+    return errors
+
+
+def _regex_error(where: str, rx: str) -> list[FieldError]:
+    try:
+        re.compile(rx)
+    except re.error as exc:
+        return [FieldError(where, f"{show(rx)} is not a valid regular expression ({exc})")]
+    return []
+
+
+def parse_payload(raw: bytes | str | Mapping[str, Any]) -> Payload:
+    """Validate a payload (bytes from the queue, or data) and return it typed.
+
+    Raises PayloadError naming every offending field and its value.
+    """
+    doc = raw if isinstance(raw, Mapping) else decode_payload(raw)
+    if not isinstance(doc, Mapping):
+        raise PayloadError([FieldError("payload", f"{show(doc)} is not a JSON object")])
+    errors = schema_errors(_VALIDATOR, doc)
+    if errors:
+        raise PayloadError(errors)
+    semantic = _semantic_errors(doc)
+    if semantic:
+        raise PayloadError(semantic)
+    tests = doc.get("tests")
+    callback = doc.get("callback")
+    return Payload(
+        test_id=doc["test_id"],
+        tempest_version=doc["tempest"]["version"],
+        conf=doc.get("conf"),
+        tests=None if tests is None else Selection.from_dict(tests),
+        callback=None if callback is None else Callback(callback["url"], callback.get("token")),
+        timeout_s=doc.get("timeout_s"),
+        dry_run=doc.get("dry_run", False),
+    )
+
+
+def parse_conf(doc: Any, where: str = "conf") -> Conf:
+    """Validate a tempest conf mapping (e.g. from GET /get-miniconf) like payload.conf."""
+    errors = schema_errors(_CONF_VALIDATOR, doc)
+    if errors:
+        raise PayloadError([FieldError(f"{where}.{e.field}" if e.field else where, e.message)
+                            for e in errors])
+    return dict(doc)
+
+
+def selection_from_testcases(doc: Any) -> Selection:
+    """`{"testcases": [test ids]}` (GET /get-testcases) -> an include list.
+
+    Test ids may carry attributes (`[id-...,smoke]`) that differ between Tempest
+    versions: each entry matches its base name with any attributes.
+    """
+    cases = doc.get("testcases") if isinstance(doc, Mapping) else None
+    if not isinstance(cases, list) or not all(isinstance(c, str) and c for c in cases):
+        raise PayloadError([FieldError("testcases", f"{show(doc)} is not "
+                                                    '{"testcases": [test ids]}')])
+    include = []
+    for case in cases:
+        base = case.split("[", 1)[0].strip()
+        include.append(f"^{re.escape(base)}(\\[.*\\])?$")
+    return Selection(include=tuple(include))
+
+
+def salvage_test_id(raw: bytes | str | Mapping[str, Any]) -> str | None:
+    """The test_id of a payload that failed validation, when that field itself is valid."""
+    try:
+        doc = raw if isinstance(raw, Mapping) else decode_payload(raw)
+    except PayloadError:
+        return None
+    test_id = doc.get("test_id") if isinstance(doc, Mapping) else None
+    if isinstance(test_id, str) and re.match(TEST_ID_PATTERN, test_id):
+        return test_id
+    return None
