@@ -177,10 +177,13 @@ state:
   type: str
   sample: passed
 summary:
-  description: The run's counts and message once it ended (with O(wait=true)).
+  description: The run's counts and message once it ended (with O(wait=true)); C(total) is
+    the tests selected, C(not_run) those that reported nothing, C(classes_failed) the
+    setUpClass/tearDownClass fixtures that failed.
   returned: when waited for
   type: dict
-  sample: {"passed": 138, "failed": 0, "skipped": 0, "total": 138, "message": "..."}
+  sample: {"passed": 138, "failed": 0, "skipped": 0, "not_run": 0, "total": 138,
+           "classes_failed": 0, "message": "..."}
 timed_out:
   description: Whether O(wait_timeout) passed before the run ended.
   returned: always
@@ -297,8 +300,7 @@ def settle(module, farm, result, run=None, gone="unknown"):
 
 
 def summary_of(snap):
-    return {"passed": snap.passed, "failed": snap.failed, "skipped": snap.skipped,
-            "total": snap.total or 0, "worker": snap.worker, "message": snap.message}
+    return {**snap.counts.to_dict(), "worker": snap.worker, "message": snap.message}
 
 
 def present(module, farm, result):

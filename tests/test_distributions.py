@@ -71,4 +71,4 @@ def test_client_without_the_server_then_the_whole_farm(tmp_path: Path) -> None:
     config = tmp_path / "server.yaml"
     config.write_text(f"database_url: sqlite:///{tmp_path / 'farm.db'}\n")
     created = _run(venv / "bin" / "farm-server", "init-db", "-c", config, env=env)
-    assert "schema none -> 0003" in created, created
+    assert "schema none -> 0004" in created, created

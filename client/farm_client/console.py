@@ -21,12 +21,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from farm_client.failures import class_line, failure_groups
 from farm_client.farm import Snapshot
-from farm_worker.protocol import SUBUNIT_FAILED, SUBUNIT_PASSED, SUBUNIT_SKIPPED
+from farm_worker.protocol import Counts
 
 
-def _counts(snap: Snapshot) -> str:
-    return f"passed {snap.passed} failed {snap.failed} skipped {snap.skipped}"
+def _counts(c: Counts) -> str:
+    return f"passed {c.passed} failed {c.failed} skipped {c.skipped}"
 
 
 class PlainDisplay:
@@ -51,11 +52,9 @@ class PlainDisplay:
             message = f": {snap.message}" if snap.message else ""
             self._line(f"{snap.test_id} {snap.state}{where}{message}")
             return
-        progressed = (snap.done, snap.passed, snap.failed) != (last.done, last.passed,
-                                                                last.failed)
-        if progressed and time.monotonic() - self._last_line >= self.every_s:
-            self._line(f"{snap.test_id} {snap.state} {snap.done or 0}/{snap.total or '?'} "
-                       f"{_counts(snap)}")
+        c = snap.counts
+        if c != last.counts and time.monotonic() - self._last_line >= self.every_s:
+            self._line(f"{snap.test_id} {snap.state} {c.done}/{c.total or '?'} {_counts(c)}")
 
     def close(self, snap: Snapshot | None) -> None:
         """The final state had its line; the counts follow in the result table."""
@@ -92,9 +91,10 @@ class LiveDisplay:
                                         f"{escape(where + message)}")
             self._state = snap.state
         current = (snap.current or "").rsplit(".", 2)
-        self.progress.update(self.task, total=snap.total or None, completed=snap.done or 0,
-                             state=snap.state, passed=snap.passed, failed=snap.failed,
-                             skipped=snap.skipped,
+        c = snap.counts
+        self.progress.update(self.task, total=c.total or None, completed=c.done,
+                             state=snap.state, passed=c.passed, failed=c.failed,
+                             skipped=c.skipped,
                              current=escape(".".join(current[-2:]))[:60])
 
     def close(self, snap: Snapshot | None) -> None:
@@ -114,36 +114,38 @@ def make_console(file: TextIO | None = None) -> Console:
 
 
 # ---- results ----------------------------------------------------------------------------------
-def result_rows(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
-    """Per-test rows, and whether they are every test (the API's results) or only the
-    failures (without a server, a job's summary carries just those)."""
+def result_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per-test rows: every test (the API's results), or without a server only the
+    failures (a job's summary carries just those)."""
     if "results" in doc:
-        return list(doc["results"]), True
+        return list(doc["results"])
     return [{"name": f["test"], "status": "fail", "duration_s": None, "detail": f["detail"]}
-            for f in (doc.get("summary") or {}).get("failures", [])], False
+            for f in (doc.get("summary") or {}).get("failures", [])]
 
 
 def print_results(console: Console, snap: Snapshot, rows: Sequence[dict[str, Any]],
-                  complete: bool, tempest: str | None = None) -> None:
-    """Counts, then every failure with its traceback."""
-    if complete:
-        passed = sum(r["status"] in SUBUNIT_PASSED for r in rows)
-        failed = sum(r["status"] in SUBUNIT_FAILED for r in rows)
-        skipped = sum(r["status"] in SUBUNIT_SKIPPED for r in rows)
-    else:
-        passed, failed, skipped = snap.passed, snap.failed, snap.skipped
+                  tempest: str | None = None) -> None:
+    """Counts, then the failures, identical tracebacks once with the tests they share."""
+    c = snap.counts
     table = Table(title=f"test {snap.test_id}: {snap.state}", title_justify="left")
-    for column in ("passed", "failed", "skipped", "total", "worker", "tempest"):
-        table.add_column(column, justify="left" if column == "worker" else "right")
-    table.add_row(str(passed), f"[red]{failed}[/]" if failed else "0", str(skipped),
-                  str(passed + failed + skipped), escape(snap.worker or "-"),
-                  escape(tempest or "-"))
+    for column in ("passed", "failed", "skipped", "not run", "selected", "worker", "tempest"):
+        table.add_column(column, justify="left" if column in ("worker", "tempest") else "right")
+    table.add_row(str(c.passed), f"[red]{c.failed}[/]" if c.failed else "0", str(c.skipped),
+                  f"[yellow]{c.not_run}[/]" if c.not_run else "0", str(c.total),
+                  escape(snap.worker or "-"), escape(tempest or "-"))
     console.print(table)
+    classes = class_line(c)
+    if classes:
+        console.print(classes, highlight=False)
     if snap.message:
         console.print(f"message: {escape(snap.message)}", highlight=False)
-    for r in rows:
-        if r["status"] in SUBUNIT_FAILED:
-            console.print(f"\n[bold red]FAILED[/] {escape(r['name'])}", highlight=False)
-            detail = (r.get("detail") or "").rstrip()
-            if detail:
-                console.print(escape(detail), highlight=False)
+    for group in failure_groups(rows):
+        if len(group.tests) == 1:
+            console.print(f"\n[bold red]FAILED[/] {escape(group.tests[0])}", highlight=False)
+        else:
+            console.print(f"\n[bold red]FAILED[/] {len(group.tests)} tests, same error: "
+                          f"{escape(group.error)}", highlight=False)
+            for name in group.tests:
+                console.print(f"  {escape(name)}", highlight=False)
+        if group.detail:
+            console.print(escape(group.detail), highlight=False)

@@ -34,6 +34,7 @@ from farm_worker.protocol import (
     EXIT_ERROR,
     FINAL_STATE_VALUES,
     PING,
+    Counts,
     exit_code,
     parse_payload,
     parse_version,
@@ -58,12 +59,8 @@ class Snapshot:
 
     test_id: str
     state: str
-    done: int | None = None
-    total: int | None = None
+    counts: Counts = field(default_factory=Counts)
     current: str | None = None
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
     worker: str | None = None
     message: str = ""
     started: float | None = None  # epoch seconds, when known
@@ -77,6 +74,11 @@ class Snapshot:
     @property
     def exit_code(self) -> int:
         return exit_code(self.state) if self.final else EXIT_ERROR
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"test_id": self.test_id, "state": self.state, **self.counts.to_dict(),
+                "current": self.current, "worker": self.worker, "message": self.message,
+                "started": self.started, "where": self.where}
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,9 @@ def _epoch(iso: str | None) -> float | None:
 
 def snapshot_of(view: dict[str, Any]) -> Snapshot:
     """A Snapshot from the API's test view."""
-    p, s = view.get("progress") or {}, view.get("summary") or {}
-    return Snapshot(view["id"], view["state"], p.get("done"), p.get("total"), p.get("current"),
-                    s.get("passed") or 0, s.get("failed") or 0, s.get("skipped") or 0,
-                    view.get("worker"), view.get("message") or "",
+    p = view.get("progress") or {}
+    return Snapshot(view["id"], view["state"], Counts.lenient(view.get("summary")),
+                    p.get("current"), view.get("worker"), view.get("message") or "",
                     _epoch(view.get("started_at")))
 
 
@@ -138,7 +139,7 @@ class StatusReport:
     stored: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return self.stored if self.stored is not None else dict(self.snapshot.__dict__)
+        return self.stored if self.stored is not None else self.snapshot.to_dict()
 
 
 SERVER_FIELDS = ("upload_url", "cpid")  # for the status server, not in the worker's job

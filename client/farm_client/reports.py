@@ -8,7 +8,8 @@ from typing import Any
 
 from jinja2 import Environment
 
-from farm_worker.protocol import SUBUNIT_FAILED, SUBUNIT_PASSED, SUBUNIT_SKIPPED
+from farm_client.failures import class_line, failure_groups
+from farm_worker.protocol import SUBUNIT_FAILED, Counts
 
 _HTML = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -33,14 +34,20 @@ details{margin:.4em 0} summary{cursor:pointer;font-family:monospace}
 <tr><th>Message</th><td>{{ test.message or "" }}</td></tr>
 </table>
 <h2>Summary</h2>
-<table><tr><th>passed</th><th>failed</th><th>skipped</th><th>total</th>
+<table><tr><th>passed</th><th>failed</th><th>skipped</th><th>not run</th><th>selected</th>
 <th>test time</th></tr>
-<tr><td class="n">{{ passed }}</td><td class="n">{{ failed|length }}</td>
-<td class="n">{{ skipped }}</td><td class="n">{{ rows|length }}</td>
+<tr><td class="n">{{ c.passed }}</td><td class="n">{{ c.failed }}</td>
+<td class="n">{{ c.skipped }}</td><td class="n">{{ c.not_run }}</td>
+<td class="n">{{ c.total }}</td>
 <td class="n">{{ "%.1f"|format(total_s) }} s</td></tr></table>
-<h2>Failures ({{ failed|length }})</h2>
-{% for r in failed %}<details open><summary>{{ r.name }}</summary>
-<pre>{{ r.detail or "(no detail)" }}</pre></details>
+{% if classes %}<p>{{ classes }}</p>{% endif %}
+<h2>Failures ({{ failed }})</h2>
+{% for g in groups %}<details{% if loop.index <= 5 %} open{% endif %}><summary>
+{%- if g.tests|length == 1 %}{{ g.tests[0] }}{% else %}{{ g.tests|length }} tests, same
+error: {{ g.error }}{% endif %}</summary>
+{% if g.tests|length > 1 %}<ul>{% for name in g.tests %}<li><code>{{ name }}</code></li>
+{% endfor %}</ul>{% endif %}
+<pre>{{ g.detail or "(no detail)" }}</pre></details>
 {% else %}<p>None.</p>{% endfor %}
 <h2>Slowest tests</h2>
 <table><tr><th>test</th><th>status</th><th>seconds</th></tr>
@@ -55,14 +62,15 @@ _ENV = Environment(autoescape=True)
 
 def html_report(test: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                 slowest: int = 20) -> str:
-    """One self-contained page (no external resources): summary, failures with their
-    tracebacks, the slowest tests. `test` is the API's test view, `rows` its results."""
+    """One self-contained page (no external resources): the counts, failures with their
+    tracebacks (identical ones grouped), the slowest tests. `test` is the API's test
+    view, `rows` its results."""
     timed = [r for r in rows if r.get("duration_s") is not None]
+    counts = Counts.lenient(test.get("summary"))
     return _ENV.from_string(_HTML).render(
-        test=test, rows=rows,
-        passed=sum(r["status"] in SUBUNIT_PASSED for r in rows),
-        skipped=sum(r["status"] in SUBUNIT_SKIPPED for r in rows),
-        failed=[r for r in rows if r["status"] in SUBUNIT_FAILED],
+        test=test, rows=rows, c=counts, classes=class_line(counts),
+        groups=failure_groups(rows),
+        failed=sum(r["status"] in SUBUNIT_FAILED for r in rows),
         total_s=sum(r["duration_s"] for r in timed),
         slowest=sorted(timed, key=lambda r: -r["duration_s"])[:slowest],
         now=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))

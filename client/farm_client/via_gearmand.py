@@ -13,6 +13,7 @@ from farm_client.exceptions import Duplicate
 from farm_client.farm import GONE, CancelOutcome, Farm, Run, Snapshot, Submitted
 from farm_client.gearman_client import ForegroundJob, GearmanError, Update
 from farm_worker.protocol import (
+    Counts,
     ProgressEvent,
     StateEvent,
     Summary,
@@ -28,7 +29,7 @@ from farm_worker.protocol import (
 def apply_update(snap: Snapshot, update: Update) -> Snapshot:
     """A foreground job's update (WORK_DATA event, WORK_STATUS, the end) on a Snapshot."""
     if update.kind == "status":
-        return replace(snap, done=update.done, total=update.total)
+        return replace(snap, counts=replace(snap.counts, done=update.done, total=update.total))
     if update.kind == "data":
         try:
             event = parse_event(update.data)
@@ -41,8 +42,7 @@ def apply_update(snap: Snapshot, update: Update) -> Snapshot:
             return replace(snap, state=event.state.value, worker=event.worker or None,
                            message=event.message, started=started)
         if isinstance(event, ProgressEvent):
-            return replace(snap, done=event.done, total=event.total, current=event.current,
-                           passed=event.passed, failed=event.failed, skipped=event.skipped)
+            return replace(snap, counts=event.counts, current=event.current)
         return snap
     if update.kind == "complete":
         try:
@@ -50,9 +50,7 @@ def apply_update(snap: Snapshot, update: Update) -> Snapshot:
         except (ValueError, KeyError, TypeError) as exc:
             return replace(snap, state=TestState.ERROR.value,
                            message=f"unreadable summary from the worker: {exc}")
-        return replace(snap, state=summary.state.value, passed=summary.passed,
-                       failed=summary.failed, skipped=summary.skipped,
-                       done=summary.total or snap.done, total=summary.total or snap.total,
+        return replace(snap, state=summary.state.value, counts=summary.counts,
                        worker=summary.worker or snap.worker, message=summary.message,
                        summary=summary.to_dict())
     if update.kind == "exception":
@@ -115,7 +113,7 @@ class ViaGearmand(Farm):
                             "gearmand: finished, or never submitted (the status server "
                             "keeps finished tests)")
         return Snapshot(test_id, "running" if found.running else "queued",
-                        done=found.done or None, total=found.total or None,
+                        counts=Counts(total=found.total, done=found.done),
                         where=str(found.server))
 
     def wait(self, test_id: str, timeout_s: float, run: Run | None = None,

@@ -74,8 +74,11 @@ class ViaServer(Farm):
     def final_results(self, snap: Snapshot) -> dict[str, Any]:
         try:
             return self.results(snap.test_id)
-        except FarmClientError:
-            return {}  # no results uploaded (error, cancelled, dry run)
+        except FarmClientError:  # no results uploaded (error, cancelled, dry run)
+            try:
+                return {"test": self._test(snap.test_id)["test"]}
+            except FarmClientError:
+                return {}
 
     def results(self, test_id: str) -> dict[str, Any]:
         return self.api.results(test_id)

@@ -55,6 +55,9 @@ class TestRow(Base):
     # discovery) and the RefStack API the results go to when the run ends passed or failed
     cpid: Mapped[str | None] = mapped_column(String(64))
     upload_to: Mapped[str | None] = mapped_column(Text)
+    # added by migration 0004: class and module fixtures that failed or skipped
+    classes_failed: Mapped[int | None] = mapped_column(Integer)
+    classes_skipped: Mapped[int | None] = mapped_column(Integer)
 
 
 class ReportRow(Base):

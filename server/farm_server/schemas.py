@@ -20,6 +20,7 @@ from farm_server.exceptions import FarmServerError
 from farm_server.models import FAILED, UPLOADED
 from farm_worker.exceptions import FieldError as Problem
 from farm_worker.protocol import (
+    COUNT_KEYS,
     HTTP_URL,
     PAYLOAD_SCHEMA,
     STATE_VALUES,
@@ -90,7 +91,7 @@ STATUS_UPDATE: dict[str, Any] = {
             "type": ["object", "null"], "x-error": "is not an object",
             "additionalProperties": False,
             "properties": {
-                **{key: _COUNT for key in ("done", "total", "passed", "failed", "skipped")},
+                **{key: _COUNT for key in (*COUNT_KEYS, "not_run")},
                 "current": {"type": "string", "maxLength": 1024, "x-error": "is not a test id"},
             }},
     },

@@ -30,6 +30,16 @@ def write_json(path: Path, doc: object) -> Path:
     return path
 
 
+def counts_row(out: str) -> dict[str, str]:
+    """The result table's cells by column: passed, failed, skipped, not run, selected,
+    worker, tempest."""
+    lines = out.splitlines()
+    (at,) = [i for i, line in enumerate(lines) if "┃" in line and "not run" in line]
+    head = [c.strip() for c in lines[at].strip("┃ ").split("┃")]
+    row = [c.strip() for c in lines[at + 2].strip("│ ").split("│")]
+    return dict(zip(head, row, strict=True))
+
+
 def direct(gearmand: Gearmand) -> tuple[str, ...]:
     return ("--gearman", gearmand.address)
 
@@ -53,13 +63,17 @@ def test_dry_run_submit_wait_straight_to_gearmand(tmp_path: Path, gearmand: Gear
     assert any("cli-dry-1 installing on cli-dry" in line for line in lines), r.stdout
     assert any("cli-dry-1 passed on cli-dry: dry run: 138 tests selected" in line
                for line in lines), r.stdout
+    # the table says what the message says: 138 selected, none run
+    assert counts_row(r.stdout) == {"passed": "0", "failed": "0", "skipped": "0",
+                                    "not run": "138", "selected": "138",
+                                    "worker": "cli-dry", "tempest": "47.0.0"}, r.stdout
     # --json gives the worker's summary
     r = farm(tmp_path, "submit", *direct(gearmand), "--tempest", "47.0.0", "--conf", str(conf),
              "--regex", "tempest.api.identity.v3.test_tokens", "--dry-run", "--wait", "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["state"] == "passed" and summary["worker"] == "cli-dry"
-    assert 0 < summary["total"] < 138
+    assert 0 < summary["total"] < 138 and summary["not_run"] == summary["total"]
 
 
 def test_submit_then_watch_through_the_server(tmp_path: Path, server: FarmServer,
@@ -77,9 +91,14 @@ def test_submit_then_watch_through_the_server(tmp_path: Path, server: FarmServer
     assert r.returncode == 0, r.stdout + r.stderr
     assert "cli-srv-1 passed on cli-srv: dry run: 138 tests selected" in r.stdout
     assert "\x1b[" not in r.stdout
+    # through the server, the same table as straight to gearmand
+    assert counts_row(r.stdout) == {"passed": "0", "failed": "0", "skipped": "0",
+                                    "not run": "138", "selected": "138",
+                                    "worker": "cli-srv", "tempest": "47.0.0"}, r.stdout
     r = farm(tmp_path, "status", "cli-srv-1", env=via(server))
     assert r.returncode == 0 and "cli-srv-1: passed" in r.stdout
-    assert [line.split()[1] for line in r.stdout.splitlines()[2:]] == [
+    assert "counts: 0 passed, 0 failed, 0 skipped, 138 not run of 138 selected" in r.stdout
+    assert [line.split()[1] for line in r.stdout.splitlines()[3:]] == [
         "queued", "installing", "passed"], r.stdout
     r = farm(tmp_path, "list", "--state", "passed", "--json", env=via(server))
     assert [t["id"] for t in json.loads(r.stdout)["tests"]] == ["cli-srv-1"]
@@ -118,6 +137,39 @@ def test_identity_smoke_run_wait_and_results(tmp_path: Path, server: FarmServer,
     assert sub.read_bytes().startswith(b"\xb3")
     for text in (r.stdout, r.stderr, html, server.log.read_text()):
         assert ADMIN_PASSWORD not in text
+
+
+@pytest.mark.cloud
+def test_classes_failing_in_setupclass_are_counted_and_grouped(
+        tmp_path: Path, server: FarmServer, workers: WorkerFactory, keystone: Keystone,
+        tempest47: PrepareResult) -> None:
+    """An admin that does not exist: every admin class fails in setUpClass with the same
+    error. Its tests are `not run`, the classes are named as such, one traceback is shown.
+    (A wrong password instead would lock the real admin out: Keystone's lockout.)"""
+    server_worker(workers, server, "cli-cls")
+    conf = keystone.tempest_conf()
+    conf["auth"]["admin_username"] = "no-such-admin"
+    conf_file = write_json(tmp_path / "conf.json", conf)
+    regex = r"tempest\.api\.identity\.admin\.v3\.(test_domains|test_groups)\."
+    r = farm(tmp_path, "submit", "--tempest", "47.0.0", "--conf", str(conf_file), "--regex",
+             regex, "--test-id", "cli-cls-1", "--wait", env=via(server))
+    assert r.returncode == 1, r.stdout + r.stderr
+    cells = counts_row(r.stdout)
+    selected = int(cells["selected"])
+    assert selected > 10 and cells["passed"] == cells["failed"] == "0", r.stdout
+    assert int(cells["not run"]) == selected - int(cells["skipped"]), r.stdout
+    assert "class level: 2 failed in setUpClass or tearDownClass" in r.stdout
+    assert "FAILED 2 tests, same error:" in r.stdout, r.stdout
+    assert r.stdout.count("Traceback (most recent call last)") == 1, r.stdout
+    t = json.loads(farm(tmp_path, "status", "cli-cls-1", "--json", env=via(server)).stdout)
+    s = t["test"]["summary"]
+    assert (s["total"], s["classes_failed"], s["done"]) == (selected, 2, selected), s
+    assert "2 classes failed in setUpClass or tearDownClass" in t["test"]["message"]
+    # JSON keeps every failure
+    doc = json.loads(farm(tmp_path, "results", "cli-cls-1", "--format", "json",
+                          env=via(server)).stdout)
+    assert sorted(x["name"].split(" ")[0] for x in doc["results"]
+                  if x["status"] == "fail") == ["setUpClass", "setUpClass"]
 
 
 def test_no_worker_for_the_version(tmp_path: Path, gearmand: Gearmand, server: FarmServer,

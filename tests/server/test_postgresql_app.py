@@ -40,7 +40,9 @@ def test_a_test_from_creation_to_results_on_postgresql(pg_app: App) -> None:
     assert json_of(c.post("/update-test-status/", headers=worker, json={
         "test_id": "pg-1", "status": "running"}))["report"] == "keep"
     doc = json_of(c.get("/v1/tests/pg-1", headers=user))
-    assert doc["test"]["summary"] == {"passed": 1, "failed": 0, "skipped": 1, "total": 2}
+    assert doc["test"]["summary"] == {"passed": 1, "failed": 0, "skipped": 1, "total": 2,
+                                      "done": 2, "not_run": 0, "classes_failed": 0,
+                                      "classes_skipped": 0}
     assert [h["state"] for h in doc["history"]] == [
         "queued", "installing", "running", "uploading", "passed", "running"]
     assert c.get("/v1/tests/pg-1/results?format=subunit", headers=user).data == data

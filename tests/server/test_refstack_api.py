@@ -148,7 +148,8 @@ def test_post_result_parses_subunit(farm_app: App) -> None:
     r = farm_app.client.post("/post-result?test_id=t1", headers=farm_app.worker(),
                              data={"file": (io.BytesIO(data), "t1.subunit")})
     assert r.status_code == 201
-    assert r.json == {"test_id": "t1", "tests": 3, "passed": 1, "failed": 1, "skipped": 1}
+    assert r.json == {"test_id": "t1", "tests": 3, "passed": 1, "failed": 1, "skipped": 1,
+                      "classes_failed": 0, "classes_skipped": 0}
     rows, raw = farm_app.store.results("t1")
     assert raw is not None and raw.data == data
     assert {r.name: r.status for r in rows} == {"a.T.test_ok": "success",

@@ -194,6 +194,30 @@ def test_cancel_a_running_test_sends_the_cancel_job(farm_app: App,
     assert "cancel requested (cancelled by alice)" in history[-1]["message"]
 
 
+def test_counts_keep_the_selected_total_and_name_the_classes(farm_app: App) -> None:
+    """The worker's reports give the total selected and the final counts; the results
+    file alone would know only the tests that reported."""
+    create(farm_app, test_id="k1")
+    worker = farm_app.worker()
+
+    def report(status: str, **progress: int) -> None:
+        r = farm_app.client.post("/update-test-status/", headers=worker, json={
+            "test_id": "k1", "status": status, "progress": {"current": "", **progress}})
+        assert r.status_code == 202, r.data
+
+    report("running", total=10, done=0)
+    report("running", total=10, done=4, passed=1)  # a progress report...
+    data = stream([("tempest.a.T.test_ok[id-1]", "success", ""),
+                   ("setUpClass (tempest.b.U)", "fail", "Traceback\nInvalidCredentials")])
+    assert farm_app.client.post("/post-result?test_id=k1", headers=worker, data={
+        "file": (io.BytesIO(data), "k1.subunit")}).status_code == 201
+    report("failed", total=10, done=7, passed=1, classes_failed=1)  # ...then the last word
+    t = json_of(farm_app.client.get("/v1/tests/k1", headers=farm_app.user()))["test"]
+    assert t["summary"] == {"total": 10, "done": 7, "passed": 1, "failed": 0, "skipped": 0,
+                            "not_run": 9, "classes_failed": 1, "classes_skipped": 0}
+    assert (t["progress"]["done"], t["progress"]["total"]) == (7, 10)
+
+
 def test_results_in_three_formats(farm_app: App) -> None:
     create(farm_app, test_id="r1")
     r = farm_app.client.get("/v1/tests/r1/results", headers=farm_app.user())
@@ -204,7 +228,9 @@ def test_results_in_three_formats(farm_app: App) -> None:
     farm_app.client.post("/post-result?test_id=r1", headers=farm_app.worker(),
                          data={"file": (io.BytesIO(data), "r1.subunit")})
     doc = json_of(farm_app.client.get("/v1/tests/r1/results", headers=farm_app.user()))
-    assert doc["test"]["summary"] == {"passed": 1, "failed": 1, "skipped": 1, "total": 3}
+    assert doc["test"]["summary"] == {"passed": 1, "failed": 1, "skipped": 1, "total": 3,
+                                      "done": 3, "not_run": 0, "classes_failed": 0,
+                                      "classes_skipped": 0}
     assert [(t["name"], t["status"], t["duration_s"]) for t in doc["results"]] == [
         ("tempest.a.T.test_ok[id-1]", "success", 2.5),
         ("tempest.a.T.test_bad[id-2]", "fail", 2.5), ("tempest.a.T.test_skip", "skip", 2.5)]

@@ -69,14 +69,17 @@ def test_identity_smoke_run_reports_everything(
     # WORK_COMPLETE's counts are those of the subunit stream the worker kept and uploaded
     kept = Path(doc["subunit"])
     counted = summarize_file(kept)
-    assert (counted.passed, counted.failed, counted.skipped) == (
-        doc["passed"], doc["failed"], doc["skipped"])
+    c = counted.counts()
+    assert (c.passed, c.failed, c.skipped) == (doc["passed"], doc["failed"], doc["skipped"])
+    assert doc["not_run"] == 0 and doc["classes_failed"] == 0
     assert recorder.uploads("smoke-1") == [kept.read_bytes()]
     # events in order, WORK_STATUS up to n/n
     states = [e["state"] for e in events(job) if e["event"] == "state"]
     assert states == ["installing", "running", "uploading", "passed"]
     progress = [e for e in events(job) if e["event"] == "progress"]
     assert progress and progress[-1]["done"] == progress[-1]["total"] == doc["total"]
+    # the total is known from `running` on, before any test ends
+    assert (progress[0]["done"], progress[0]["total"]) == (0, doc["total"])
     st = statuses(job)
     assert st[-1] == (doc["total"], doc["total"])
     assert [n for n, _ in st] == sorted(n for n, _ in st)
@@ -88,7 +91,7 @@ def test_identity_smoke_run_reports_everything(
         assert secret not in w.output()
     # progress is throttled to at most two events a second
     times = {e["state"]: e["time"] for e in events(job) if e["event"] == "state"}
-    assert len(progress) <= 2 * (times["uploading"] - times["running"]) + 2
+    assert len(progress) <= 2 * (times["uploading"] - times["running"]) + 3
     assert ADMIN_PASSWORD not in json.dumps([r.json() for r in recorder.requests
                                              if r.path == "/update-test-status/"])
     assert leftovers(w.work_dir) == []

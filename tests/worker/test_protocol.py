@@ -10,6 +10,7 @@ from farm_worker import protocol
 from farm_worker.exceptions import PayloadError
 from farm_worker.protocol import (
     FINAL_STATES,
+    Counts,
     Payload,
     Selection,
     Summary,
@@ -133,18 +134,36 @@ def test_selection_from_testcases_matches_ids_with_any_attributes() -> None:
 
 
 def test_summary_round_trips() -> None:
-    s = Summary("t", TestState.FAILED, passed=3, failed=1, total=4,
+    s = Summary("t", TestState.FAILED, counts=Counts(total=9, done=5, passed=3, failed=1,
+                                                      classes_failed=1),
                 failures=[protocol.Failure("a.b", "Traceback")])
-    assert Summary.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    doc = json.loads(json.dumps(s.to_dict()))
+    assert Summary.from_dict(doc) == s
+    # flat on the wire, with the tests that reported nothing
+    assert (doc["total"], doc["passed"], doc["not_run"], doc["classes_failed"]) == (9, 3, 5, 1)
+
+
+def test_counts_account_for_every_selected_test() -> None:
+    c = Counts(total=138, done=138, passed=0, failed=0, skipped=1, classes_failed=35)
+    assert (c.reported, c.not_run, c.any_failed) == (1, 137, True)
+    assert c.describe() == ("0 passed, 0 failed, 1 skipped, 137 not run of 138 selected; "
+                            "35 classes failed in setUpClass or tearDownClass")
+    assert Counts(total=2, passed=2).describe() == (
+        "2 passed, 0 failed, 0 skipped, 0 not run of 2 selected")
+    assert Counts.from_dict(c.to_dict()) == c
+    with pytest.raises(ValueError, match="classes_failed: -1 is not a count"):
+        Counts.from_dict({"classes_failed": -1})
+    assert Counts.lenient({"passed": "3", "failed": None, "total": 4}) == Counts(total=4)
 
 
 def test_events_have_the_documented_shape() -> None:
     ev = protocol.state_event("t", TestState.RUNNING, "w1", "14 tests")
     assert {k: ev[k] for k in ("event", "test_id", "state", "worker")} == {
         "event": "state", "test_id": "t", "state": "running", "worker": "w1"}
-    pr = protocol.progress_event("t", 2, 5, "a.b", 1, 1, 0)
+    pr = protocol.progress_event("t", "a.b", Counts(total=5, done=2, passed=1, failed=1))
     assert pr == {"event": "progress", "test_id": "t", "done": 2, "total": 5, "current": "a.b",
-                  "passed": 1, "failed": 1, "skipped": 0}
+                  "passed": 1, "failed": 1, "skipped": 0, "classes_failed": 0,
+                  "classes_skipped": 0, "not_run": 3}
 
 
 def test_events_parse_back_into_their_types() -> None:
@@ -152,8 +171,9 @@ def test_events_parse_back_into_their_types() -> None:
     parsed = protocol.parse_event(protocol.encode_event(ev))
     assert isinstance(parsed, protocol.StateEvent) and parsed.state is TestState.RUNNING
     assert (parsed.worker, parsed.message, parsed.time) == ("w1", "14 tests", ev["time"])
-    pr = protocol.parse_event(protocol.progress_event("t", 2, 5, "a.b", 1, 1, 0))
-    assert pr == protocol.ProgressEvent("t", 2, 5, "a.b", 1, 1, 0)
+    counts = Counts(total=5, done=2, passed=1, failed=1)
+    pr = protocol.parse_event(protocol.progress_event("t", "a.b", counts))
+    assert pr == protocol.ProgressEvent("t", "a.b", counts)
     # not events: another kind, the summary, not JSON
     for other in (b'{"event": "later"}', b'{"test_id": "t", "state": "passed"}', b"\xff"):
         assert protocol.parse_event(other) is None

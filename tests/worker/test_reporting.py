@@ -10,7 +10,7 @@ import pytest
 
 from farm_lab.loopback import free_port
 from farm_worker.exceptions import ReportError
-from farm_worker.protocol import TestState
+from farm_worker.protocol import Counts, TestState
 from farm_worker.reporting import CallbackClient, Reporter, pending_reports, wait_pending
 from harness.recorder import Recorder
 
@@ -22,7 +22,7 @@ def test_reports_arrive_in_order_with_token(recorder: Recorder, tmp_path: Path) 
     rep = Reporter(CallbackClient(recorder.url, "tok-abc123"), "t1", "w1", retry_s=5)
     rep.state(TestState.INSTALLING, "tempest 47.0.0")
     rep.state(TestState.RUNNING, "3 tests")
-    rep.progress(TestState.RUNNING, 1, 3, "a", {"passed": 1, "failed": 0, "skipped": 0})
+    rep.progress(TestState.RUNNING, "a", Counts(total=3, done=1, passed=1))
     rep.state(TestState.UPLOADING)
     rep.upload(sub)
     rep.state(TestState.PASSED, "3 passed")
@@ -31,20 +31,25 @@ def test_reports_arrive_in_order_with_token(recorder: Recorder, tmp_path: Path) 
     assert recorder.uploads("t1") == [b"\xb3subunit-bytes"]
     progress = [r["progress"] for r in recorder.status_reports("t1") if "progress" in r]
     assert progress == [{"done": 1, "total": 3, "current": "a", "passed": 1, "failed": 0,
-                         "skipped": 0}]
+                         "skipped": 0, "classes_failed": 0, "classes_skipped": 0,
+                         "not_run": 2}]
 
 
 def test_progress_reports_are_coalesced_while_waiting(recorder: Recorder) -> None:
     recorder.fail_next = 1  # hold the first report back for one retry
     rep = Reporter(CallbackClient(recorder.url, None), "t2", "w1", retry_s=10)
-    rep.state(TestState.RUNNING)
+    rep.state(TestState.RUNNING, "50 tests", Counts(total=50))
     for done in range(1, 51):
-        rep.progress(TestState.RUNNING, done, 50, f"t{done}", {})
+        rep.progress(TestState.RUNNING, f"t{done}", Counts(total=50, done=done, passed=done))
+    rep.state(TestState.PASSED, "50 passed", Counts(total=50, done=50, passed=50))
     assert rep.close(20)
     reports = recorder.status_reports("t2")
     dones = [r["progress"]["done"] for r in reports if "progress" in r]
     assert dones[-1] == 50
     assert len(dones) < 50
+    # a state report carries counts too, and progress never replaces it
+    assert reports[0]["message"] == "50 tests" and reports[0]["progress"]["total"] == 50
+    assert reports[-1]["status"] == "passed" and reports[-1]["progress"]["not_run"] == 0
 
 
 def test_transient_errors_are_retried(recorder: Recorder) -> None:

@@ -22,6 +22,7 @@ from farm_worker.exceptions import ConfigError, FarmError
 from farm_worker.execution import CancelEvent, JobHooks, JobRunner
 from farm_worker.isolation import resolve_mode
 from farm_worker.protocol import (
+    COUNT_KEYS,
     EXIT_ERROR,
     ProgressEvent,
     StateEvent,
@@ -97,9 +98,9 @@ def cmd_execute(args: argparse.Namespace) -> int:
             print(f"[{event.test_id}] {event.state}"
                   + (f": {event.message}" if event.message else ""), file=sys.stderr)
         elif isinstance(event, ProgressEvent):
-            print(f"[{event.test_id}] {event.done}/{event.total} passed {event.passed} "
-                  f"failed {event.failed} skipped {event.skipped} {event.current}",
-                  file=sys.stderr)
+            c = event.counts
+            print(f"[{event.test_id}] {c.done}/{c.total} passed {c.passed} failed {c.failed} "
+                  f"skipped {c.skipped} {event.current}", file=sys.stderr)
 
     summary = runner.execute(raw, cancel, JobHooks(emit=emit))
     reporting.wait_pending(config.report_retry_s, give_up)  # the callback server is away
@@ -109,7 +110,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
 
 def _execute_json(summary: Summary) -> dict[str, Any]:
     doc = summary.to_dict()
-    keys = ("test_id", "state", "passed", "failed", "skipped", "total", "duration_s", "subunit")
+    keys = ("test_id", "state", *COUNT_KEYS, "not_run", "duration_s", "subunit")
     out = {k: doc[k] for k in keys}
     out.update({k: doc[k] for k in ("message", "field", "failures") if doc[k]})
     return out
@@ -117,8 +118,7 @@ def _execute_json(summary: Summary) -> dict[str, Any]:
 
 def _summary_text(s: Summary) -> str:
     lines = [f"test {s.test_id}: {s.state.value}" + (f" ({s.message})" if s.message else ""),
-             f"  passed {s.passed}  failed {s.failed}  skipped {s.skipped}  total {s.total}"
-             f"  in {s.duration_s:.1f} s"]
+             f"  {s.counts.describe()}, in {s.duration_s:.1f} s"]
     if s.subunit:
         lines.append(f"  subunit: {s.subunit}")
     for f in s.failures:

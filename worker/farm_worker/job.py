@@ -33,6 +33,7 @@ from farm_worker.isolation import job_environment, mounts_under, unmount
 from farm_worker.logs import TestLog
 from farm_worker.processes import Outcome, ProcessGroup, kill_group, kill_stale_group
 from farm_worker.protocol import (
+    Counts,
     Failure,
     Payload,
     Summary,
@@ -96,8 +97,7 @@ class Job:
         self.timeout_s = payload.timeout_s or self.config.default_timeout_s
         self.worker = self.config.worker_id
         self.job_dir = runner.worker_dir / f"{payload.test_id}-{uuid.uuid4().hex[:8]}"
-        self.results: Collector | None = None
-        self.total = 0
+        self.results: Collector | None = None  # from the listing on
         self._last_progress = 0.0
         self.secrets: list[int] = []
         self.final: tuple[TestState, str] | None = None  # announced after the cleanup
@@ -110,11 +110,17 @@ class Job:
         self.reporter = Reporter(client, payload.test_id, self.worker, self.config.report_retry_s,
                                  on_stop=cancel.cancel)
 
+    def counts(self) -> Counts:
+        return self.results.counts() if self.results is not None else Counts()
+
     def set_state(self, state: TestState, message: str = "") -> None:
+        """Announce a state; from the listing on, the status server gets the counts with
+        it, so a run that ended shows its final counts, not its last progress."""
         message = redaction.redact(message)
         self.log.info("%s%s", state.value, f": {message}" if message else "")
         self.hooks.emit(state_event(self.test_id, state, self.worker, message))
-        self.reporter.state(state, message)
+        self.reporter.state(state, message,
+                            self.counts() if self.results is not None else None)
 
     def run(self) -> Summary:
         p = self.payload
@@ -159,9 +165,8 @@ class Job:
         r = self.results
         failures = [Failure(o.test_id, redaction.redact(o.detail))
                     for o in (r.failures() if r else [])][:MAX_FAILURES_IN_SUMMARY]
-        return Summary(self.test_id, state, passed=r.passed if r else 0,
-                       failed=r.failed if r else 0, skipped=r.skipped if r else 0,
-                       total=self.total, duration_s=self.runner.clock() - self.started,
+        return Summary(self.test_id, state, counts=self.counts(),
+                       duration_s=self.runner.clock() - self.started,
                        subunit=str(subunit) if subunit else None,
                        message=redaction.redact(message), worker=self.worker,
                        tempest_version=self.payload.tempest_version, failures=failures)
@@ -187,14 +192,14 @@ class Job:
             args = tempest.selection_args(p.tempest_version, selection, ws)
             deadline = self.runner.clock() + self.timeout_s
             tests = tempest.list_tests(ws, args, self.cancel, deadline)
-            self.total = len(tests)
             if not tests:
                 raise TempestError(f"the selection {show(selection.to_dict() if selection else {})}"
                                    " matches no test")
+            self.results = Collector(on_test=self._on_test, selected=tests)
             if p.dry_run:
                 return self._end(TestState.PASSED, f"dry run: {len(tests)} tests selected")
             self.set_state(TestState.RUNNING, f"{len(tests)} tests")
-            self.hooks.work_status(0, self.total)
+            self._progress("")  # the total, before the first test ends
             subunit = self._run_tempest(ws, args, deadline)
             cpid = self._cpid(conf_text)
         return self._finish(subunit, cpid)
@@ -242,22 +247,19 @@ class Job:
             self._progress(outcome.test_id)
 
     def _progress(self, current: str) -> None:
-        r = self.results
-        if r is None:
+        if self.results is None:
             return
-        done = min(r.done, self.total)
-        counts = {"passed": r.passed, "failed": r.failed, "skipped": r.skipped}
-        self.hooks.emit(progress_event(self.test_id, done, self.total, current,
-                                              **counts))
-        self.hooks.work_status(done, self.total)
-        self.reporter.progress(TestState.RUNNING, done, self.total, current, counts)
+        counts = self.results.counts()
+        self.hooks.emit(progress_event(self.test_id, current, counts))
+        self.hooks.work_status(counts.done, counts.total)
+        self.reporter.progress(TestState.RUNNING, current, counts)
 
     def _run_tempest(self, ws: tempest.Workspace, args: list[str], deadline: float) -> Path:
         results_dir = self.config.results_dir
         results_dir.mkdir(parents=True, exist_ok=True)
         final = results_dir / f"{self.test_id}.subunit"
         partial = self.runner.partial_result(self.test_id)
-        self.results = Collector(on_test=self._on_test)
+        assert self.results is not None
         argv = tempest.run_argv(ws, args, self.config.concurrency)
         with partial.open("wb") as raw, (ws.logs / "tempest-stderr.log").open("wb") as err:
             group = ProcessGroup(argv, cwd=ws.path, env=ws.environ(), stdout=subprocess.PIPE,
@@ -291,18 +293,17 @@ class Job:
         return found.value if found else None
 
     def _finish(self, subunit: Path, cpid: str | None = None) -> Summary:
-        r = self.results
-        assert r is not None
         self._check_cancel()  # e.g. the server gave the test to another worker meanwhile
         if self.client is not None:
             self.set_state(TestState.UPLOADING, f"{subunit.stat().st_size} bytes of subunit")
             self.reporter.upload(subunit, cpid)
-        message = f"{r.passed} passed, {r.failed} failed, {r.skipped} skipped of {self.total}"
-        if r.failed:
+        counts = self.counts()
+        message = counts.describe()
+        if counts.any_failed:
             state = TestState.FAILED
-        elif r.passed + r.skipped == 0:
+        elif counts.reported + counts.classes_skipped == 0:
             state = TestState.ERROR
-            message = f"no test reported a result ({self.total} selected); see the worker log"
+            message = f"no test reported a result ({counts.total} selected); see the worker log"
         else:
             state = TestState.PASSED
         return self._end(state, message, subunit)

@@ -28,7 +28,7 @@ import requests
 from farm_worker import defaults
 from farm_worker.exceptions import ReportError
 from farm_worker.logs import TestLog
-from farm_worker.protocol import TestState, stop_reason
+from farm_worker.protocol import Counts, TestState, stop_reason
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class CallbackClient:
 
 @dataclass
 class _Item:
-    kind: str  # "status" or "upload"
+    kind: str  # "status", "progress" (a status report a newer one may replace) or "upload"
     body: dict[str, Any]
     path: Path | None = None
 
@@ -133,8 +133,7 @@ class Reporter:
         if self.client is None:
             return
         with self._cond:
-            if coalesce and self._queue and self._queue[-1].body.get("progress") is not None \
-                    and self._queue[-1].kind == "status" \
+            if coalesce and self._queue and self._queue[-1].kind == "progress" \
                     and self._queue[-1].body.get("status") == item.body.get("status"):
                 self._queue[-1] = item
             else:
@@ -145,16 +144,18 @@ class Reporter:
                 self._thread.start()
             self._cond.notify()
 
-    def state(self, state: TestState, message: str = "") -> None:
-        self._put(_Item("status", {"test_id": self.test_id, "status": state.value,
-                                   "message": message, "worker": self.worker}))
+    def state(self, state: TestState, message: str = "", counts: Counts | None = None) -> None:
+        body: dict[str, Any] = {"test_id": self.test_id, "status": state.value,
+                                "message": message, "worker": self.worker}
+        if counts is not None:
+            body["progress"] = {"current": "", **counts.to_dict()}
+        self._put(_Item("status", body))
 
-    def progress(self, state: TestState, done: int, total: int, current: str,
-                 counts: dict[str, int]) -> None:
-        self._put(_Item("status", {"test_id": self.test_id, "status": state.value,
-                                   "message": f"{done}/{total}", "worker": self.worker,
-                                   "progress": {"done": done, "total": total,
-                                                "current": current, **counts}}),
+    def progress(self, state: TestState, current: str, counts: Counts) -> None:
+        self._put(_Item("progress", {"test_id": self.test_id, "status": state.value,
+                                     "message": f"{counts.done}/{counts.total}",
+                                     "worker": self.worker,
+                                     "progress": {"current": current, **counts.to_dict()}}),
                   coalesce=True)
 
     def upload(self, subunit_path: Path, cpid: str | None = None) -> None:

@@ -9,8 +9,9 @@ decides what counts as passed, failed and skipped, and keeps failure details (bo
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -18,7 +19,13 @@ from typing import IO, TYPE_CHECKING
 import subunit
 import testtools
 
-from farm_worker.protocol import SUBUNIT_FAILED, SUBUNIT_FINAL, SUBUNIT_PASSED, SUBUNIT_SKIPPED
+from farm_worker.protocol import (
+    SUBUNIT_FAILED,
+    SUBUNIT_FINAL,
+    SUBUNIT_PASSED,
+    SUBUNIT_SKIPPED,
+    Counts,
+)
 
 if TYPE_CHECKING:
     from testtools.content import Content
@@ -27,6 +34,21 @@ if TYPE_CHECKING:
 _DETAIL_FILES = ("traceback", "reason")
 MAX_DETAIL_BYTES = 64 * 1024  # per test: enough for a traceback, bounded for the summary
 PARSER_ID = "subunit.parser"  # python-subunit reports a damaged packet as this pseudo-test
+# unittest reports an error in a class or module fixture as a pseudo-test of this name
+_FIXTURE = re.compile(
+    r"(?:setUpClass|tearDownClass|setUpModule|tearDownModule) \((?P<scope>[^()]+)\)")
+
+
+def fixture_scope(test_id: str) -> str | None:
+    """The class (or module) of a fixture pseudo-test, `setUpClass (a.b.C)` -> `a.b.C`;
+    None for a real test."""
+    m = _FIXTURE.fullmatch(test_id)
+    return m.group("scope") if m else None
+
+
+def in_scope(test_id: str, scope: str) -> bool:
+    """Whether a test (`a.b.C.test_x[id-...]`) belongs to a class or module `scope`."""
+    return test_id.split("[", 1)[0].startswith(scope + ".")
 
 
 @dataclass(frozen=True)
@@ -37,6 +59,11 @@ class TestOutcome:
     status: str  # a subunit status: success, fail, skip, xfail, uxsuccess
     duration_s: float | None
     detail: str = ""
+
+    @property
+    def scope(self) -> str | None:
+        """For a setUpClass/tearDownClass pseudo-test, the class it stands for."""
+        return fixture_scope(self.test_id)
 
     @property
     def passed(self) -> bool:
@@ -65,13 +92,17 @@ class Collector(testtools.StreamToDict):
     """Collects outcomes as tests finish; thread-safe to read while a stream is consumed.
 
     `on_start(test_id)` is called when a test goes in progress, `on_test(outcome)` once
-    per finished test. setUpClass/tearDownClass errors appear as pseudo-tests and count
-    as failures; a test still in progress when the stream ends is not counted.
+    per finished test. setUpClass/tearDownClass errors appear as pseudo-tests, counted as
+    classes (`Counts.classes_failed`), not as tests; a test still in progress when the
+    stream ends is not counted. `selected`, the tests the run was given, makes the counts'
+    total and lets the tests of a failed class count as done.
     """
 
     def __init__(self, on_test: Callable[[TestOutcome], None] | None = None,
-                 on_start: Callable[[str], None] | None = None):
+                 on_start: Callable[[str], None] | None = None,
+                 selected: Iterable[str] | None = None):
         super().__init__(self._finished)
+        self.selected = list(selected) if selected is not None else None
         self._on_outcome = on_test
         self._on_start = on_start
         self._lock = threading.Lock()
@@ -123,21 +154,25 @@ class Collector(testtools.StreamToDict):
         with self._lock:
             return list(self.outcomes.values())
 
-    def count(self, statuses: frozenset[str]) -> int:
+    def counts(self) -> Counts:
+        """The run's counts so far (tests only; fixtures as classes)."""
         with self._lock:
-            return sum(o.status in statuses for o in self.outcomes.values())
-
-    @property
-    def passed(self) -> int:
-        return self.count(SUBUNIT_PASSED)
-
-    @property
-    def failed(self) -> int:
-        return self.count(SUBUNIT_FAILED)
-
-    @property
-    def skipped(self) -> int:
-        return self.count(SUBUNIT_SKIPPED)
+            outcomes = list(self.outcomes.values())
+        real = [o for o in outcomes if o.scope is None]
+        fixtures = [o for o in outcomes if o.scope is not None]
+        ended = [o.scope for o in fixtures if o.scope and o.status not in SUBUNIT_PASSED]
+        reported = {o.test_id for o in real}
+        selected = self.selected if self.selected is not None else list(reported)
+        # the tests of a class whose fixture failed or skipped will not report: done too
+        done = len(reported) + sum(
+            1 for t in selected if t not in reported and any(in_scope(t, c) for c in ended))
+        return Counts(
+            total=len(selected), done=min(done, len(selected)),
+            passed=sum(o.status in SUBUNIT_PASSED for o in real),
+            failed=sum(o.status in SUBUNIT_FAILED for o in real),
+            skipped=sum(o.status in SUBUNIT_SKIPPED for o in real),
+            classes_failed=sum(o.status in SUBUNIT_FAILED for o in fixtures),
+            classes_skipped=sum(o.status in SUBUNIT_SKIPPED for o in fixtures))
 
     def failures(self) -> list[TestOutcome]:
         return [o for o in self.tests if o.failed]

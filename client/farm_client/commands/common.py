@@ -9,12 +9,13 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 
 from farm_client.api import dumps
 from farm_client.config import ClientConfig, load_client_config
 from farm_client.console import display_for, make_console, print_results, result_rows
 from farm_client.exceptions import FarmClientError
-from farm_client.farm import GONE, Farm, Run, Snapshot, open_farm
+from farm_client.farm import GONE, Farm, Run, Snapshot, open_farm, snapshot_of
 from farm_worker.protocol import (
     EXIT_ERROR,
     STATE_VALUES,
@@ -144,9 +145,10 @@ def _interrupted(farm: Farm, test_id: str, snap: Snapshot | None, cancel: bool,
 
 def _final_report(farm: Farm, snap: Snapshot, as_json: bool) -> None:
     if as_json:
-        print(dumps(snap.summary or snap.__dict__))
+        print(dumps(snap.summary or snap.to_dict()))
         return
     doc = farm.final_results(snap)
+    if doc.get("test"):  # the server's view, newer than the last poll
+        snap = replace(snapshot_of(doc["test"]), summary=snap.summary)
     tempest = (doc.get("test") or snap.summary or {}).get("tempest_version")
-    rows, complete = result_rows(doc) if doc else ([], False)
-    print_results(make_console(), snap, rows, complete, tempest)
+    print_results(make_console(), snap, result_rows(doc) if doc else [], tempest)

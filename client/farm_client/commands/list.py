@@ -10,6 +10,7 @@ from farm_client.api import dumps
 from farm_client.commands.common import STATES, farm_of, state_arg, version_arg
 from farm_client.console import make_console
 from farm_client.farm import Farm
+from farm_worker.protocol import Counts
 
 NAME = "list"
 HELP = "list runs (status server)"
@@ -40,13 +41,13 @@ def run(farm: Farm, states: list[str] | None = None, version: str | None = None,
         return 0
     table = Table(title=f"{len(doc['tests'])} of {doc['total']} tests", title_justify="left")
     for column in ("test id", "state", "tempest", "progress", "passed", "failed",
-                   "skipped", "worker", "created"):
+                   "skipped", "not run", "worker", "created"):
         table.add_column(column)
     for t in doc["tests"]:
-        p, s = t["progress"], t["summary"]
+        c = Counts.lenient(t["summary"])
         table.add_row(t["id"], t["state"], t["tempest_version"],
-                      f"{p['done']}/{p['total']}" if p["total"] else "",
-                      str(s["passed"] or 0), str(s["failed"] or 0), str(s["skipped"] or 0),
+                      f"{c.done}/{c.total}" if c.total else "",
+                      str(c.passed), str(c.failed), str(c.skipped), str(c.not_run),
                       t["worker"] or "", (t["created_at"] or "").replace("T", " ")[:19])
     make_console().print(table)
     return 0

@@ -17,7 +17,7 @@ from typing import Any
 from farm_client.api import APIError, dumps
 from farm_client.commands.common import UsageError, farm_of, test_id_arg
 from farm_client.console import make_console, print_results, result_rows
-from farm_client.farm import Farm, Snapshot
+from farm_client.farm import Farm, snapshot_of
 from farm_client.refstack_upload import (
     KeyProblem,
     SigningKey,
@@ -88,10 +88,8 @@ def run(farm: Farm, test_id: str, fmt: str = "table", output: str | None = None)
         else:
             console = make_console(open(output, "w", encoding="utf-8")  # noqa: SIM115
                                    if output else None)
-            snap = Snapshot(doc["test"]["id"], doc["test"]["state"],
-                            worker=doc["test"]["worker"], message=doc["test"]["message"])
-            rows, complete = result_rows(doc)
-            print_results(console, snap, rows, complete, doc["test"]["tempest_version"])
+            print_results(console, snapshot_of(doc["test"]), result_rows(doc),
+                          doc["test"]["tempest_version"])
             if output:
                 console.file.close()
             return 0

@@ -8,7 +8,7 @@ from typing import Any
 
 from farm_client.api import dumps
 from farm_client.commands.common import farm_of, test_id_arg
-from farm_client.farm import GONE, Farm
+from farm_client.farm import GONE, Farm, snapshot_of
 
 NAME = "status"
 HELP = "a run's state, progress and history"
@@ -40,7 +40,8 @@ def run(farm: Farm, test_id: str, *, as_json: bool = False) -> int:
     else:  # only what gearmand knows while it has the test
         snap = report.snapshot
         where = f" on gearmand {snap.where}" if snap.where else ""
-        progress = f" {snap.done}/{snap.total}" if snap.total else ""
+        c = snap.counts
+        progress = f" {c.done}/{c.total}" if c.total else ""
         print(f"{snap.test_id}: {snap.state}{progress}{where}"
               + (f"; {snap.message}" if snap.message else ""))
     return 1 if report.snapshot.state == GONE else 0
@@ -49,12 +50,14 @@ def run(farm: Farm, test_id: str, *, as_json: bool = False) -> int:
 def _print_stored(doc: dict[str, Any]) -> None:
     """A test the status server keeps: its state, progress, uploads and history."""
     t = doc["test"]
-    p, s = t["progress"], t["summary"]
+    snap = snapshot_of(t)
+    c = snap.counts
     print(f"{t['id']}: {t['state']}  tempest {t['tempest_version']}  "
           f"worker {t['worker'] or '-'}")
-    if p["total"]:
-        print(f"progress {p['done']}/{p['total']}  passed {s['passed']} failed "
-              f"{s['failed']} skipped {s['skipped']}  current {p['current'] or '-'}")
+    if c.total:
+        print(f"counts: {c.describe()}")
+        if not snap.final:
+            print(f"progress {c.done}/{c.total}  current {snap.current or '-'}")
     if t["message"]:
         print(f"message: {t['message']}")
     if t.get("cpid"):

@@ -87,8 +87,11 @@ def post_result() -> tuple[Response, int]:
                         "report": SUPERSEDED, "worker": test.worker}), 409
     if not farm().store.store_results(test_id, parsed, data, cpid):
         raise _unknown(test_id)
-    return jsonify({"test_id": test_id, "tests": len(parsed.tests), "passed": parsed.passed,
-                    "failed": parsed.failed, "skipped": parsed.skipped}), 201
+    c = parsed.counts()
+    return jsonify({"test_id": test_id, "tests": len(parsed.tests), "passed": c.passed,
+                    "failed": c.failed, "skipped": c.skipped,
+                    "classes_failed": c.classes_failed,
+                    "classes_skipped": c.classes_skipped}), 201
 
 
 def _requested_test() -> TestRow | tuple[Response, int]:

@@ -31,6 +31,7 @@ from farm_server.uploader import NotUploadable, payload_of, upload_view
 from farm_worker.exceptions import PayloadError
 from farm_worker.protocol import (
     Callback,
+    Counts,
     Payload,
     Selection,
     TestState,
@@ -53,6 +54,16 @@ def _iso(value: Any) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
 
 
+def counts_of(t: TestRow) -> Counts:
+    """The test's counts: the results' once uploaded, else the last report's."""
+    passed, failed, skipped = t.passed or 0, t.failed or 0, t.skipped or 0
+    total = t.total or t.progress_total or 0
+    return Counts(total=total, done=min(max(t.progress_done or 0, passed + failed + skipped),
+                                        total) if total else 0,
+                  passed=passed, failed=failed, skipped=skipped,
+                  classes_failed=t.classes_failed or 0, classes_skipped=t.classes_skipped or 0)
+
+
 def test_view(t: TestRow) -> dict[str, Any]:
     """A test as the API shows it; the tempest conf (cloud passwords) never appears."""
     return {
@@ -62,8 +73,7 @@ def test_view(t: TestRow) -> dict[str, Any]:
         "worker": t.worker, "message": t.message, "submitted_by": t.submitted_by,
         "progress": {"done": t.progress_done, "total": t.progress_total,
                      "current": t.progress_current},
-        "summary": {"passed": t.passed, "failed": t.failed, "skipped": t.skipped,
-                    "total": t.total},
+        "summary": counts_of(t).to_dict(),
         "created_at": _iso(t.created_at), "updated_at": _iso(t.updated_at),
         "started_at": _iso(t.started_at), "finished_at": _iso(t.finished_at),
         "last_report_at": _iso(t.last_report_at),

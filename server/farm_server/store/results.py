@@ -33,10 +33,14 @@ class Results(StoreBase):
                                 duration_s=t.duration_s, detail=t.detail)
                       for t in tests)
             s.add(ResultFileRow(test_id=test_id, data=data, size=len(data)))
-            test.passed, test.failed, test.skipped = parsed.passed, parsed.failed, parsed.skipped
+            counts = parsed.counts()  # the file's word over the reports' on the outcomes
+            test.passed, test.failed, test.skipped = counts.passed, counts.failed, counts.skipped
+            test.classes_failed, test.classes_skipped = (counts.classes_failed,
+                                                         counts.classes_skipped)
+            # the file does not know what was selected; the worker's reports do
+            test.total = test.total or test.progress_total or counts.total
             if cpid and not test.cpid:
                 test.cpid = cpid
-            test.total = max(test.total or 0, len(tests))
             test.updated_at = utcnow()
         return True
 

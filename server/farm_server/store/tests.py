@@ -34,8 +34,13 @@ TESTS: Table = TestRow.__table__  # type: ignore[assignment]
 REPORTS: Table = ReportRow.__table__  # type: ignore[assignment]
 # The statements of the hot path, built once (building them costs more than running them).
 _MOVING = ("state", "message", "worker", "progress_done", "progress_total",
-           "progress_current", "passed", "failed", "skipped", "updated_at", "started_at",
-           "finished_at", "last_report_at")
+           "progress_current", "passed", "failed", "skipped", "total", "classes_failed",
+           "classes_skipped", "updated_at", "started_at", "finished_at", "last_report_at")
+# a report's progress -> the test's columns
+_PROGRESS_COLUMNS = {"done": "progress_done", "total": "progress_total",
+                     "current": "progress_current", "passed": "passed", "failed": "failed",
+                     "skipped": "skipped", "classes_failed": "classes_failed",
+                     "classes_skipped": "classes_skipped"}
 _SELECT_TEST = (select(*(TESTS.c[name] for name in _MOVING))
                 .where(TESTS.c.id == bindparam("tid")).with_for_update())
 _INSERT_REPORT = insert(REPORTS)
@@ -221,11 +226,11 @@ def _moved(report: Report, progress: dict[str, Any] | None, now: dt.datetime,
         values["started_at"] = now
     if report.worker:
         values["worker"] = report.worker
-    if progress:
-        values.update(progress_done=progress.get("done"), progress_total=progress.get("total"),
-                      progress_current=progress.get("current"))
-        values.update({k: progress[k] for k in ("passed", "failed", "skipped")
-                       if isinstance(progress.get(k), int)})
+    if progress:  # the counts as the worker has them now (a final state carries its last)
+        values.update({column: progress[key] for key, column in _PROGRESS_COLUMNS.items()
+                       if key in progress})
+        if isinstance(progress.get("total"), int):
+            values["total"] = progress["total"]
     if state in FINAL_STATES:
         values["finished_at"] = now
     return values

@@ -9,6 +9,8 @@ nowhere else; the client, the server and the Ansible module import these names f
 from __future__ import annotations
 
 from farm_worker.protocol.events import (
+    COUNT_KEYS,
+    Counts,
     Event,
     Failure,
     ProgressEvent,
@@ -78,6 +80,7 @@ __all__ = [
     "CANCEL_PREFIX",
     "CONF_NAME_PATTERN",
     "CONF_STRING_PATTERN",
+    "COUNT_KEYS",
     "EXIT_CODES",
     "EXIT_ERROR",
     "FINAL_STATES",
@@ -102,6 +105,7 @@ __all__ = [
     "Callback",
     "Conf",
     "ConfValue",
+    "Counts",
     "Event",
     "Failure",
     "Payload",
