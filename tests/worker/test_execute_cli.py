@@ -21,8 +21,8 @@ from harness.payloads import INVALID, valid
 from harness.recorder import Recorder
 
 pytestmark = pytest.mark.tempest
-SUMMARY_KEYS = {"test_id", "state", "passed", "failed", "skipped", "total", "duration_s",
-                "subunit"}
+SUMMARY_KEYS = {"test_id", "state", "passed", "failed", "skipped", "total", "done", "not_run",
+                "classes_failed", "classes_skipped", "duration_s", "subunit"}
 
 
 def execute(tmp_path: Path, worker_cache: Path, payload: dict[str, Any] | bytes,
@@ -73,7 +73,10 @@ def test_failing_run_exits_1_with_failures_and_no_secret(tmp_path: Path, worker_
         tests={"regex": r"tempest\.api\.identity\.v3\.test_domains"}))
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["state"] == "failed" and doc["failed"] >= 1
+    # a wrong password fails each class in setUpClass: classes, not tests, and the tests
+    # of those classes are accounted as not run
+    assert doc["state"] == "failed" and doc["classes_failed"] >= 1, doc
+    assert doc["not_run"] == doc["total"] - doc["passed"] - doc["failed"] - doc["skipped"]
     assert doc["failures"] and all(f["detail"] for f in doc["failures"])
     assert Path(doc["subunit"]).parent == tmp_path / "results"
     for text in (proc.stdout, proc.stderr, Path(doc["subunit"]).read_text(errors="replace")):
