@@ -28,7 +28,7 @@ from farm_server.models import (
 )
 from farm_server.store.engine import StoreBase, StoreError
 from farm_server.store.tokens import WORKERS
-from farm_worker.protocol import FINAL_STATE_VALUES, FINAL_STATES, TestState
+from farm_worker.protocol import COUNT_KEYS, FINAL_STATE_VALUES, FINAL_STATES, TestState
 
 TESTS: Table = TestRow.__table__  # type: ignore[assignment]
 REPORTS: Table = ReportRow.__table__  # type: ignore[assignment]
@@ -36,11 +36,10 @@ REPORTS: Table = ReportRow.__table__  # type: ignore[assignment]
 _MOVING = ("state", "message", "worker", "progress_done", "progress_total",
            "progress_current", "passed", "failed", "skipped", "total", "classes_failed",
            "classes_skipped", "updated_at", "started_at", "finished_at", "last_report_at")
-# a report's progress -> the test's columns
-_PROGRESS_COLUMNS = {"done": "progress_done", "total": "progress_total",
-                     "current": "progress_current", "passed": "passed", "failed": "failed",
-                     "skipped": "skipped", "classes_failed": "classes_failed",
-                     "classes_skipped": "classes_skipped"}
+# a report's progress -> the test's columns (the counts keep their names)
+_PROGRESS_COLUMNS = {**{key: key for key in COUNT_KEYS if key not in ("done", "total")},
+                     "done": "progress_done", "total": "progress_total",
+                     "current": "progress_current"}
 _SELECT_TEST = (select(*(TESTS.c[name] for name in _MOVING))
                 .where(TESTS.c.id == bindparam("tid")).with_for_update())
 _INSERT_REPORT = insert(REPORTS)
