@@ -25,11 +25,18 @@ class ServerConfigError(FarmServerError):
     """server.yaml (or the environment) holds an invalid value."""
 
 
+def _default_dir(env: Mapping[str, str]) -> Path:
+    """$XDG_STATE_HOME/refstack-farm, else /var/lib/refstack-farm for root, else
+    ~/.local/state/refstack-farm."""
+    if env.get("XDG_STATE_HOME"):
+        return Path(env["XDG_STATE_HOME"]) / "refstack-farm"
+    if os.geteuid() == 0:
+        return Path("/var/lib/refstack-farm")
+    return Path.home() / ".local" / "state" / "refstack-farm"
+
+
 def _default_database() -> str:
-    base = (Path("/var/lib/refstack-farm") if os.geteuid() == 0
-            else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-            / "refstack-farm")
-    return f"sqlite:///{base / 'server.db'}"
+    return f"sqlite:///{_default_dir(os.environ) / 'server.db'}"
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,8 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         return number
     if not isinstance(value, str) or not value:
         raise ServerConfigError(f"{where}: {key}: {value!r} is not a non-empty string")
+    if key == "database_url":
+        return database_url(value, where)
     if key in ("callback_url", "refstack_upload_url") \
             and not value.startswith(("http://", "https://")):
         raise ServerConfigError(f"{where}: {key}: {value!r} is not an http(s) URL")
@@ -113,6 +122,38 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         raise ServerConfigError(f"{where}: {key}: {value!r} is not DEBUG, INFO, WARNING "
                                 "or ERROR")
     return value
+
+
+# dialect -> (the driver SQLAlchemy is told to use, the module it imports, the extra)
+DATABASES: dict[str, tuple[str, str, str | None]] = {
+    "sqlite": ("sqlite", "sqlite3", None),
+    "postgresql": ("postgresql+psycopg", "psycopg", "postgresql"),
+}
+
+
+def database_url(value: str, where: str) -> str:
+    """A URL of a database the store is tested on, with its driver installed; plain
+    `postgresql://` means psycopg 3 (SQLAlchemy would look for psycopg2). The message
+    names the scheme, never the URL (it may hold a password)."""
+    scheme, sep, rest = value.partition("://")
+    dialect, _, driver = scheme.partition("+")
+    supported = "sqlite:///PATH, postgresql+psycopg://USER:PASSWORD@HOST[:PORT]/NAME"
+    if not sep or dialect not in DATABASES:
+        raise ServerConfigError(f"{where}: database_url: {(scheme if sep else value)[:40]!r} "
+                                f"is not a supported database; use {supported}")
+    name, module, extra = DATABASES[dialect]
+    if driver and f"{dialect}+{driver}" != name:
+        raise ServerConfigError(f"{where}: database_url: driver {driver!r} is not "
+                                f"supported; use {name}://")
+    if dialect == "sqlite" and not rest.startswith("/"):
+        raise ServerConfigError(f"{where}: database_url: {value!r} names no file; use "
+                                "sqlite:///relative/path or sqlite:////absolute/path")
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ServerConfigError(f"{where}: database_url: {dialect} needs {module}, which "
+                                f"is not installed: pip install 'refstack-farm-server[{extra}]'")
+    return f"{name}://{rest}" if dialect != "sqlite" else value
 
 
 def load_server_config(path: str | Path | None = None, *,
@@ -147,4 +188,12 @@ def load_server_config(path: str | Path | None = None, *,
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
+    if "database_url" not in values:  # the default's directory is ours to make, 0700
+        base = _default_dir(env)
+        try:
+            base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ServerConfigError(f"database_url (default): cannot create {base}: "
+                                    f"{exc.strerror}") from None
+        values["database_url"] = f"sqlite:///{base / 'server.db'}"
     return ServerConfig(**values, source=source)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +106,39 @@ def test_help_lists_every_command() -> None:
     out = subprocess.run([FARM_SERVER, "--help"], capture_output=True, text=True).stdout
     for command in ("serve", "monitor", "init-db", "add-worker", "add-user", "workers"):
         assert command in out
+
+
+@pytest.mark.parametrize(("url", "fragment"), [
+    ("mysql://farm:secret@127.0.0.1/farm",
+     "database_url: 'mysql' is not a supported database; use sqlite:///PATH, "
+     "postgresql+psycopg://"),
+    ("oracle+cx://farm:secret@db/farm", "'oracle+cx' is not a supported database"),
+    ("postgresql+psycopg2://farm:secret@db/farm", "driver 'psycopg2' is not supported; "
+                                                   "use postgresql+psycopg://"),
+    ("farm.db", "'farm.db' is not a supported database"),
+])
+def test_an_unsupported_database_is_one_line(tmp_path: Path, url: str, fragment: str) -> None:
+    path = tmp_path / "server.yaml"
+    path.write_text(f"database_url: {url}\n")
+    proc = farm_server("init-db", config=path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and fragment in proc.stderr, proc.stderr
+    assert "secret" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_plain_postgresql_means_psycopg(postgres: Postgres) -> None:
+    url = postgres.new_database().replace("postgresql+psycopg://", "postgresql://")
+    proc = subprocess.run([FARM_SERVER, "init-db", "--database-url", url],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_the_default_database_directory_is_made_private(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    proc = subprocess.run([FARM_SERVER, "init-db"], capture_output=True, text=True,
+                          timeout=60, env={"PATH": os.environ["PATH"],
+                                           "XDG_STATE_HOME": str(state),
+                                           "FARM_SERVER_CONFIG": ""}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_IMODE((state / "refstack-farm").stat().st_mode) == 0o700
+    assert stat.S_IMODE((state / "refstack-farm" / "server.db").stat().st_mode) == 0o600

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -299,3 +301,35 @@ def test_an_ended_tests_passwords_are_not_kept(store: Store, url: str, tmp_path:
     finally:
         other_process.close()
         other_engine.dispose()
+
+
+def test_a_sqlite_database_is_private(tmp_path: Path) -> None:
+    """It holds cloud passwords while tests run: 0600, and so are its WAL and shm."""
+    path = tmp_path / "farm.db"
+    old = os.umask(0o022)
+    try:
+        store = Store(f"sqlite:///{path}")
+        store.migrate()
+        new_test(store)
+    finally:
+        os.umask(old)
+    try:
+        for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            assert name.exists() and stat.S_IMODE(name.stat().st_mode) == 0o600, name
+    finally:
+        store.engine.dispose()
+
+
+def test_a_readable_sqlite_database_is_tightened(tmp_path: Path) -> None:
+    path = tmp_path / "farm.db"
+    path.touch(mode=0o644)
+    path.chmod(0o644)
+    Store(f"sqlite:///{path}").engine.dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_missing_sqlite_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"database_url: the directory .*/nowhere does not "
+                                         r"exist; create it \(mode 0700"):
+        Store(f"sqlite:///{tmp_path / 'nowhere' / 'farm.db'}")
+    assert not (tmp_path / "nowhere").exists()

@@ -49,8 +49,9 @@ class StoreBase:
 
     def __init__(self, url: str):
         self.url = url
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_path(url)
+        if path is not None:
+            prepare_sqlite_file(path)
         self.engine: Engine = create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             _sqlite_setup(self.engine)
@@ -58,8 +59,8 @@ class StoreBase:
         self._write_engine = self.engine.execution_options(sqlite_immediate=True)
         self._writes = sessionmaker(self._write_engine, expire_on_commit=False)
         self._write_lock: contextlib.AbstractContextManager[Any] = (
-            _WriterQueue(Path(url[len("sqlite:///"):] + ".writers"))
-            if url.startswith("sqlite:///") else contextlib.nullcontext())
+            _WriterQueue(Path(f"{path}.writers"))
+            if path is not None else contextlib.nullcontext())
         self._seen: dict[str, float] = {}
         self._tokens: dict[str, tuple[float, WorkerRow | None]] = {}
         self._scrubbed_up_to: dt.datetime | None = None  # forget_ended_secrets
@@ -104,6 +105,41 @@ class StoreBase:
         """A write transaction without the ORM, for the hot path."""
         with self._write_lock, self._write_engine.begin() as conn:
             yield conn
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL; None for another database or SQLite in memory."""
+    if not url.startswith("sqlite:///"):
+        return None
+    name = url[len("sqlite:///"):].split("?", 1)[0]
+    return None if name in ("", ":memory:") else Path(name)
+
+
+def prepare_sqlite_file(path: Path) -> None:
+    """The database holds cloud passwords while their tests run: the file is created
+    0600 before SQLite opens it (SQLite gives its -wal and -shm files the database
+    file's mode), one that others can read is tightened, and a directory that does not
+    exist is refused rather than made with whatever mode the umask gives."""
+    if not path.parent.is_dir():
+        raise StoreError(f"database_url: the directory {path.parent} does not exist; "
+                         "create it (mode 0700, owned by the server's user) or choose "
+                         "another path")
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o600) if name == path \
+                else os.open(name, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # no -wal or -shm yet: SQLite makes them with the file's mode
+        except OSError as exc:
+            raise StoreError(f"database_url: {name}: {exc.strerror}") from None
+        try:
+            if os.fstat(fd).st_mode & 0o077:
+                os.fchmod(fd, 0o600)
+        except OSError as exc:
+            raise StoreError(f"database_url: {name} can be read by others and cannot be "
+                             f"made 0600: {exc.strerror}") from None
+        finally:
+            os.close(fd)
 
 
 class _WriterQueue:
