@@ -46,7 +46,14 @@ class FarmAPI:
             r = self.session.request(method, self.url + path.lstrip("/"),
                                      timeout=self.timeout_s, **kwargs)
         except requests.RequestException as exc:
-            raise Unreachable(f"{self.url}: {exc.__class__.__name__}: {exc}") from None
+            raise Unreachable(f"the status server at {self.url} does not answer "
+                              f"({_why(exc, self.timeout_s)})") from None
+        if r.status_code == 401 and 401 not in expect:
+            raise Refused(f"the status server at {self.url} did not accept the token "
+                          "(FARM_TOKEN or --token; farm-server add-user makes one)"
+                          if "Authorization" in self.session.headers else
+                          f"the status server at {self.url} needs a user token (FARM_TOKEN "
+                          "or --token; farm-server add-user makes one)", 401)
         if r.status_code not in expect:
             try:
                 body = r.json()
@@ -107,6 +114,29 @@ class FarmAPI:
     def record_upload(self, test_id: str, record: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", f"v1/tests/{test_id}/uploads", (201,),  # type: ignore[no-any-return]
                           json=record)["upload"]
+
+
+def _why(exc: requests.RequestException, timeout_s: float) -> str:
+    """What went wrong, in a few words: the innermost OS error where there is one."""
+    if isinstance(exc, requests.Timeout):
+        return f"no answer within {timeout_s:g} s"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS failed: " + str(exc).rsplit(": ", 1)[-1].strip("')\"")[:120]
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, OSError) and cause.strerror and not isinstance(
+                cause, requests.RequestException):
+            return cause.strerror.lower()
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc)
+    if "Name or service not known" in text or "getaddrinfo failed" in text \
+            or "Failed to resolve" in text:
+        return "the name does not resolve"
+    if "Connection refused" in text:
+        return "connection refused"
+    return exc.__class__.__name__
 
 
 def dumps(doc: Any) -> str:

@@ -5,6 +5,7 @@ server has its own command, `farm-server` (farm_server.cli)."""
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from farm_client import __version__
 from farm_client.commands import add_client_commands
 from farm_client.exceptions import FarmClientError
+from farm_worker import clikit
 from farm_worker.exceptions import PayloadError
 
 DESCRIPTION = """\
@@ -20,7 +22,8 @@ them, read their results.
 
 Every command finds the farm in refstack.cfg: GEARMAN_SERVER, GEARMAN_PORT, TEST_METHOD,
 FARM_SERVER_URL, FARM_TOKEN; each from its flag, else FARM_<KEY> in the environment, else
-the file (-c, else ./refstack.cfg, else /etc/refstack/refstack.cfg), else the default.
+the file (-c, else $FARM_CONFIG, else ./refstack.cfg, ~/.config/refstack-farm/refstack.cfg,
+/etc/refstack-farm/refstack.cfg, /etc/refstack/refstack.cfg), else the default.
 With FARM_SERVER_URL they go through the status server (farm-server), else straight to
 gearmand."""
 
@@ -37,24 +40,33 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="farm", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = clikit.Parser(prog="farm", description=DESCRIPTION, epilog=clikit.EXIT_TABLE,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"farm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_client_commands(sub, _Formatter)
     return parser
 
 
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("urllib3", "gear"):
+        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.INFO))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = clikit.parse(build_parser(), argv)
+    setup_logging(clikit.log_level(args))
+    prog = f"farm {args.command}"
+    as_json = bool(getattr(args, "json", False))
     try:
         return int(args.func(args))
     except (FarmClientError, PayloadError, OSError) as exc:
-        print(f"farm {args.command}: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return clikit.fail(prog, exc, as_json=as_json, debug=args.debug)
     except KeyboardInterrupt:
-        print(f"farm {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return clikit.fail(prog, KeyboardInterrupt("interrupted"), as_json=as_json,
+                           code=clikit.EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

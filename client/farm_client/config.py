@@ -11,8 +11,8 @@ still reads); an optional `[DEFAULT]` header is allowed:
     FARM_TOKEN = ...
 
 Precedence for each key: flag > `FARM_<KEY>` in the environment (FARM_GEARMAN_SERVER,
-FARM_GEARMAN_PORT, FARM_TEST_METHOD, FARM_SERVER_URL, FARM_TOKEN) > the file (-c, else
-./refstack.cfg, else /etc/refstack/refstack.cfg) > the default.
+FARM_GEARMAN_PORT, FARM_TEST_METHOD, FARM_SERVER_URL, FARM_TOKEN) > the file > the default.
+The file is -c, else $FARM_CONFIG, else the first of SEARCH_PATH that exists.
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ from urllib.parse import urlsplit
 from farm_client.exceptions import FarmClientError
 from farm_client.gearman_client import DEFAULT_PORT, Server
 
-SEARCH_PATH = (Path("refstack.cfg"), Path("/etc/refstack/refstack.cfg"))
+# ./refstack.cfg, the user's, the host's, and RefStack's own (where older set-ups keep it)
+SEARCH_PATH = (Path("refstack.cfg"), Path("~/.config/refstack-farm/refstack.cfg"),
+               Path("/etc/refstack-farm/refstack.cfg"), Path("/etc/refstack/refstack.cfg"))
+SEARCH_TEXT = "-c, else $FARM_CONFIG, else " + ", else ".join(str(p) for p in SEARCH_PATH)
 KEYS = ("GEARMAN_SERVER", "GEARMAN_PORT", "TEST_METHOD", "FARM_SERVER_URL", "FARM_TOKEN")
 SECRET_KEYS = frozenset({"FARM_TOKEN"})
 DEFAULTS = {"GEARMAN_SERVER": "127.0.0.1", "GEARMAN_PORT": str(DEFAULT_PORT),
@@ -92,13 +95,16 @@ def read_cfg(path: Path) -> dict[str, tuple[str, int]]:
     return out
 
 
-def _servers(text: str, port_text: str, where: str) -> tuple[Server, ...]:
+FLAGS = {"GEARMAN_SERVER": "--gearman", "FARM_SERVER_URL": "--server", "FARM_TOKEN": "--token"}
+
+
+def _servers(text: str, port_text: str, where: str, port_where: str) -> tuple[Server, ...]:
     try:
         default_port = int(port_text)
     except ValueError:
         default_port = 0
     if not 0 < default_port < 65536:
-        raise ConfigError(f"GEARMAN_PORT: {port_text!r} is not a port (1-65535)")
+        raise ConfigError(f"{port_where}: GEARMAN_PORT: {port_text!r} is not a port (1-65535)")
     servers = []
     for item in (i.strip() for i in text.split(",")):
         if not item:
@@ -118,12 +124,16 @@ def load_client_config(path: str | Path | None = None, *,
                        flags: Mapping[str, str | None] | None = None) -> ClientConfig:
     """The effective configuration; `flags` maps KEYS to command-line values (None: unset)."""
     env = os.environ if environ is None else environ
+    if path is None and env.get("FARM_CONFIG"):
+        path = env["FARM_CONFIG"]
     if path is not None:
-        file: Path | None = Path(path)
-        if not Path(path).exists():
-            raise ConfigError(f"{file}: no such config file")
+        file: Path | None = Path(path).expanduser()
+        if not Path(path).expanduser().exists():
+            raise ConfigError(f"{path}: no such config file"
+                              + (" ($FARM_CONFIG)" if path == env.get("FARM_CONFIG") else ""))
     else:
-        file = next((p for p in SEARCH_PATH if p.is_file()), None)
+        file = next((p.expanduser().absolute() for p in SEARCH_PATH
+                     if p.expanduser().is_file()), None)
     values: dict[str, tuple[str, str]] = {k: (v, "default") for k, v in DEFAULTS.items()}
     if file is not None:
         for key, (value, number) in read_cfg(file).items():
@@ -133,14 +143,14 @@ def load_client_config(path: str | Path | None = None, *,
             values[key] = (env[env_name(key)], f"${env_name(key)}")
     for key, flag in (flags or {}).items():
         if flag is not None:
-            values[key] = (flag, "flag")
+            values[key] = (flag, FLAGS.get(key, "flag"))
 
     method, where = values["TEST_METHOD"]
     if method.strip().lower() != "gearman":
         raise ConfigError(f"{where}: TEST_METHOD: {method!r} is not supported; the farm "
                           "runs tests through gearman (TEST_METHOD = gearman)")
     servers = _servers(values["GEARMAN_SERVER"][0], values["GEARMAN_PORT"][0],
-                       values["GEARMAN_SERVER"][1])
+                       values["GEARMAN_SERVER"][1], values["GEARMAN_PORT"][1])
     url, where = values["FARM_SERVER_URL"]
     url = url.strip()
     if url:

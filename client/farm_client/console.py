@@ -102,7 +102,20 @@ class LiveDisplay:
             self.progress.stop()
 
 
-def display_for(out: TextIO | None = None) -> PlainDisplay | LiveDisplay:
+class QuietDisplay:
+    """-q: no progress; the result follows."""
+
+    def update(self, snap: Snapshot) -> None:
+        pass
+
+    def close(self, snap: Snapshot | None) -> None:
+        pass
+
+
+def display_for(out: TextIO | None = None, *,
+                quiet: bool = False) -> PlainDisplay | LiveDisplay | QuietDisplay:
+    if quiet:
+        return QuietDisplay()
     stream = out or sys.stdout
     return LiveDisplay(Console(file=stream)) if stream.isatty() else PlainDisplay(stream)
 

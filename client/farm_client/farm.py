@@ -265,8 +265,8 @@ class Farm(abc.ABC):
         raise self._needs_server("history")
 
     def tests(self, states: list[str] | None = None, version: str | None = None,
-              limit: int = 50) -> dict[str, Any]:
-        raise self._needs_server("farm list")
+              limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        raise self._needs_server("listing tests")
 
     @staticmethod
     def _needs_server(what: str) -> NeedsServer:

@@ -21,6 +21,19 @@ from farm_client.gearman_client import Gearman, served_versions
 from farm_worker.protocol import run_function
 
 
+def cancel_message(test_id: str, state: str, worker: str | None) -> str:
+    """What happens to this test now, in the state it is in."""
+    on = f" on {worker}" if worker else ""
+    if state == "queued":
+        return (f"cancel queued: {test_id} is still queued (gearmand could not withdraw it); "
+                "it stops before Tempest starts, the moment a worker takes it")
+    if state == "installing":
+        return (f"cancel sent: {test_id} is installing Tempest{on}; it stops before the "
+                "tests start and ends cancelled")
+    return (f"cancel sent: {test_id} is running{on}; its worker kills Tempest, uploads "
+            "what ran and ends it cancelled")
+
+
 class ViaServer(Farm):
     via = "server"
     keeps_payload_fields = True
@@ -96,8 +109,8 @@ class ViaServer(Farm):
         return self._test(test_id)
 
     def tests(self, states: list[str] | None = None, version: str | None = None,
-              limit: int = 50) -> dict[str, Any]:
-        return self.api.tests(states, version, limit)
+              limit: int = 50, offset: int = 0) -> dict[str, Any]:
+        return self.api.tests(states, version, limit, offset)
 
     def cancel(self, test_id: str) -> CancelOutcome:
         try:
@@ -108,11 +121,11 @@ class ViaServer(Farm):
                                      (exc.body.get("test") or {}).get("state"))
             raise
         removed = doc.get("cancel") == "removed from the queue"
+        state = doc["test"]["state"]
         return CancelOutcome(test_id, "removed" if removed else "requested",
                              "removed from the queue: it will never start" if removed
-                             else "cancel requested: the worker stops it (a queued test "
-                                  "is stopped before Tempest starts)",
-                             doc["test"]["state"])
+                             else cancel_message(test_id, state, doc["test"].get("worker")),
+                             state)
 
     def queue(self) -> list[dict[str, Any]]:
         return list(self.api.queue()["servers"])

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +22,8 @@ from farm_client.gearman_client import Gearman
 from farm_server import __version__
 from farm_server.config import ServerConfig, load_server_config
 from farm_server.exceptions import FarmServerError
-from farm_server.store import Store
+from farm_server.store import TOKEN_CACHE_S, Store
+from farm_worker import clikit
 from farm_worker.exceptions import PayloadError
 
 log = logging.getLogger("farm_server")
@@ -48,8 +50,10 @@ def setup_logging(level: str) -> None:
 
 
 def _config(args: argparse.Namespace, **overrides: Any) -> ServerConfig:
+    level = clikit.log_level(args, default="")
     flags = {"database_url": getattr(args, "database_url", None),
-             "gearman_servers": getattr(args, "gearman", None), **overrides}
+             "gearman_servers": getattr(args, "gearman", None),
+             "log_level": level or None, **overrides}
     config = load_server_config(args.config, overrides=flags)
     setup_logging(config.log_level)
     return config
@@ -63,6 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args, listen=args.listen, processes=args.processes,
                      monitor=False if args.no_monitor else None)
     create_app(config)  # fail here, with a clear message, before forking anything
+    check_listen(config.listen)
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -102,6 +107,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 monitor.kill()
                 monitor.wait()
     return 0
+
+
+def check_listen(listen: str) -> None:
+    """Bind the address once before gunicorn does: a busy port is one line, not gunicorn
+    retrying for seconds."""
+    import errno
+    import socket
+
+    host, _, port = listen.rpartition(":")
+    try:  # no host: every address (AI_PASSIVE), as gunicorn binds ":PORT"
+        infos = socket.getaddrinfo(host.strip("[]") or None, int(port),
+                                   type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, ValueError) as exc:
+        raise FarmServerError(f"listen: {listen!r} is not HOST:PORT ({exc})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            why = ("the address is in use (another farm-server, or another program)"
+                   if exc.errno == errno.EADDRINUSE else exc.strerror)
+            raise FarmServerError(f"listen {listen}: {why}") from None
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -199,59 +227,131 @@ def cmd_workers(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users(args: argparse.Namespace) -> int:
+    config = _config(args)
+    rows = [{"name": u.name, "created_at": u.created_at.isoformat() if u.created_at else None}
+            for u in Store(config.database_url).users()]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        for r in rows:
+            print(f"{r['name']:<24} created {r['created_at']}")
+    return 0
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    config = _config(args)
+    Store(config.database_url).revoke(args.kind, args.name)
+    print(f"{args.kind} {args.name}: token revoked"
+          + (f" (refused at once by this server's API; a worker token within "
+             f"{TOKEN_CACHE_S:g} s)" if args.kind == "worker" else " (refused at once)"),
+          file=sys.stderr)
+    return 0
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    config = _config(args)
+    token = Store(config.database_url).rotate(args.kind, args.name)
+    print(token)
+    print(f"{args.kind} {args.name}: the old token is refused from now on"
+          + (f" (within {TOKEN_CACHE_S:g} s)" if args.kind == "worker" else "")
+          + "; this one is not stored and cannot be shown again", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="farm-server", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = clikit.Parser(prog="farm-server", description=DESCRIPTION,
+                           epilog=clikit.EXIT_TABLE,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"farm-server {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", help="server.yaml")
-    common.add_argument("--database-url", help="SQLAlchemy URL (config: database_url)")
-    common.add_argument("--gearman", action="append", metavar="HOST:PORT",
+    common = clikit.Parser(add_help=False)
+    common.add_argument("-c", "--config", metavar="FILE", help="server.yaml")
+    common.add_argument("--database-url", metavar="URL",
+                        help="sqlite:///PATH or postgresql+psycopg://... (config: database_url)")
+    common.add_argument("--gearman", action="append", metavar="HOST[:PORT]",
                         help="gearmand (repeat for several; config: gearman_servers)")
+    clikit.add_verbosity(common)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", parents=[common], help="run the status server (gunicorn)")
+    def command(name: str, help_: str, description: str, exits: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=help_,
+                              description=f"{textwrap.fill(description, 88)}\n\nexit: {exits}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = command("serve", "run the status server (gunicorn)",
+                "Serve the RefStack contract and the v1 API under gunicorn on --listen, with "
+                "the monitor beside it (unless --no-monitor). The port is checked first.",
+                "0 stopped, 2 a config, schema or port problem")
     p.add_argument("--listen", metavar="HOST:PORT", help="config: listen")
-    p.add_argument("--processes", type=int, help="gunicorn worker processes")
+    p.add_argument("--processes", type=int, metavar="N", help="gunicorn worker processes")
     p.add_argument("--no-monitor", action="store_true",
                    help="do not start the monitor (run `farm-server monitor` elsewhere)")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("monitor", parents=[common],
-                       help="reconcile the store with gearmand (lost and stale jobs)")
+    p = command("monitor", "reconcile the store with gearmand (lost and stale jobs)",
+                "Reconcile the store with gearmand: tests whose job was lost, stale running "
+                "tests, due uploads to RefStack; every monitor_interval_s, or once.",
+                "0, 2 error")
     p.add_argument("--once", action="store_true", help="one pass, print what it did")
     p.set_defaults(func=cmd_monitor)
 
-    p = sub.add_parser("init-db", parents=[common],
-                       help="create or upgrade the database schema (keeps data)")
+    p = command("init-db", "create or upgrade the database schema (keeps data)",
+                "Create the schema, or upgrade it to the newest revision; data is kept.",
+                "0, 2 the database cannot be reached or refused")
     p.set_defaults(func=cmd_init_db)
-    p = sub.add_parser("add-worker", parents=[common],
-                       help="register a testing host; prints its token once")
-    p.add_argument("name", type=_name)
+
+    p = command("add-worker", "register a testing host; prints its token once",
+                "Register a testing host and print its token (stored hashed: it cannot be "
+                "shown again; `rotate worker NAME` makes a new one).", "0, 2 the name exists")
+    p.add_argument("name", type=_name, metavar="NAME", help="the host's name (A-Za-z0-9._-)")
     p.add_argument("--allow", action="append", type=_cidr, metavar="CIDR",
                    help="networks it may report from (repeat; default: anywhere)")
     p.set_defaults(func=cmd_add_worker)
-    p = sub.add_parser("add-user", parents=[common],
-                       help="register an API user; prints the token once")
-    p.add_argument("name", type=_name)
+
+    p = command("add-user", "register an API user; prints the token once",
+                "Register an API user and print the token (stored hashed; shown once).",
+                "0, 2 the name exists")
+    p.add_argument("name", type=_name, metavar="NAME", help="the user's name (A-Za-z0-9._-)")
     p.set_defaults(func=cmd_add_user)
-    p = sub.add_parser("workers", parents=[common], help="list the testing hosts")
-    p.add_argument("--json", action="store_true")
+
+    p = command("workers", "list the testing hosts",
+                "List the testing hosts: name, the networks they may report from, when last "
+                "seen.", "0, 2 error")
+    p.add_argument("--json", action="store_true",
+                   help="print them as JSON: name, allowed networks, last seen")
     p.set_defaults(func=cmd_workers)
+
+    p = command("users", "list the API users", "List the API users and when each was added.",
+                "0, 2 error")
+    p.add_argument("--json", action="store_true", help="print them as JSON: name, created")
+    p.set_defaults(func=cmd_users)
+
+    for name, func, what in (("revoke", cmd_revoke, "Remove a user or a testing host: its "
+                              "token is refused from then on (a worker token within "
+                              f"{TOKEN_CACHE_S:g} s, by every server process)."),
+                             ("rotate", cmd_rotate, "Give a user or a testing host a new "
+                              "token, printed once; the old one is refused from then on "
+                              f"(a worker token within {TOKEN_CACHE_S:g} s).")):
+        p = command(name, f"{name} the token of a user or a testing host", what,
+                    "0, 2 no such user or worker")
+        p.add_argument("kind", choices=["user", "worker"], help="user or worker")
+        p.add_argument("name", type=_name, metavar="NAME", help="its name")
+        p.set_defaults(func=func)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = clikit.parse(build_parser(), argv)
+    prog = f"farm-server {args.command}"
+    as_json = bool(getattr(args, "json", False))
     try:
         return int(args.func(args))
     except (FarmServerError, FarmClientError, PayloadError, SQLAlchemyError, OSError) as exc:
-        print(f"farm-server {args.command}: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
+        return clikit.fail(prog, exc, as_json=as_json, debug=args.debug)
     except KeyboardInterrupt:
-        print(f"farm-server {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return clikit.fail(prog, KeyboardInterrupt("interrupted"), as_json=as_json,
+                           code=clikit.EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

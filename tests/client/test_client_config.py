@@ -42,7 +42,7 @@ def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
     assert c.token == "env-token"  # no flag: the environment wins over the file
     assert c.server_url == "https://farm.example.org/"  # only in the file
     rows = {k: (v, o) for k, v, o in c.describe()}
-    assert rows["GEARMAN_SERVER"] == ("flag-gm:1234", "flag")
+    assert rows["GEARMAN_SERVER"] == ("flag-gm:1234", "--gearman")
     assert rows["FARM_TOKEN"] == ("********", "$FARM_TOKEN")
     assert rows["GEARMAN_PORT"] == ("4740", f"{path}:4")
     d = load_client_config(tmp_path / "refstack.cfg", environ={"FARM_GEARMAN_PORT": "5000"})
@@ -61,7 +61,8 @@ def test_defaults_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 @pytest.mark.parametrize(("text", "env", "message"), [
     ("TEST_METHOD = uuid\n", {}, "TEST_METHOD: 'uuid' is not supported"),
-    ("GEARMAN_PORT = 99999\n", {}, "GEARMAN_PORT: '99999' is not a port"),
+    ("GEARMAN_PORT = 99999\n", {}, "refstack.cfg:1: GEARMAN_PORT: '99999' is not a port"),
+    ("", {"FARM_GEARMAN_PORT": "x"}, "$FARM_GEARMAN_PORT: GEARMAN_PORT: 'x' is not a port"),
     ("GEARMAN_SERVER = a:b:c\n", {}, "GEARMAN_SERVER: 'a:b:c' is not host"),
     ("GEARMAN_SERVER = ,\n", {}, "names no server"),
     ("FARM_SERVER_URL = ftp://x\n", {}, "FARM_SERVER_URL: 'ftp://x' is not an http(s) URL"),
@@ -96,3 +97,26 @@ def test_farm_config_command(tmp_path: Path) -> None:
     assert r.returncode == 2 and "tempest.version: required" in r.stderr
     r = farm(tmp_path, "list", "--direct")
     assert r.returncode == 2 and "needs the status server" in r.stderr
+
+
+def test_the_search_path(tmp_path: Path) -> None:
+    """$FARM_CONFIG, then ./refstack.cfg, then ~/.config/refstack-farm/refstack.cfg (then
+    the host's); `farm config` says which file it read."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    (home / ".config" / "refstack-farm").mkdir(parents=True)
+    cwd.mkdir()
+    user = home / ".config" / "refstack-farm" / "refstack.cfg"
+    user.write_text("GEARMAN_SERVER = from-home\n")
+    r = farm(cwd, "config", "--json", env={"HOME": str(home)})
+    doc = json.loads(r.stdout)
+    assert doc["file"] == str(user) and doc["GEARMAN_SERVER"]["from"] == f"{user}:1"
+    (cwd / "refstack.cfg").write_text("GEARMAN_SERVER = from-cwd\n")
+    r = farm(cwd, "config", env={"HOME": str(home)})
+    assert f"file: {cwd / 'refstack.cfg'}" in r.stdout
+    chosen = tmp_path / "chosen.cfg"
+    chosen.write_text("GEARMAN_SERVER = from-env\n")
+    doc = json.loads(farm(cwd, "config", "--json", env={"HOME": str(home),
+                                                        "FARM_CONFIG": str(chosen)}).stdout)
+    assert doc["file"] == str(chosen) and doc["GEARMAN_SERVER"]["value"] == "from-env"
+    r = farm(cwd, "config", env={"FARM_CONFIG": str(tmp_path / "gone.cfg")})
+    assert r.returncode == 2 and "gone.cfg: no such config file ($FARM_CONFIG)" in r.stderr

@@ -142,3 +142,73 @@ def test_the_default_database_directory_is_made_private(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert stat.S_IMODE((state / "refstack-farm").stat().st_mode) == 0o700
     assert stat.S_IMODE((state / "refstack-farm" / "server.db").stat().st_mode) == 0o600
+
+
+def test_serve_on_a_busy_port_is_one_line(config: Path) -> None:
+    import socket
+
+    farm_server("init-db", config=config)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = farm_server("serve", "--no-monitor", "--listen", f"127.0.0.1:{port}",
+                           config=config)
+    assert proc.returncode == 2
+    assert proc.stderr == (f"farm-server serve: listen 127.0.0.1:{port}: the address is in "
+                           "use (another farm-server, or another program)\n")
+
+
+def test_no_command_lists_them() -> None:
+    proc = farm_server()
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("farm-server: command is required: serve, monitor, init-db")
+
+
+def test_users_are_listed_revoked_and_rotated(config: Path) -> None:
+    """Through the API of a live server: a revoked or replaced user token is refused at
+    once; a worker's is rotated and revoked the same way."""
+    import requests
+
+    from farm_lab.loopback import free_port
+
+    farm_server("init-db", config=config)
+    old = farm_server("add-user", "bob", config=config).stdout.strip()
+    farm_server("add-worker", "host-9", config=config)
+    listed = json.loads(farm_server("users", "--json", config=config).stdout)
+    assert [u["name"] for u in listed] == ["bob"] and old not in str(listed)
+    port = free_port()
+    serve = subprocess.Popen([FARM_SERVER, "serve", "--no-monitor", "-c", str(config),
+                              "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}/v1/tests"
+
+        def answer(token: str) -> int:
+            return requests.get(url, headers={"Authorization": f"Bearer {token}"},
+                                timeout=10).status_code
+
+        import time
+
+        end = time.monotonic() + 60
+        while True:
+            try:
+                assert answer(old) == 200
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < end and serve.poll() is None
+                time.sleep(0.2)
+        rotated = farm_server("rotate", "user", "bob", config=config)
+        assert rotated.returncode == 0 and "old token is refused" in rotated.stderr
+        new = rotated.stdout.strip()
+        assert answer(old) == 401 and answer(new) == 200
+        assert farm_server("revoke", "user", "bob", config=config).returncode == 0
+        assert answer(new) == 401
+    finally:
+        serve.terminate()
+        serve.wait(30)
+    gone = farm_server("revoke", "user", "bob", config=config)
+    assert gone.returncode == 2 and "no user 'bob'" in gone.stderr
+    assert farm_server("rotate", "worker", "host-9", config=config).returncode == 0
+    assert farm_server("revoke", "worker", "host-9", config=config).returncode == 0
+    assert json.loads(farm_server("workers", "--json", config=config).stdout) == []

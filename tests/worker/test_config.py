@@ -131,3 +131,29 @@ def test_config_command_masks_secrets(tmp_path: Path) -> None:
     doc = json.loads(out)
     assert doc["tempest_defaults"]["auth"] == {"admin_password": "***", "admin_username": "admin"}
     assert doc["source"] == str(path)
+
+
+@pytest.mark.parametrize(("text", "env", "flags", "message"), [
+    ("worker_id: w\nconcurrency: x\n", {}, {}, "worker.yaml:2: concurrency: \"x\" is invalid"),
+    ("worker_id: w\n\nconcurency: 3\n", {}, {}, "worker.yaml:3: concurency: unknown key"),
+    ("concurrency: 2\n", {"FARM_WORKER_CONCURRENCY": "x"}, {},
+     "$FARM_WORKER_CONCURRENCY: concurrency: \"x\" is invalid"),
+    ("", {"FARM_WORKER_GEARMAN_SERVERS": "h:99999"}, {},
+     "$FARM_WORKER_GEARMAN_SERVERS: gearman_servers[0]: \"h:99999\" has port 99999"),
+    ("", {}, {"work_dir": ""}, "--work-dir: work_dir: \"\" is invalid"),
+])
+def test_errors_name_their_real_source(tmp_path: Path, text: str, env: dict[str, str],
+                                       flags: dict[str, str], message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, environ=env, overrides=flags)
+    assert message in str(err.value)
+    assert str(err.value).startswith(str(path)) == message.startswith("worker.yaml")
+
+
+def test_origins_are_kept(tmp_path: Path) -> None:
+    path = write(tmp_path, "worker_id: w\nconcurrency: 3\n")
+    c = load_config(path, environ={"FARM_WORKER_LOG_LEVEL": "DEBUG"},
+                    overrides={"work_dir": str(tmp_path)})
+    assert c.origins == {"worker_id": f"{path}:1", "concurrency": f"{path}:2",
+                         "log_level": "$FARM_WORKER_LOG_LEVEL", "work_dir": "--work-dir"}

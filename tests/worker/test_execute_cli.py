@@ -53,6 +53,35 @@ def test_invalid_payload_is_rejected_with_exit_2(tmp_path: Path, worker_cache: P
     assert doc["state"] == "rejected" and doc["field"] == field and fragment in doc["message"]
 
 
+def test_a_rejection_is_said_once(tmp_path: Path, worker_cache: Path) -> None:
+    """Not three times (the log, the state line, the summary), and with no `test None`."""
+    for raw, first in ((b"this is: not: json", "payload rejected: payload: "),
+                       (json.dumps(valid(test_id="rej", tempest={"version": "47"})).encode(),
+                        "test rej rejected: tempest.version: ")):
+        path = tmp_path / "payload"
+        path.write_bytes(raw)
+        proc = subprocess.run([FARM_WORKER, "execute", str(path), "--cache-dir",
+                               str(worker_cache), "--work-dir", str(tmp_path / "work")],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2
+        assert proc.stdout.startswith(first) and proc.stdout.count("\n") == 1, proc.stdout
+        assert proc.stderr == "" and "None" not in proc.stdout, proc.stderr
+
+
+def test_a_yaml_payload_runs_as_farm_submit_sends_it(tmp_path: Path, worker_cache: Path,
+                                                     tempest47: PrepareResult) -> None:
+    import yaml
+
+    path = tmp_path / "payload.yaml"
+    path.write_text(yaml.safe_dump(valid(test_id="yaml-1")))
+    proc = subprocess.run([FARM_WORKER, "execute", str(path), "--json", "--cache-dir",
+                           str(worker_cache), "--work-dir", str(tmp_path / "work")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["test_id"] == "yaml-1" and doc["state"] == "passed"
+
+
 def test_payload_from_stdin(tmp_path: Path, worker_cache: Path,
                             tempest47: PrepareResult) -> None:
     proc = subprocess.run([FARM_WORKER, "execute", "-", "--cache-dir", str(worker_cache),

@@ -15,18 +15,22 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from farm_worker import __version__, locks, redaction, reporting
+import yaml
+
+from farm_worker import __version__, clikit, locks, redaction, reporting
 from farm_worker.config import WorkerConfig, load_config
 from farm_worker.environments import EnvironmentCache
-from farm_worker.exceptions import ConfigError, FarmError
+from farm_worker.exceptions import ConfigError, FarmError, FieldError, PayloadError
 from farm_worker.execution import CancelEvent, JobHooks, JobRunner
 from farm_worker.isolation import resolve_mode
 from farm_worker.protocol import (
     COUNT_KEYS,
     EXIT_ERROR,
+    FINAL_STATES,
     ProgressEvent,
     StateEvent,
     Summary,
+    TestState,
     exit_code,
     parse_event,
 )
@@ -42,6 +46,7 @@ the default. Exit codes of execute: 0 passed, 1 failed, 2 error/timed_out/reject
 usage error, 3 cancelled."""
 
 EXIT_USAGE = EXIT_ERROR
+FINAL = frozenset(s.value for s in FINAL_STATES)
 
 
 def setup_logging(level: str) -> None:
@@ -55,8 +60,9 @@ def setup_logging(level: str) -> None:
     logging.getLogger("urllib3").setLevel(max(logging.WARNING, root.level))
 
 
-def _config(args: argparse.Namespace, **overrides: Any) -> WorkerConfig:
-    flags = {"log_level": getattr(args, "log_level", None),
+def _config(args: argparse.Namespace, default_level: str = "", **overrides: Any) -> WorkerConfig:
+    flags = {"log_level": getattr(args, "log_level", None)
+             or clikit.log_level(args, default=default_level) or None,
              "cache_dir": getattr(args, "cache_dir", None),
              "work_dir": getattr(args, "work_dir", None),
              "index_url": getattr(args, "index_url", None), **overrides}
@@ -75,9 +81,37 @@ def _print(obj: Any, as_json: bool, text: str) -> None:
 
 
 # ---- commands -------------------------------------------------------------------------------
+def read_payload(name: str) -> bytes | dict[str, Any]:
+    """The payload file (or - for standard input): JSON as it is (the worker validates
+    its bytes), YAML turned into the same document; anything else is refused here."""
+    raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    try:
+        json.loads(raw)
+        return raw
+    except ValueError:
+        pass
+    try:
+        doc = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark is not None else ""
+        raise PayloadError([FieldError("payload", f"{name} is neither JSON nor YAML{at}")]) \
+            from None
+    if not isinstance(doc, dict):
+        raise PayloadError([FieldError("payload", f"{name} is not a JSON or YAML mapping "
+                                                  f"(it holds a {type(doc).__name__})")])
+    return doc
+
+
 def cmd_execute(args: argparse.Namespace) -> int:
-    raw = sys.stdin.buffer.read() if args.payload == "-" else Path(args.payload).read_bytes()
-    config = _config(args, install_on_demand=True,
+    try:
+        raw = read_payload(args.payload)
+    except PayloadError as exc:  # as the worker would reject it: a summary, exit 2
+        summary = Summary(None, TestState.REJECTED, message=str(exc), field=exc.field)
+        _print(_execute_json(summary), args.json, _summary_text(summary))
+        return exit_code(summary.state)
+    # its own lines are the user's view; the worker's log joins with -v or --log-level
+    config = _config(args, default_level="ERROR", install_on_demand=True,
                      results_dir=str(Path(args.results_dir).resolve()))
     runner = JobRunner(config, _cache(config), resolve_mode(config.env_isolation,
                                                               config.work_dir))
@@ -95,6 +129,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
     def emit(doc: dict[str, Any]) -> None:
         event = parse_event(doc)
         if isinstance(event, StateEvent):
+            if event.state in FINAL:
+                return  # the summary says it
             print(f"[{event.test_id}] {event.state}"
                   + (f": {event.message}" if event.message else ""), file=sys.stderr)
         elif isinstance(event, ProgressEvent):
@@ -117,6 +153,8 @@ def _execute_json(summary: Summary) -> dict[str, Any]:
 
 
 def _summary_text(s: Summary) -> str:
+    if s.state == TestState.REJECTED:
+        return (f"test {s.test_id}" if s.test_id else "payload") + f" rejected: {s.message}"
     lines = [f"test {s.test_id}: {s.state.value}" + (f" ({s.message})" if s.message else ""),
              f"  {s.counts.describe()}, in {s.duration_s:.1f} s"]
     if s.subunit:
@@ -190,7 +228,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     config = _config(args)
     cache = _cache(config)
-    if args.action == "list":
+    if args.cache_command == "list":
         entries = [dataclasses.asdict(e) for e in cache.entries()]
         text = "\n".join(
             f"{e['key']}  {e['size_bytes'] / 2**20:7.1f} MB  "
@@ -199,7 +237,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             for e in entries) or "(empty)"
         _print(entries, args.json, text)
         return 0
-    if args.action == "verify":
+    if args.cache_command == "verify":
         problems = cache.verify(deep=not args.quick)
         bad = {k: v for k, v in problems.items() if v}
         if args.repair:
@@ -218,6 +256,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     config = _config(args)
     doc = dataclasses.asdict(config)
+    doc["origins"] = {f.name: config.origins.get(f.name, "default")
+                      for f in dataclasses.fields(config) if f.name not in ("source", "origins")}
     doc["callbacks"] = [{"url": cb.url, "token": "***" if cb.token else None}
                         for cb in config.callbacks]
     doc["gearman_servers"] = [str(s) for s in config.gearman_servers]
@@ -225,77 +265,128 @@ def cmd_config(args: argparse.Namespace) -> int:
         section: {k: redaction.MASK if redaction.SECRET_KEY.search(k) else v
                   for k, v in values.items()}
         for section, values in config.tempest_defaults.items()}
-    print(json.dumps(doc, indent=1, default=str))
+    if args.json:
+        print(json.dumps(doc, indent=1, default=str))
+        return 0
+    print(f"file: {config.source}")
+    for key, origin in doc["origins"].items():
+        value = doc[key]
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        print(f"{key:<18} {text[:60]:<60} {origin}")
     return 0
 
 
 # ---- parser ---------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="farm-worker", description=DESCRIPTION,
+    parser = clikit.Parser(
+        prog="farm-worker", description=DESCRIPTION, epilog=clikit.EXIT_TABLE,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"farm-worker {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-c", "--config", help="worker.yaml")
-    common.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    common.add_argument("--cache-dir", help="environment cache (config: cache_dir)")
-    common.add_argument("--work-dir", help="per-job directories (config: work_dir)")
-    common.add_argument("--index-url", help="package index for locks and wheelhouses")
-    sub = parser.add_subparsers(dest="command", required=True)
+    common = clikit.Parser(add_help=False)
+    common.add_argument("-c", "--config", metavar="FILE", help="worker.yaml")
+    common.add_argument("--cache-dir", metavar="DIR", help="environment cache (config: cache_dir)")
+    common.add_argument("--work-dir", metavar="DIR", help="per-job directories (config: work_dir)")
+    common.add_argument("--index-url", metavar="URL",
+                        help="package index for locks and wheelhouses (config: index_url)")
+    clikit.add_verbosity(common)
+    common.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="the log's level, over -v/-q (config: log_level)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("execute", parents=[common],
-                       help="run one payload here, without gearman")
-    p.add_argument("payload", help="payload JSON file, or - for standard input")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.add_argument("--results-dir", default=".", help="where the subunit file is kept")
+    def command(name: str, help_: str, description: str, exits: str,
+                json_help: str | None = None, shared: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common] if shared else [], help=help_,
+                           description=f"{description}\n\nexit: {exits}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        if json_help:
+            p.add_argument("--json", action="store_true", help=json_help)
+        return p
+
+    p = command("execute", "run one payload here, without gearman",
+                "Run one job's payload (JSON or YAML, the schema farm submit sends) on this "
+                "host, with its progress on stderr and its summary on stdout.",
+                "0 passed, 1 failed, 2 error, timed_out or rejected, 3 cancelled",
+                "print the summary as one JSON object")
+    p.add_argument("payload", help="payload file (JSON or YAML), or - for standard input")
+    p.add_argument("--results-dir", default=".", metavar="DIR",
+                   help="where the subunit file is kept (default: here)")
     p.set_defaults(func=cmd_execute)
 
-    p = sub.add_parser("run", parents=[common], help="serve jobs from gearmand")
-    p.add_argument("--slot", type=int, help="slot number: worker id <id>-<slot>")
-    p.add_argument("--worker-id", help="config: worker_id")
-    p.add_argument("--gearman", action="append", metavar="HOST:PORT",
+    p = command("run", "serve jobs from gearmand",
+                "Prepare the configured Tempest versions, register them on every gearmand "
+                "and run the jobs that come, until SIGTERM (which finishes the current one).",
+                "0 stopped, 2 nothing to serve or a config error")
+    p.add_argument("--slot", type=int, metavar="N", help="slot number: worker id <id>-<N>")
+    p.add_argument("--worker-id", metavar="ID", help="config: worker_id")
+    p.add_argument("--gearman", action="append", metavar="HOST[:PORT]",
                    help="gearmand to serve (repeat for several; config: gearman_servers)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("prepare", parents=[common],
-                       help="build the wheelhouse and template of Tempest versions")
-    p.add_argument("versions", nargs="+", metavar="VERSION")
+    p = command("prepare", "build the wheelhouse and template of Tempest versions",
+                "Lock (if needed), download and build each version's environment template "
+                "into the cache; a ready one takes a fraction of a second.",
+                "0 ready, 2 a version could not be built",
+                "print each version's result as JSON")
+    p.add_argument("versions", nargs="+", metavar="VERSION",
+                   help="exact Tempest versions, e.g. 47.0.0")
     p.add_argument("--force", action="store_true", help="rebuild even when ready")
-    p.add_argument("--constraints", help="lock against this constraints file first")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--constraints", metavar="FILE",
+                   help="lock against this constraints file first")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("lock", parents=[common],
-                       help="resolve a Tempest version's dependency closure into a lock file")
-    p.add_argument("version")
-    p.add_argument("-o", "--output", help="lock file (default: the cache's locks/)")
-    p.add_argument("--constraints", help="resolve against this constraints file")
+    p = command("lock", "resolve a Tempest version's dependency closure into a lock file",
+                "Resolve the exact versions and hashes of everything a Tempest release "
+                "installs, as of its release date.", "0 locked, 2 could not resolve",
+                "print the lock's version, path, package count and digest as JSON")
+    p.add_argument("version", metavar="VERSION", help="an exact Tempest version, e.g. 47.0.0")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="lock file (default: the cache's locks/)")
+    p.add_argument("--constraints", metavar="FILE", help="resolve against this constraints file")
     p.add_argument("--exclude-newer", metavar="DATE",
                    help="ignore packages uploaded after DATE (default: the release date)")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lock)
 
-    p = sub.add_parser("cache", parents=[common], help="list, verify or prune the cache")
-    p.add_argument("action", choices=["list", "verify", "prune"])
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--quick", action="store_true", help="verify: files only, no smoke test")
-    p.add_argument("--repair", action="store_true", help="verify: rebuild broken templates")
-    p.add_argument("--dry-run", action="store_true", help="prune: only say what would go")
+    p = command("cache", "list, verify or prune the cache",
+                "The environment cache: its entries, their integrity, what pruning removes.",
+                "0 done, 1 verify found a broken entry (without --repair), 2 error",
+                shared=False)  # the options go after the action: cache list -c FILE
+    cache = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    def action(name: str, help_: str, exits: str) -> argparse.ArgumentParser:
+        return cache.add_parser(name, parents=[common], help=help_,
+                                description=f"{help_}.\n\nexit: {exits}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    c = action("list", "the cached environments: key, size, pinned, template", "0, 2 error")
+    c.add_argument("--json", action="store_true", help="print the entries as JSON")
+    c = action("verify", "check each template (files and a smoke test)",
+               "0 all sound (or repaired), 1 a broken entry, 2 error")
+    c.add_argument("--quick", action="store_true", help="files only, no smoke test")
+    c.add_argument("--repair", action="store_true", help="rebuild broken templates")
+    c.add_argument("--json", action="store_true", help="print the problems per entry as JSON")
+    c = action("prune", "remove leftovers and unpinned entries beyond cache_max_size",
+               "0, 2 error")
+    c.add_argument("--dry-run", action="store_true", help="only say what would go")
+    c.add_argument("--json", action="store_true", help="print what is (or would be) removed")
     p.set_defaults(func=cmd_cache)
 
-    p = sub.add_parser("config", parents=[common],
-                       help="print the effective configuration (secrets masked)")
+    p = command("config", "print the effective configuration (secrets masked)",
+                "Each setting, its effective value and where it came from (worker.yaml:line, "
+                "$FARM_WORKER_<KEY>, --flag or default); secrets are masked.",
+                "0 valid, 2 invalid (the message names the source)",
+                "print the settings, the file and each origin as JSON")
     p.set_defaults(func=cmd_config)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = clikit.parse(build_parser(), argv)
+    prog = f"farm-worker {args.command}"
+    as_json = bool(getattr(args, "json", False))
     try:
         return int(args.func(args))
     except (FarmError, OSError) as exc:
-        print(f"farm-worker {args.command}: {redaction.redact(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
+        exc.args = (redaction.redact(str(exc)),)
+        return clikit.fail(prog, exc, as_json=as_json, debug=args.debug, code=EXIT_USAGE)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,8 @@ class WorkerConfig:
     tempest_defaults: Conf = field(default_factory=dict, repr=False)
     log_level: str = "INFO"
     source: str = "<defaults>"
+    # key -> where its value came from: file:line, $FARM_WORKER_KEY or --flag (else default)
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def for_slot(self, slot: int | None) -> WorkerConfig:
         """The config of one worker process among several on a host."""
@@ -164,8 +166,11 @@ def parse_server(text: str, where: str) -> GearmanServer:
     return GearmanServer(host, port or defaults.GEARMAN_PORT)
 
 
-def _schema_message(source: str, err: jsonschema.ValidationError) -> str:
+def _schema_message(origins: Mapping[str, str], source: str,
+                    err: jsonschema.ValidationError) -> str:
     key = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+    if err.absolute_path:
+        source = origins.get(str(err.absolute_path[0]), source)
     kind: Any = err.validator  # the stubs' unions with Unset do not apply to JSON data
     instance: Any = err.instance
     schema: Any = err.schema
@@ -173,6 +178,8 @@ def _schema_message(source: str, err: jsonschema.ValidationError) -> str:
         allowed = sorted(schema.get("properties", {}))
         extra = sorted(set(instance) - set(allowed))
         where = ".".join([*(str(p) for p in err.absolute_path), extra[0] if extra else "?"])
+        if not err.absolute_path and extra:
+            source = origins.get(extra[0], source)
         return f"{source}: {where}: unknown key; known keys: {', '.join(allowed)}"
     if kind == "required":
         return f"{source}: {key}: {err.message}"
@@ -213,16 +220,35 @@ def _read_token_file(path: str, where: str) -> str:
     return token
 
 
+def key_lines(text: str) -> dict[str, int]:
+    """The line of each top-level key of a YAML mapping (for errors that name it)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(k.value): k.start_mark.line + 1 for k, _ in node.value
+            if isinstance(k, yaml.ScalarNode)}
+
+
 def build_config(doc: Mapping[str, Any], source: str,
                  environ: Mapping[str, str] | None = None,
-                 overrides: Mapping[str, Any] | None = None) -> WorkerConfig:
-    """Validate file data, environment and flags (in rising precedence) into a config."""
+                 overrides: Mapping[str, Any] | None = None,
+                 lines: Mapping[str, int] | None = None) -> WorkerConfig:
+    """Validate file data, environment and flags (in rising precedence) into a config;
+    each key's origin is kept, and named by its errors."""
     merged: dict[str, Any] = dict(doc)
-    merged.update(_from_env(os.environ if environ is None else environ))
-    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    origins = {k: f"{source}:{lines[k]}" if lines and k in lines else source for k in doc}
+    from_env = _from_env(os.environ if environ is None else environ)
+    merged.update(from_env)
+    origins.update({k: f"${ENV_PREFIX}{k.upper()}" for k in from_env})
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    merged.update(flags)
+    origins.update({k: f"--{k.replace('_', '-')}" for k in flags})
     for err in sorted(_VALIDATOR.iter_errors(merged), key=lambda e: list(e.absolute_path)):
-        raise ConfigError(_schema_message(source, err))
-    kwargs: dict[str, Any] = {"source": source}
+        raise ConfigError(_schema_message(origins, source, err))
+    kwargs: dict[str, Any] = {"source": source, "origins": origins}
     for key in ("worker_id", "install_on_demand", "env_isolation", "index_url", "concurrency",
                 "default_timeout_s", "report_retry_s", "report_flush_s", "results_keep_days",
                 "log_level",
@@ -234,16 +260,16 @@ def build_config(doc: Mapping[str, Any], source: str,
             kwargs[key] = Path(merged[key]).expanduser()
     if "gearman_servers" in merged:
         kwargs["gearman_servers"] = tuple(
-            parse_server(s, f"{source}: gearman_servers[{i}]")
+            parse_server(s, f"{origins['gearman_servers']}: gearman_servers[{i}]")
             for i, s in enumerate(merged["gearman_servers"]))
     if "tempest_versions" in merged:
         kwargs["tempest_versions"] = tuple(dict.fromkeys(merged["tempest_versions"]))
     if "cache_max_size" in merged:
         kwargs["cache_max_size"] = parse_size(merged["cache_max_size"],
-                                              f"{source}: cache_max_size")
+                                              f"{origins['cache_max_size']}: cache_max_size")
     callbacks = []
     for i, cb in enumerate(merged.get("callbacks", [])):
-        where = f"{source}: callbacks[{i}]"
+        where = f"{origins['callbacks']}: callbacks[{i}]"
         if "token" in cb and "token_file" in cb:
             raise ConfigError(f"{where}: give token or token_file, not both")
         token = cb.get("token") or (_read_token_file(cb["token_file"], f"{where}.token_file")
@@ -264,7 +290,8 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
             raise ConfigError(f"{candidate}: no such config file")
         return build_config({}, "<defaults>", env, overrides)
     try:
-        doc = yaml.safe_load(candidate.read_text(encoding="utf-8"))
+        text = candidate.read_text(encoding="utf-8")
+        doc = yaml.safe_load(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{candidate}: cannot read: {exc}") from None
     except yaml.YAMLError as exc:
@@ -274,4 +301,4 @@ def load_config(path: str | Path | None = None, *, environ: Mapping[str, str] | 
     if not isinstance(doc, dict):
         raise ConfigError(f"{candidate}: the top level must be a mapping of keys, "
                           f"not {type(doc).__name__}")
-    return build_config(doc, str(candidate), env, overrides)
+    return build_config(doc, str(candidate), env, overrides, key_lines(text))

@@ -19,7 +19,8 @@ DESCRIPTION = (
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("test_id", type=test_id_arg)
+    p.add_argument("test_id", type=test_id_arg, metavar="TEST_ID",
+                   help="the test's id (as submit printed it)")
     p.add_argument("--wait", action="store_true", help="wait until it has stopped")
     p.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
                    help="with --wait (default 60)")

@@ -37,8 +37,9 @@ def add_location_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("where the farm is (flag > FARM_* environment > "
                                   "refstack.cfg > default)")
     g.add_argument("-c", "--config", metavar="FILE",
-                   help="refstack.cfg (default: ./refstack.cfg, else "
-                        "/etc/refstack/refstack.cfg)")
+                   help="refstack.cfg (default: $FARM_CONFIG, else the first of "
+                        "./refstack.cfg, ~/.config/refstack-farm/refstack.cfg, "
+                        "/etc/refstack-farm/refstack.cfg, /etc/refstack/refstack.cfg)")
     g.add_argument("--gearman", action="append", metavar="HOST[:PORT]",
                    help="gearmand (repeat for several; GEARMAN_SERVER)")
     g.add_argument("--server", metavar="URL", help="the status server (FARM_SERVER_URL)")
@@ -88,11 +89,12 @@ def state_arg(value: str) -> str:
 
 # ---- following a run --------------------------------------------------------------------------
 def follow(farm: Farm, test_id: str, snapshots: Iterator[Snapshot], *, as_json: bool = False,
-           cancel_on_interrupt: bool = False, run: Run | None = None) -> int:
+           cancel_on_interrupt: bool = False, run: Run | None = None,
+           quiet: bool = False) -> int:
     """Show `snapshots` live until the end, then the result; the exit code of the run
     (EXIT_INTERRUPTED when Ctrl-C only stopped the watching)."""
     # with --json, stdout carries the result alone; progress goes to stderr
-    display = display_for(sys.stderr if as_json else sys.stdout)
+    display = display_for(sys.stderr if as_json else sys.stdout, quiet=quiet)
     snap: Snapshot | None = None
     # Ctrl-C sets a flag the loop checks at each snapshot (they come at least every half
     # second): a KeyboardInterrupt raised at an arbitrary point could land inside gear or

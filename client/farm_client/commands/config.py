@@ -6,16 +6,18 @@ import argparse
 
 from farm_client.api import dumps
 from farm_client.commands.common import client_config
-from farm_client.config import ClientConfig
+from farm_client.config import SEARCH_TEXT, ClientConfig
 
 NAME = "config"
 HELP = "show the effective client configuration"
 DESCRIPTION = ("Print each refstack.cfg key, its effective value and where it came from "
-               "(flag, environment, file:line, default). Secrets are masked.")
+               "(flag, environment, file:line, default), and which file was read. Secrets are "
+               "masked.\n\nexit: 0 valid, 2 invalid (the message names the source)")
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print {KEY: {value, from}} and the file as JSON")
 
 
 def take_action(args: argparse.Namespace) -> int:
@@ -25,9 +27,10 @@ def take_action(args: argparse.Namespace) -> int:
 def run(config: ClientConfig, *, as_json: bool = False) -> int:
     rows = config.describe()
     if as_json:
-        print(dumps({k: {"value": v, "from": o} for k, v, o in rows}))
+        print(dumps({**{k: {"value": v, "from": o} for k, v, o in rows},
+                     "file": str(config.file) if config.file else None}))
         return 0
-    print(f"file: {config.file or '(none found: ./refstack.cfg, /etc/refstack/refstack.cfg)'}")
+    print(f"file: {config.file or '(none found: ' + SEARCH_TEXT + ')'}")
     for key, value, origin in rows:
         print(f"{key:<16} {value:<40} {origin}")
     print("mode: " + (f"through the status server {config.server_url}" if config.uses_server

@@ -17,8 +17,10 @@ DESCRIPTION = (
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                   help="how long to wait for the answers (default 5)")
+    p.add_argument("--json", action="store_true",
+                   help="print each worker's answer and round trip as JSON")
 
 
 def take_action(args: argparse.Namespace) -> int:

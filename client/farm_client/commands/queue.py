@@ -20,7 +20,8 @@ DESCRIPTION = (
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print each gearmand's functions and workers as JSON")
 
 
 def take_action(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from farm_client.api import dumps
 from farm_client.refstack_upload import KeyProblem, SigningKey
 
 NAME = "refstack-key"
+LOCATED = False  # it reads a key file; no gearmand or status server
 HELP = "the public key and self-signature RefStack asks for"
 DESCRIPTION = (
     "Print what the RefStack profile page asks for to register a key: the OpenSSH "
@@ -18,8 +19,10 @@ DESCRIPTION = (
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("key", metavar="PRIVATE_KEY")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("key", metavar="PRIVATE_KEY",
+                   help="the RSA private key file (OpenSSH or PEM) that will sign uploads")
+    p.add_argument("--json", action="store_true",
+                   help="print the public key and the signature as JSON")
 
 
 def take_action(args: argparse.Namespace) -> int:

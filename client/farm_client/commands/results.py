@@ -43,8 +43,10 @@ EXIT_UPLOADED, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 1, 2
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("test_id", type=test_id_arg)
-    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("test_id", type=test_id_arg, metavar="TEST_ID",
+                   help="the test's id (as submit printed it)")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table (default), json, junit, subunit or html")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
     p.add_argument("--json", action="store_true", help="with --upload: the upload as JSON")
     g = p.add_argument_group("upload to RefStack (API v1, as refstack-client does)")

@@ -8,7 +8,9 @@ from typing import Any
 
 from farm_client.api import dumps
 from farm_client.commands.common import farm_of, test_id_arg
+from farm_client.exceptions import NoSuchTest
 from farm_client.farm import GONE, Farm, snapshot_of
+from farm_worker import clikit
 
 NAME = "status"
 HELP = "a run's state, progress and history"
@@ -19,8 +21,10 @@ DESCRIPTION = (
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("test_id", type=test_id_arg)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("test_id", type=test_id_arg, metavar="TEST_ID",
+                   help="the test's id (as submit printed it)")
+    p.add_argument("--json", action="store_true",
+                   help="print the test, its uploads and history as JSON")
 
 
 def take_action(args: argparse.Namespace) -> int:
@@ -32,7 +36,10 @@ def take_action(args: argparse.Namespace) -> int:
 
 
 def run(farm: Farm, test_id: str, *, as_json: bool = False) -> int:
-    report = farm.report(test_id)
+    try:
+        report = farm.report(test_id)
+    except NoSuchTest as exc:  # the answer is no, not a failure to ask
+        return clikit.fail(f"farm {NAME}", exc, as_json=as_json, code=clikit.EXIT_NO)
     if as_json:
         print(dumps(report.to_json()))
     elif report.stored is not None:
@@ -44,7 +51,7 @@ def run(farm: Farm, test_id: str, *, as_json: bool = False) -> int:
         progress = f" {c.done}/{c.total}" if c.total else ""
         print(f"{snap.test_id}: {snap.state}{progress}{where}"
               + (f"; {snap.message}" if snap.message else ""))
-    return 1 if report.snapshot.state == GONE else 0
+    return clikit.EXIT_NO if report.snapshot.state == GONE else clikit.EXIT_OK
 
 
 def _print_stored(doc: dict[str, Any]) -> None:

@@ -67,13 +67,15 @@ def take_action(args: argparse.Namespace) -> int:
     farm = farm_of(args)
     try:
         return run(farm, doc, queue_anyway=args.queue_anyway, wait=args.wait,
-                   cancel_on_interrupt=args.cancel_on_interrupt, as_json=args.json)
+                   cancel_on_interrupt=args.cancel_on_interrupt, as_json=args.json,
+                   quiet=args.quiet)
     finally:
         farm.close()
 
 
 def run(farm: Farm, doc: dict[str, Any], *, queue_anyway: bool = False, wait: bool = False,
-        cancel_on_interrupt: bool = False, as_json: bool = False) -> int:
+        cancel_on_interrupt: bool = False, as_json: bool = False,
+        quiet: bool = False) -> int:
     """Queue the payload document `doc`; with `wait`, follow the run to its end."""
     if not wait:
         _announce(farm.submit(doc, queue_anyway), as_json=as_json, quiet=as_json)
@@ -81,7 +83,7 @@ def run(farm: Farm, doc: dict[str, Any], *, queue_anyway: bool = False, wait: bo
     started = farm.start(doc, queue_anyway)
     _announce(started.submitted, as_json=False, quiet=as_json)
     return follow(farm, started.submitted.test_id, started.snapshots, as_json=as_json,
-                  cancel_on_interrupt=cancel_on_interrupt, run=started)
+                  cancel_on_interrupt=cancel_on_interrupt, run=started, quiet=quiet)
 
 
 def _announce(submitted: Submitted, *, as_json: bool, quiet: bool) -> None:

@@ -18,8 +18,10 @@ DESCRIPTION = (
 
 
 def register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("test_id", type=test_id_arg)
-    p.add_argument("--cancel-on-interrupt", action="store_true")
+    p.add_argument("test_id", type=test_id_arg, metavar="TEST_ID",
+                   help="the test's id (as submit printed it)")
+    p.add_argument("--cancel-on-interrupt", action="store_true",
+                   help="Ctrl-C cancels the run instead of leaving it running")
     p.add_argument("--json", action="store_true", help="print the final result as JSON")
 
 
@@ -27,12 +29,12 @@ def take_action(args: argparse.Namespace) -> int:
     farm = farm_of(args)
     try:
         return run(farm, args.test_id, cancel_on_interrupt=args.cancel_on_interrupt,
-                   as_json=args.json)
+                   as_json=args.json, quiet=args.quiet)
     finally:
         farm.close()
 
 
 def run(farm: Farm, test_id: str, *, cancel_on_interrupt: bool = False,
-        as_json: bool = False) -> int:
+        as_json: bool = False, quiet: bool = False) -> int:
     return follow(farm, test_id, farm.watch(test_id), as_json=as_json,
-                  cancel_on_interrupt=cancel_on_interrupt)
+                  cancel_on_interrupt=cancel_on_interrupt, quiet=quiet)

@@ -63,6 +63,9 @@ def require_user(write: bool = False) -> str | None:
         return user.name
     if not write and current_app.extensions["farm"].config.open_reads:
         return None
+    if token:
+        _deny(401, "the user token was not accepted (unknown or revoked; "
+                   "farm-server add-user NAME makes one)")
     _deny(401, "a user token is required (Authorization: Bearer <token>; "
                "farm-server add-user NAME makes one)")
     return None

@@ -20,7 +20,9 @@ from farm_server.models import (
 from farm_server.store.engine import StoreBase, StoreError
 
 WORKERS: Table = WorkerRow.__table__  # type: ignore[assignment]
-TOKEN_CACHE_S = 30.0  # a new or removed worker token takes effect within this time
+# a worker reports several times a second: its token's row is kept this long in each
+# server process, so a revoked or rotated worker token is refused within this time
+TOKEN_CACHE_S = 5.0
 
 
 def hash_token(token: str) -> str:
@@ -80,3 +82,35 @@ class Tokens(StoreBase):
     def workers(self) -> list[WorkerRow]:
         with self.read() as s:
             return list(s.scalars(select(WorkerRow).order_by(WorkerRow.name)))
+
+    def users(self) -> list[UserRow]:
+        with self.read() as s:
+            return list(s.scalars(select(UserRow).order_by(UserRow.name)))
+
+    def _holder(self, kind: str) -> type[UserRow] | type[WorkerRow]:
+        if kind not in ("user", "worker"):
+            raise StoreError(f"{kind!r} is not user or worker")
+        return UserRow if kind == "user" else WorkerRow
+
+    def revoke(self, kind: str, name: str) -> None:
+        """Remove a user or a worker: its token is refused (a worker's in this process at
+        once, in the others within TOKEN_CACHE_S); its tests keep their history."""
+        row_type = self._holder(kind)
+        with self.write() as s:
+            row = s.scalar(select(row_type).where(row_type.name == name))
+            if row is None:
+                raise StoreError(f"no {kind} {name!r}")
+            s.delete(row)
+        self._tokens.clear()
+
+    def rotate(self, kind: str, name: str) -> str:
+        """A new token for a user or a worker; the old one is refused from now on."""
+        row_type = self._holder(kind)
+        token = new_token()
+        with self.write() as s:
+            row = s.scalar(select(row_type).where(row_type.name == name))
+            if row is None:
+                raise StoreError(f"no {kind} {name!r}")
+            row.token_hash = hash_token(token)  # type: ignore[attr-defined]
+        self._tokens.clear()
+        return token
