@@ -153,9 +153,15 @@ class ViaGearmand(Farm):
         out: list[dict[str, Any]] = []
         for server in self.gearman.servers:
             try:
+                # a job withdrawn with `cancel job` stays counted (ignored) until a
+                # worker takes it; which function it belongs to only a status server knows
+                ignored = sum(1 for _r, ignore, _q in self.gearman.jobs(server).values()
+                              if ignore)
                 out.append({"server": str(server), "reachable": True,
-                            "functions": [f.__dict__ for f in self.gearman.status(server)],
-                            "workers": self.gearman.workers(server)})
+                            "functions": [dict(f.__dict__, withdrawn=0)
+                                          for f in self.gearman.status(server)],
+                            "workers": self.gearman.workers(server),
+                            "withdrawn": ignored, "withdrawn_unknown": ignored})
             except GearmanError as exc:
                 out.append({"server": str(server), "reachable": False, "error": str(exc),
                             "functions": [], "workers": []})

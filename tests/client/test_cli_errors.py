@@ -51,7 +51,7 @@ def test_usage_errors_under_json_are_json(tmp_path: Path) -> None:
     assert doc["field"] == "--limit" and "from 1 to 500 (page on with --offset)" in doc["error"]
     proc = farm(tmp_path, "status", "--json")
     assert json.loads(proc.stdout) == {
-        "error": "the following arguments are required: test_id", "field": "test_id"}
+        "error": "the following arguments are required: TEST_ID", "field": "test_id"}
 
 
 def test_list_help_gives_the_bound_and_offset(tmp_path: Path) -> None:

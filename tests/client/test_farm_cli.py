@@ -226,6 +226,13 @@ def test_cancel_queued_through_the_server(tmp_path: Path, gearmand: Gearmand,
     r = farm(tmp_path, "cancel", "cli-scq-1", "--wait", env=via(server))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "removed from the queue" in r.stdout and "cli-scq-1: cancelled" in r.stdout
+    # gearmand keeps counting it (ignored) until a worker takes it: farm queue does not
+    assert status(gearmand.port)["tempest:run:40.0.0"][0] == 1
+    doc = json.loads(farm(tmp_path, "queue", "--json", env=via(server)).stdout)
+    (f,) = [f for f in doc["servers"][0]["functions"] if f["name"] == "tempest:run:40.0.0"]
+    assert (f["queued"], f["withdrawn"]) == (0, 1)
+    r = farm(tmp_path, "queue", *direct(gearmand))
+    assert "1 cancelled job(s) still counted as queued above" in r.stdout, r.stdout
     # a worker that could take it, registered for its function: gearmand has no job of that
     # function to hand it, so nothing can come
     w = server_worker(workers, server, "cli-s40", versions=("40.0.0",),

@@ -251,7 +251,16 @@ def test_queue_shows_each_server(farm_app: App, own_gearmand: Gearmand, tmp_path
     (server,) = json_of(r)["servers"]
     assert server["reachable"] and server["server"] == own_gearmand.address
     assert server["functions"] == [{"name": run_function("47.0.0"), "queued": 1,
-                                    "running": 0, "workers": 0}]
+                                    "running": 0, "workers": 0, "withdrawn": 0}]
+    create(farm_app, test_id="q2")
+    assert farm_app.client.post("/v1/tests/q2/cancel", headers=farm_app.user()).status_code \
+        == 200
+    (server,) = json_of(farm_app.client.get("/v1/queue", headers=farm_app.user()))["servers"]
+    # gearmand still counts q2 (2 queued); the server takes it off and says so
+    assert status(own_gearmand.port)[run_function("47.0.0")][0] == 2
+    assert server["functions"] == [{"name": run_function("47.0.0"), "queued": 1,
+                                    "running": 0, "workers": 0, "withdrawn": 1}]
+    assert server["withdrawn"] == 1 and server["withdrawn_unknown"] == 0
     own_gearmand.stop()
     (server,) = json_of(farm_app.client.get("/v1/queue", headers=farm_app.user()))["servers"]
     assert not server["reachable"] and server["error"]

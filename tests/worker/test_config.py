@@ -125,9 +125,13 @@ def test_config_command_masks_secrets(tmp_path: Path) -> None:
     path = write(tmp_path, "callbacks: [{url: 'https://x.example/', token: tok-secret-1}]\n"
                            "tempest_defaults: {auth: {admin_password: pw-secret-2, "
                            "admin_username: admin}}\n")
-    out = subprocess.run([FARM_WORKER, "config", "-c", str(path)], capture_output=True,
+    out = subprocess.run([FARM_WORKER, "config", "--json", "-c", str(path)], capture_output=True,
                          text=True, check=True).stdout
     assert "tok-secret-1" not in out and "pw-secret-2" not in out
+    table = subprocess.run([FARM_WORKER, "config", "-c", str(path)], capture_output=True,
+                           text=True, check=True).stdout
+    assert "tok-secret-1" not in table and "pw-secret-2" not in table
+    assert f"file: {path}" in table
     doc = json.loads(out)
     assert doc["tempest_defaults"]["auth"] == {"admin_password": "***", "admin_username": "admin"}
     assert doc["source"] == str(path)

@@ -298,7 +298,7 @@ def test_invalid_config_stops_the_worker_at_start(tmp_path: Path) -> None:
     proc = subprocess.run([FARM_WORKER, "run", "-c", str(bad)], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2
-    assert f"{bad}: gearman_servers[0]: \"h:0\" has port 0 outside 1-65535" in proc.stderr
+    assert f"{bad}:1: gearman_servers[0]: \"h:0\" has port 0 outside 1-65535" in proc.stderr
 
 
 def test_one_worker_serves_several_gearmand(workers: WorkerFactory, gearmand: Gearmand,

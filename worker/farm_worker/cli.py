@@ -139,7 +139,11 @@ def cmd_execute(args: argparse.Namespace) -> int:
                   f"skipped {c.skipped} {event.current}", file=sys.stderr)
 
     summary = runner.execute(raw, cancel, JobHooks(emit=emit))
-    reporting.wait_pending(config.report_retry_s, give_up)  # the callback server is away
+    if owed := reporting.pending_reports():  # the callback server is away
+        print(f"[{summary.test_id}] the callback server does not answer: waiting up to "
+              f"{config.report_retry_s:.0f} s for {owed} reports (interrupt again to give up)",
+              file=sys.stderr)
+    reporting.wait_pending(config.report_retry_s, give_up)
     _print(_execute_json(summary), args.json, _summary_text(summary))
     return exit_code(summary.state)
 

@@ -66,6 +66,8 @@ class Parser(argparse.ArgumentParser):
             field = m.group(1).split("/")[0] if m else None
             if message.startswith("the following arguments are required: "):
                 field = message.rsplit(": ", 1)[1].split(",")[0].strip()
+            if field and not field.startswith("-"):  # a positional, as its metavar
+                field = field.lower()
         if Parser.json_errors:
             print(error_line(self.prog, message, field, True))
         else:

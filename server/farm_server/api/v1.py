@@ -256,6 +256,22 @@ def results(test_id: str) -> tuple[Response, int]:
         for r in rows]}), 200
 
 
+def _discount_withdrawn(functions: list[dict[str, Any]], server: str,
+                        handles: list[str]) -> int:
+    """gearmand keeps counting a job withdrawn with `cancel job` (it is marked ignored
+    and dropped when a worker takes it): take it off its function's `queued` and count it
+    as `withdrawn`. A handle the store does not know (a job queued straight to gearmand)
+    cannot be put to a function: the number of those is returned."""
+    versions = farm().store.versions_of_handles(server, handles)
+    by_name = {f["name"]: f for f in functions}
+    for version in versions.values():
+        f = by_name.get(run_function(version))
+        if f is not None and f["queued"] > f["running"]:
+            f["queued"] -= 1
+            f["withdrawn"] += 1
+    return len(handles) - len(versions)
+
+
 @bp.get("/queue")
 def queue() -> tuple[Response, int]:
     require_user()
@@ -263,10 +279,13 @@ def queue() -> tuple[Response, int]:
     servers = []
     for server in gm.servers:
         try:
-            functions = [f.__dict__ for f in gm.status(server)]
+            functions = [dict(f.__dict__, withdrawn=0) for f in gm.status(server)]
             workers = gm.workers(server)
+            ignored = [h for h, (_r, ignore, _q) in gm.jobs(server).items() if ignore]
+            unknown = _discount_withdrawn(functions, str(server), ignored)
             servers.append({"server": str(server), "reachable": True,
-                            "functions": functions, "workers": workers})
+                            "functions": functions, "workers": workers,
+                            "withdrawn": len(ignored), "withdrawn_unknown": unknown})
         except GearmanError as exc:
             servers.append({"server": str(server), "reachable": False, "error": str(exc),
                             "functions": [], "workers": []})

@@ -120,6 +120,15 @@ class Tests(StoreBase):
         with self.read() as s:
             return list(s.scalars(select(TestRow).where(TestRow.state.not_in(_FINAL))))
 
+    def versions_of_handles(self, server: str, handles: list[str]) -> dict[str, str]:
+        """handle -> Tempest version of the tests whose job is `handle` on `server`."""
+        if not handles:
+            return {}
+        with self.read() as s:
+            rows = s.execute(select(TestRow.gearman_handle, TestRow.tempest_version).where(
+                TestRow.gearman_server == server, TestRow.gearman_handle.in_(handles)))
+            return {str(h): str(v) for h, v in rows}
+
     def forget_ended_secrets(self) -> bool:
         """Make sure no ended test's Tempest configuration (its cloud's passwords) is kept:
         drop any still stored (a test that ended before this was done at once), and on
