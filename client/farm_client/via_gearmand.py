@@ -11,7 +11,7 @@ from typing import Any
 
 from farm_client.exceptions import Duplicate
 from farm_client.farm import GONE, CancelOutcome, Farm, Run, Snapshot, Submitted
-from farm_client.gearman_client import ForegroundJob, GearmanError, Update
+from farm_client.gearman_client import ForegroundJob, GearmanError, Server, Update
 from farm_worker.protocol import (
     Counts,
     ProgressEvent,
@@ -153,10 +153,7 @@ class ViaGearmand(Farm):
         out: list[dict[str, Any]] = []
         for server in self.gearman.servers:
             try:
-                # a job withdrawn with `cancel job` stays counted (ignored) until a
-                # worker takes it; which function it belongs to only a status server knows
-                ignored = sum(1 for _r, ignore, _q in self.gearman.jobs(server).values()
-                              if ignore)
+                ignored = self._withdrawn(server)
                 out.append({"server": str(server), "reachable": True,
                             "functions": [dict(f.__dict__, withdrawn=0)
                                           for f in self.gearman.status(server)],
@@ -166,3 +163,12 @@ class ViaGearmand(Farm):
                 out.append({"server": str(server), "reachable": False, "error": str(exc),
                             "functions": [], "workers": []})
         return out
+
+    def _withdrawn(self, server: Server) -> int:
+        """Jobs withdrawn with `cancel job`, which gearmand counts (ignored) until a worker
+        takes them; which function each belongs to only a status server knows. 0 from a
+        job server without the `show jobs` command (the embedded one)."""
+        try:
+            return sum(1 for _r, ignore, _q in self.gearman.jobs(server).values() if ignore)
+        except GearmanError:
+            return 0

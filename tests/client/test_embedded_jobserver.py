@@ -42,7 +42,8 @@ def test_a_dry_run_through_the_embedded_server(tmp_path: Path, embedded: Embedde
     assert "emb-1 passed on emb: dry run: 138 tests selected" in r.stdout
     r = farm(tmp_path, "queue", *g, "--json")
     functions = json.loads(r.stdout)["servers"][0]["functions"]
-    assert {"name": "tempest:run:47.0.0", "queued": 0, "running": 0, "workers": 1} in functions
+    assert {"name": "tempest:run:47.0.0", "queued": 0, "running": 0, "workers": 1,
+            "withdrawn": 0} in functions
     r = farm(tmp_path, "cancel", "emb-1", *g)
     assert r.returncode == 1 and "nothing to cancel" in r.stdout
     r = farm(tmp_path, "ping", *g)
