@@ -12,6 +12,7 @@ import pytest
 
 from farm_lab.gearmand import Gearmand, status
 from farm_lab.keystone import ADMIN_PASSWORD, Keystone
+from farm_lab.loopback import Silent
 from farm_lab.server import FarmServer, server_worker
 from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
@@ -145,8 +146,9 @@ def test_classes_failing_in_setupclass_are_counted_and_grouped(
         tempest47: PrepareResult) -> None:
     """An admin that does not exist: every admin class fails in setUpClass with the same
     error. Its tests are `not run`, the classes are named as such, one traceback is shown.
-    (A wrong password instead would lock the real admin out: Keystone's lockout.)"""
-    server_worker(workers, server, "cli-cls")
+    (A wrong password instead would lock the real admin out: Keystone's lockout.) The
+    worker's preflight is off, so that Tempest meets the refused credentials itself."""
+    server_worker(workers, server, "cli-cls", preflight=False)
     conf = keystone.tempest_conf()
     conf["auth"]["admin_username"] = "no-such-admin"
     conf_file = write_json(tmp_path / "conf.json", conf)
@@ -296,10 +298,11 @@ def test_cancel_finished_or_unknown_queues_nothing(tmp_path: Path, gearmand: Gea
 @pytest.mark.cloud
 def test_exit_codes(tmp_path: Path, gearmand: Gearmand, workers: WorkerFactory,
                     keystone: Keystone, tempest47: PrepareResult) -> None:
-    """1 failed (Tempest against a closed port), 2 timed out, 3 cancelled on Ctrl-C with
-    --cancel-on-interrupt, 130 when Ctrl-C only stops watching (the identity run against
-    Keystone: long enough to be interrupted)."""
-    workers.start("cli-exit")
+    """1 failed (Tempest against a closed port, on a worker without the preflight), 2 timed
+    out (on a cloud that never answers) and error (the preflight refuses the credentials),
+    3 cancelled on Ctrl-C with --cancel-on-interrupt, 130 when Ctrl-C only stops watching
+    (the identity run against Keystone: long enough to be interrupted)."""
+    raw = workers.start("cli-exit-raw", preflight=False)
     closed = write_json(tmp_path / "closed.json", {
         "identity": {"uri_v3": "http://127.0.0.1:9/v3"},
         "auth": {"use_dynamic_credentials": False}})
@@ -309,9 +312,23 @@ def test_exit_codes(tmp_path: Path, gearmand: Gearmand, workers: WorkerFactory,
              r"tempest\.api\.identity\.v3\.test_tokens")
     assert r.returncode == 1, r.stdout + r.stderr
     assert "FAILED" in r.stdout and "Traceback" in r.stdout
-    r = farm(tmp_path, *base, "--conf", str(closed), "--regex", "tempest.api.identity",
-             "--timeout", "2")
+    hung = Silent()
+    try:  # nothing answers: only the timeout can end it, however fast the machine
+        hanging = write_json(tmp_path / "hung.json", hung.tempest_conf())
+        r = farm(tmp_path, *base, "--conf", str(hanging), "--regex", "tempest.api.identity",
+                 "--timeout", "2")
+    finally:
+        hung.stop()
     assert r.returncode == 2 and "timed_out" in r.stdout, r.stdout + r.stderr
+    raw.stop()
+    workers.start("cli-exit")
+    stranger = keystone.tempest_conf(password="Stranger-pw-4471")
+    stranger["auth"]["admin_username"] = "nobody-cli"  # not the admin: no lockout
+    r = farm(tmp_path, *base, "--conf", str(write_json(tmp_path / "who.json", stranger)),
+             "--regex", "tempest.api.identity")
+    assert r.returncode == 2 and "error" in r.stdout, r.stdout + r.stderr
+    assert "preflight: [auth] admin_username, admin_password: Keystone at" in r.stdout
+    assert "Stranger-pw-4471" not in r.stdout + r.stderr
     errors = {}
     for flags, code in ((("--cancel-on-interrupt",), 3), ((), 130)):
         p = start_farm(tmp_path, *base, "--conf", str(cloud), "--regex",

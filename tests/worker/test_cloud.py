@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import configparser
 import hashlib
-import io
-from typing import Any
 
 import pytest
 import requests
@@ -13,19 +10,9 @@ import requests
 from farm_lab.keystone import ADMIN_PASSWORD, Keystone
 from farm_lab.loopback import free_port
 from farm_worker.cloud import discover_cpid
+from farm_worker.tempest import conf_text as ini
 
 pytestmark = [pytest.mark.cloud]
-
-
-def ini(conf: dict[str, dict[str, Any]]) -> str:
-    parser = configparser.RawConfigParser(interpolation=None)
-    for section, values in conf.items():
-        parser.add_section(section)
-        for key, value in values.items():
-            parser.set(section, key, str(value))
-    out = io.StringIO()
-    parser.write(out)
-    return out.getvalue()
 
 
 def test_the_cpid_is_the_identity_service_in_the_catalog(keystone: Keystone) -> None:

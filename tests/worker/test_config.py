@@ -145,6 +145,10 @@ def test_config_command_masks_secrets(tmp_path: Path) -> None:
     ("", {"FARM_WORKER_GEARMAN_SERVERS": "h:99999"}, {},
      "$FARM_WORKER_GEARMAN_SERVERS: gearman_servers[0]: \"h:99999\" has port 99999"),
     ("", {}, {"work_dir": ""}, "--work-dir: work_dir: \"\" is invalid"),
+    ("", {"FARM_WORKER_PREFLIGHT": "perhaps"}, {},
+     "$FARM_WORKER_PREFLIGHT: preflight: \"perhaps\" is invalid ('perhaps' is not of type "
+     "'boolean')"),
+    ("preflight_timeout_s: 0\n", {}, {}, "worker.yaml:1: preflight_timeout_s: 0 is invalid"),
 ])
 def test_errors_name_their_real_source(tmp_path: Path, text: str, env: dict[str, str],
                                        flags: dict[str, str], message: str) -> None:

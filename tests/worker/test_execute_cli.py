@@ -91,15 +91,42 @@ def test_payload_from_stdin(tmp_path: Path, worker_cache: Path,
     assert proc.stdout.startswith("test stdin: passed (dry run:")
 
 
+def stranger(keystone: Keystone, password: str) -> dict[str, Any]:
+    """Credentials Keystone refuses: an unknown user (a wrong password for the admin would
+    count towards Keystone's lockout, and lock the other tests out)."""
+    conf = keystone.tempest_conf(password=password)
+    conf["auth"]["admin_username"] = "nobody-execute"
+    return conf
+
+
+@pytest.mark.cloud
+def test_refused_credentials_end_error_before_tempest_runs(
+        tmp_path: Path, worker_cache: Path, keystone: Keystone,
+        tempest47: PrepareResult) -> None:
+    wrong = "Wrong-password-77c2"
+    proc = execute(tmp_path, worker_cache, valid(
+        test_id="refused", dry_run=False, conf=stranger(keystone, wrong),
+        tests={"regex": r"tempest\.api\.identity\.v3\.test_domains"}))
+    assert proc.returncode == 2, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["state"] == "error" and doc["total"] == 0 and doc["subunit"] is None, doc
+    assert doc["message"] == (
+        "preflight: [auth] admin_username, admin_password: Keystone at "
+        f"{keystone.public_url}/v3 refused the credentials of user 'nobody-execute' of "
+        "domain 'Default' on project 'admin' (401)")
+    assert wrong not in proc.stdout + proc.stderr
+    assert not list(tmp_path.glob("results/*")) and leftovers(tmp_path / "work") == []
+
+
 @pytest.mark.cloud
 def test_failing_run_exits_1_with_failures_and_no_secret(tmp_path: Path, worker_cache: Path,
                                                          keystone: Keystone,
                                                          tempest47: PrepareResult) -> None:
+    """Without the preflight, Tempest meets the refused credentials itself."""
     wrong = "Wrong-password-93f1"
-    conf = keystone.tempest_conf(password=wrong)
     proc = execute(tmp_path, worker_cache, valid(
-        test_id="wrongpw", dry_run=False, conf=conf,
-        tests={"regex": r"tempest\.api\.identity\.v3\.test_domains"}))
+        test_id="wrongpw", dry_run=False, conf=stranger(keystone, wrong),
+        tests={"regex": r"tempest\.api\.identity\.v3\.test_domains"}), "--no-preflight")
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
     # a wrong password fails each class in setUpClass: classes, not tests, and the tests

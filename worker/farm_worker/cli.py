@@ -112,7 +112,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
         return exit_code(summary.state)
     # its own lines are the user's view; the worker's log joins with -v or --log-level
     config = _config(args, default_level="ERROR", install_on_demand=True,
-                     results_dir=str(Path(args.results_dir).resolve()))
+                     results_dir=str(Path(args.results_dir).resolve()),
+                     preflight=args.preflight)
     runner = JobRunner(config, _cache(config), resolve_mode(config.env_isolation,
                                                               config.work_dir))
     cancel = CancelEvent()
@@ -314,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("payload", help="payload file (JSON or YAML), or - for standard input")
     p.add_argument("--results-dir", default=".", metavar="DIR",
                    help="where the subunit file is kept (default: here)")
+    p.add_argument("--no-preflight", dest="preflight", action="store_false", default=None,
+                   help="run Tempest without checking the conf against the cloud first "
+                        "(config: preflight)")
     p.set_defaults(func=cmd_execute)
 
     p = command("run", "serve jobs from gearmand",

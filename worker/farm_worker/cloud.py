@@ -29,34 +29,49 @@ class Cpid:
     how: str  # "keystone catalog" or "md5 of <host>"
 
 
-def _conf(text: str) -> configparser.RawConfigParser:
+def parse(text: str) -> configparser.RawConfigParser:
+    """A rendered tempest.conf, read as Tempest reads it (no interpolation)."""
     parser = configparser.RawConfigParser(interpolation=None, default_section="__none__")
     parser.read_string(text)
     return parser
 
 
-def _get(conf: configparser.RawConfigParser, section: str, *keys: str) -> str | None:
+def get_option(conf: configparser.RawConfigParser, section: str, *keys: str) -> str | None:
+    """The first of `keys` set (not blank) in `section`."""
     for key in keys:
         if conf.has_option(section, key) and conf.get(section, key).strip():
             return conf.get(section, key).strip()
     return None
 
 
+def cpid_from(catalog: list[Any], uri: str) -> Cpid | None:
+    """The cpid from a token's catalog, else from the identity endpoint's host name."""
+    for service in catalog:
+        if isinstance(service, dict) and service.get("type") == "identity" \
+                and service.get("id"):
+            return Cpid(str(service["id"]), "keystone catalog")
+    host = urlparse(uri).hostname
+    if not host:
+        return None
+    return Cpid(hashlib.md5(host.encode(), usedforsecurity=False).hexdigest(),
+                f"md5 of {host}")
+
+
 def token_request(conf: configparser.RawConfigParser) -> dict[str, Any] | None:
     """The v3 password-auth body for the admin credentials, or None when there are none."""
-    user = _get(conf, "auth", "admin_username")
-    password = _get(conf, "auth", "admin_password")
+    user = get_option(conf, "auth", "admin_username")
+    password = get_option(conf, "auth", "admin_password")
     if not user or not password:
         return None
-    domain = _get(conf, "auth", "admin_user_domain_name", "admin_domain_name") or "Default"
+    domain = get_option(conf, "auth", "admin_user_domain_name", "admin_domain_name") or "Default"
     ident = {"methods": ["password"], "password": {"user": {
         "name": user, "password": password, "domain": {"name": domain}}}}
-    project = _get(conf, "auth", "admin_project_name")
+    project = get_option(conf, "auth", "admin_project_name")
     if project:
-        pdomain = _get(conf, "auth", "admin_project_domain_name", "admin_domain_name")
+        pdomain = get_option(conf, "auth", "admin_project_domain_name", "admin_domain_name")
         scope: dict[str, Any] = {"project": {"name": project,
                                              "domain": {"name": pdomain or "Default"}}}
-    elif _get(conf, "auth", "admin_system"):
+    elif get_option(conf, "auth", "admin_system"):
         scope = {"system": {"all": True}}
     else:
         return {"auth": {"identity": ident}}
@@ -65,12 +80,13 @@ def token_request(conf: configparser.RawConfigParser) -> dict[str, Any] | None:
 
 def discover_cpid(conf_text: str, timeout_s: float = 15.0) -> Cpid | None:
     """The cpid for the cloud tempest.conf points at; None when it cannot be found."""
-    conf = _conf(conf_text)
-    uri = _get(conf, "identity", "uri_v3")
+    conf = parse(conf_text)
+    uri = get_option(conf, "identity", "uri_v3")
     if not uri:
         log.info("no cpid: tempest.conf has no [identity] uri_v3")
         return None
     body = token_request(conf)
+    catalog: list[Any] = []
     if body is not None:
         try:
             resp = requests.post(uri.rstrip("/") + "/auth/tokens", json=body,
@@ -78,23 +94,14 @@ def discover_cpid(conf_text: str, timeout_s: float = 15.0) -> Cpid | None:
         except requests.RequestException as exc:
             log.warning("no cpid: %s unreachable (%s)", uri, type(exc).__name__)
             return None
-        else:
-            if resp.status_code == 201:
-                try:
-                    catalog = resp.json()["token"].get("catalog") or []
-                except (ValueError, KeyError, TypeError, AttributeError):
-                    catalog = []
-                for service in catalog:
-                    if isinstance(service, dict) and service.get("type") == "identity" \
-                            and service.get("id"):
-                        return Cpid(str(service["id"]), "keystone catalog")
-                log.info("no identity service in the catalog of %s", uri)
-            else:
-                log.warning("no cpid: %s answered %s to the admin credentials", uri,
-                            resp.status_code)
-                return None
-    host = urlparse(uri).hostname
-    if not host:
-        return None
-    return Cpid(hashlib.md5(host.encode(), usedforsecurity=False).hexdigest(),
-                f"md5 of {host}")
+        if resp.status_code != 201:
+            log.warning("no cpid: %s answered %s to the admin credentials", uri,
+                        resp.status_code)
+            return None
+        try:
+            catalog = resp.json()["token"].get("catalog") or []
+        except (ValueError, KeyError, TypeError, AttributeError):
+            catalog = []
+        if not any(isinstance(s, dict) and s.get("type") == "identity" for s in catalog):
+            log.info("no identity service in the catalog of %s", uri)
+    return cpid_from(catalog, uri)

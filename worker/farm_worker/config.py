@@ -56,6 +56,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "report_retry_s": {"type": "number", "minimum": 0},
         "report_flush_s": {"type": "number", "minimum": 0},
         "results_keep_days": {"type": "number", "minimum": 0},
+        "preflight": {"type": "boolean"},
+        "preflight_timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
         "callbacks": {"type": "array", "items": {
             "type": "object", "additionalProperties": False, "required": ["url"],
             "properties": {"url": {"type": "string", "pattern": r"^https?://[^/]+"},
@@ -126,6 +128,8 @@ class WorkerConfig:
     report_retry_s: float = defaults.REPORT_RETRY_S
     report_flush_s: float = defaults.FLUSH_TIMEOUT_S
     results_keep_days: float = defaults.RESULTS_KEEP_DAYS
+    preflight: bool = True
+    preflight_timeout_s: float = defaults.PREFLIGHT_TIMEOUT_S
     callbacks: tuple[CallbackAuth, ...] = ()
     tempest_defaults: Conf = field(default_factory=dict, repr=False)
     log_level: str = "INFO"
@@ -197,7 +201,9 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
         if kind == "array":
             out[key] = [part.strip() for part in raw.split(",") if part.strip()]
         elif kind == "boolean":
-            out[key] = raw.strip().lower() in ("1", "true", "yes", "on")
+            word = raw.strip().lower()
+            out[key] = (True if word in ("1", "true", "yes", "on") else
+                        False if word in ("0", "false", "no", "off") else raw)  # else refused
         elif kind == "integer":
             out[key] = int(raw) if raw.strip().lstrip("-").isdigit() else raw
         elif kind == "number":
@@ -251,8 +257,7 @@ def build_config(doc: Mapping[str, Any], source: str,
     kwargs: dict[str, Any] = {"source": source, "origins": origins}
     for key in ("worker_id", "install_on_demand", "env_isolation", "index_url", "concurrency",
                 "default_timeout_s", "report_retry_s", "report_flush_s", "results_keep_days",
-                "log_level",
-                "tempest_defaults"):
+                "preflight", "preflight_timeout_s", "log_level", "tempest_defaults"):
         if key in merged:
             kwargs[key] = merged[key]
     for key in ("cache_dir", "work_dir", "results_dir"):

@@ -1,6 +1,6 @@
-"""One job's lifecycle, with no transport: install -> configure -> list -> run -> upload
--> cleanup -> final state. Cleanup runs in `finally` whatever happened, and the final
-state is announced only after it: when a test shows `passed` (or any final state), its
+"""One job's lifecycle, with no transport: install -> configure -> preflight -> list
+-> run -> upload -> cleanup -> final state. Cleanup runs in `finally` whatever happened,
+and the final state is announced only after it: when a test shows `passed` (or any final state), its
 Tempest processes are gone and its workspace, with the tempest.conf that held the cloud's
 passwords, is removed.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from farm_worker import cloud, defaults, redaction, tempest
+from farm_worker import cloud, defaults, preflight, redaction, tempest
 from farm_worker.environments import Template
 from farm_worker.exceptions import (
     EnvironmentBuildError,
@@ -189,6 +189,7 @@ class Job:
             ws = tempest.init_workspace(self.job_dir, env, self.cancel)
             conf_text = tempest.render_conf(ws, self.config.tempest_defaults, conf)
             tempest.write_conf(ws, conf_text)
+            checked = self._preflight(conf_text)
             args = tempest.selection_args(p.tempest_version, selection, ws)
             deadline = self.runner.clock() + self.timeout_s
             tests = tempest.list_tests(ws, args, self.cancel, deadline)
@@ -198,11 +199,24 @@ class Job:
             self.results = Collector(on_test=self._on_test, selected=tests)
             if p.dry_run:
                 return self._end(TestState.PASSED, f"dry run: {len(tests)} tests selected")
-            self.set_state(TestState.RUNNING, f"{len(tests)} tests")
+            notes = "; ".join(checked.notes) if checked else ""
+            self.set_state(TestState.RUNNING, f"{len(tests)} tests"
+                           + (f" (preflight: {notes})" if notes else ""))
             self._progress("")  # the total, before the first test ends
             subunit = self._run_tempest(ws, args, deadline)
-            cpid = self._cpid(conf_text)
+            cpid = self._cpid(conf_text, checked)
         return self._finish(subunit, cpid)
+
+    def _preflight(self, conf_text: str) -> preflight.Checked | None:
+        """The conf checked against its cloud before Tempest starts (not for a dry run,
+        which never talks to the cloud, nor on a worker with `preflight: false`)."""
+        if self.payload.dry_run or not self.config.preflight:
+            return None
+        self._check_cancel()
+        checked = preflight.check(conf_text, self.config.preflight_timeout_s)
+        self.log.info("preflight: %s answers%s", checked.identity,
+                      "".join(f"; {n}" for n in checked.notes))
+        return checked
 
     def _template(self) -> Template:
         cache, version = self.runner.cache, self.payload.tempest_version
@@ -283,11 +297,12 @@ class Job:
             raise JobTimedOut()
         return final
 
-    def _cpid(self, conf_text: str) -> str | None:
-        """The cloud's RefStack id, sent with the results (only to a status server)."""
+    def _cpid(self, conf_text: str, checked: preflight.Checked | None) -> str | None:
+        """The cloud's RefStack id, sent with the results (only to a status server): from
+        the preflight's token when there was one, else asked after Tempest."""
         if self.client is None:
             return None
-        found = cloud.discover_cpid(conf_text)
+        found = checked.cpid if checked and checked.cpid else cloud.discover_cpid(conf_text)
         if found is not None:
             self.log.info("cloud cpid %s (%s)", found.value, found.how)
         return found.value if found else None

@@ -140,10 +140,17 @@ def _render_value(value: ConfValue) -> str:
 
 def render_conf(ws: Workspace, *layers: Conf | None) -> str:
     """tempest.conf text: the layers merged in order (later wins), worker paths forced."""
-    parser = configparser.RawConfigParser(interpolation=None, default_section="__none__")
-    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
     forced: Conf = {"DEFAULT": {"log_dir": str(ws.logs), "log_file": "tempest.log"},
                     "oslo_concurrency": {"lock_path": str(ws.path / "tempest_lock")}}
+    return conf_text(*layers, forced=forced)
+
+
+def conf_text(*layers: Mapping[str, Mapping[str, ConfValue]] | None,
+              forced: Conf | None = None) -> str:
+    """The layers merged in order (later wins) as tempest.conf text; the options `forced`
+    sets are the worker's, and a layer's value for them is ignored (and logged)."""
+    parser = configparser.RawConfigParser(interpolation=None, default_section="__none__")
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # keep key case
     for layer in (*layers, forced):
         for section, values in (layer or {}).items():
             if not parser.has_section(section):
