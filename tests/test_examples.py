@@ -1,0 +1,72 @@
+"""The example files of docs/examples work as they are: each is read by the program it is
+for, and the cloud conf passes the preflight against the real Keystone."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from farm_client.config import load_client_config
+from farm_lab.keystone import ADMIN_PASSWORD, Keystone
+from farm_lab.workers import FARM_WORKER
+from farm_server.config import load_server_config
+from farm_worker.config import CONFIG_SCHEMA, load_config
+from farm_worker.environments import PrepareResult
+from farm_worker.preflight import check
+from farm_worker.protocol import parse_conf, parse_payload
+from farm_worker.tempest import conf_text
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+
+
+def test_refstack_cfg() -> None:
+    config = load_client_config(EXAMPLES / "refstack.cfg", environ={})
+    assert [str(s) for s in config.gearman_servers] == ["127.0.0.1:4730"]
+    assert config.test_method == "gearman" and config.server_url is None
+
+
+def test_worker_yaml_has_every_key_but_the_rare_ones() -> None:
+    config = load_config(EXAMPLES / "worker.yaml", environ={})
+    assert config.worker_id == "worker-1" and config.tempest_versions == ("47.0.0",)
+    assert config.preflight is True and config.cache_max_size == 20 * 1024**3
+    shown = set(yaml.safe_load((EXAMPLES / "worker.yaml").read_text()))
+    rare = {"env_isolation", "index_url", "callbacks"}  # callbacks: commented, needs a token
+    assert set(CONFIG_SCHEMA["properties"]) - shown == rare
+    assert "# callbacks:" in (EXAMPLES / "worker.yaml").read_text()
+
+
+def test_worker_yaml_through_the_cli() -> None:
+    proc = subprocess.run([FARM_WORKER, "config", "-c", str(EXAMPLES / "worker.yaml")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "worker.yaml:" in proc.stdout  # the origins are the file's lines
+
+
+def test_server_yaml() -> None:
+    config = load_server_config(EXAMPLES / "server.yaml", environ={})
+    assert config.database_url == "sqlite:////var/lib/refstack-farm/server.db"
+    assert config.listen == "127.0.0.1:8080" and config.monitor is True
+
+
+@pytest.mark.cloud
+def test_cloud_yaml_passes_the_preflight_on_a_real_keystone(keystone: Keystone) -> None:
+    conf = parse_conf(yaml.safe_load((EXAMPLES / "cloud.yaml").read_text()))
+    conf["identity"]["uri_v3"] = f"{keystone.public_url}/v3"  # the two lines a user edits
+    conf["auth"]["admin_password"] = ADMIN_PASSWORD
+    checked = check(conf_text(conf), 15)
+    assert checked.notes == [] and checked.cpid is not None
+
+
+def test_payload_yaml_is_a_dry_run_the_worker_executes(tmp_path: Path, worker_cache: Path,
+                                                       tempest47: PrepareResult) -> None:
+    payload = parse_payload(yaml.safe_load((EXAMPLES / "payload.yaml").read_text()))
+    assert payload.dry_run and payload.tempest_version == "47.0.0"
+    proc = subprocess.run([FARM_WORKER, "execute", str(EXAMPLES / "payload.yaml"),
+                           "--cache-dir", str(worker_cache), "--work-dir", str(tmp_path / "w"),
+                           "--results-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("test example-identity-1: passed (dry run: ")
