@@ -23,7 +23,7 @@ bootstrap:
 lint: bootstrap
 	$(VENV)/bin/ruff check worker client server lab tests bench scripts library
 	$(VENV)/bin/mypy
-	$(VENV)/bin/yamllint -s roles playbooks inventories
+	$(VENV)/bin/yamllint -s roles playbooks inventories docs/examples
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint -q
 
 test: lint
@@ -39,6 +39,7 @@ bench: bootstrap
 	$(VENV)/bin/python bench/environments.py
 	$(VENV)/bin/python bench/status_api.py
 	$(VENV)/bin/python bench/dispatch.py
+	$(VENV)/bin/python bench/startup.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import requests
@@ -138,6 +137,3 @@ def _why(exc: requests.RequestException, timeout_s: float) -> str:
         return "connection refused"
     return exc.__class__.__name__
 
-
-def dumps(doc: Any) -> str:
-    return json.dumps(doc, indent=1, sort_keys=True)

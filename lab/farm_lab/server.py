@@ -76,6 +76,14 @@ class FarmServer:
             raise RuntimeError(f"farm-server serve {problem}: {self.log.read_text()[-2000:]}")
         return self
 
+    def queue_test(self, test_id: str) -> None:
+        """A test queued for Tempest 47.0.0 whether or not a worker serves it (for benches
+        that need one to report on or to ask about)."""
+        r = self.api("POST", "/v1/tests", json={
+            "test_id": test_id, "tempest": {"version": "47.0.0"}, "queue_anyway": True,
+            "conf": {"a": {"b": 1}}, "tests": {"regex": "x"}})
+        assert r.status_code == 201, r.text
+
     def stop(self) -> None:
         if self.proc is None:
             return

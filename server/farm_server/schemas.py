@@ -12,7 +12,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import jsonschema
 from werkzeug.datastructures import MultiDict
 
 from farm_client.refstack_upload import CPID_PATTERN
@@ -26,6 +25,7 @@ from farm_worker.protocol import (
     STATE_VALUES,
     TEST_ID_PATTERN,
     VERSION_PATTERN,
+    Validator,
     schema_errors,
     show,
     validator,
@@ -174,11 +174,11 @@ RESULT_UPLOAD_QUERY: dict[str, Any] = {
                    "cpid": CPID},
 }
 
-_VALIDATORS: dict[int, jsonschema.Draft202012Validator] = {}
+_VALIDATORS: dict[int, Validator] = {}
 _INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only, and no 5000-digit int()
 
 
-def _validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
+def _validator(schema: Mapping[str, Any]) -> Validator:
     found = _VALIDATORS.get(id(schema))
     if found is None:
         found = _VALIDATORS[id(schema)] = validator(schema)

@@ -12,7 +12,7 @@ from typing import Any
 import gear
 
 from farm_lab.gearmand import Gearmand, admin, status
-from farm_worker.protocol import FORMATS, cancel_function, parse_payload, run_function
+from farm_worker.protocol import cancel_function, format_checker, parse_payload, run_function
 from harness.gearclient import take_job
 from harness.subunit_streams import stream
 from server.conftest import App, json_of, make_app
@@ -312,7 +312,7 @@ def test_the_served_document_says_what_the_server_checks(farm_app: App) -> None:
                                      "upload_url": "https://x:99999/"}, "upload_url"),
     ]
     for name, url, body, field in cases:
-        valid = Draft202012Validator(schemas[name], format_checker=FORMATS).is_valid(body)
+        valid = Draft202012Validator(schemas[name], format_checker=format_checker()).is_valid(body)
         assert valid == (field is None), (name, body)
         headers = farm_app.worker() if url.startswith("/update") else farm_app.user()
         r = farm_app.client.post(url, json=body, headers=headers)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from farm_client.commands.common import farm_of, test_id_arg
-from farm_client.farm import GONE, Farm
 from farm_worker.protocol import TestState
+
+if TYPE_CHECKING:
+    from farm_client.farm import Farm
 
 NAME = "cancel"
 HELP = "cancel a queued or running run"
@@ -35,6 +38,8 @@ def take_action(args: argparse.Namespace) -> int:
 
 
 def run(farm: Farm, test_id: str, *, wait: bool = False, timeout_s: float = 60.0) -> int:
+    from farm_client.farm import GONE
+
     outcome = farm.cancel(test_id)
     print(f"{test_id}: {outcome.message}")
     if outcome.outcome == "nothing":

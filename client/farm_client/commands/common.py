@@ -1,31 +1,22 @@
 """What every `farm` command shares: where the farm is (flags over refstack.cfg), argument
-types, and the watch loop of `submit --wait` and `watch`."""
+types, JSON output. Light to import, as every command module is at its top: `farm --help`
+builds every command's parser, so what a command needs to run (gear, requests, rich,
+jinja2) is imported when it runs (following.py has the watch loop)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
-import signal
-import sys
-import threading
-from collections.abc import Iterator
-from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
-from farm_client.api import dumps
-from farm_client.config import ClientConfig, load_client_config
-from farm_client.console import display_for, make_console, print_results, result_rows
 from farm_client.exceptions import FarmClientError
-from farm_client.farm import GONE, Farm, Run, Snapshot, open_farm, snapshot_of
-from farm_worker.protocol import (
-    EXIT_ERROR,
-    STATE_VALUES,
-    TEST_ID_PATTERN,
-    VERSION_PATTERN,
-    TestState,
-    exit_code,
-)
+from farm_worker.protocol import STATE_VALUES, TEST_ID_PATTERN, VERSION_PATTERN
 
-EXIT_INTERRUPTED = 130
+if TYPE_CHECKING:
+    from farm_client.config import ClientConfig
+    from farm_client.farm import Farm
+
 STATES = STATE_VALUES
 
 
@@ -49,7 +40,14 @@ def add_location_options(parser: argparse.ArgumentParser) -> None:
                    help="talk to gearmand even when a status server is configured")
 
 
+def dumps(doc: Any) -> str:
+    """JSON as every command prints it."""
+    return json.dumps(doc, indent=1, sort_keys=True)
+
+
 def client_config(args: argparse.Namespace) -> ClientConfig:
+    from farm_client.config import load_client_config
+
     flags = {"GEARMAN_SERVER": ",".join(args.gearman) if args.gearman else None,
              "FARM_SERVER_URL": "" if args.direct else args.server,
              "FARM_TOKEN": args.token}
@@ -57,6 +55,8 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
 
 
 def farm_of(args: argparse.Namespace) -> Farm:
+    from farm_client.farm import open_farm
+
     return open_farm(client_config(args))
 
 
@@ -85,72 +85,3 @@ def state_arg(value: str) -> str:
         if v not in STATES:
             raise argparse.ArgumentTypeError(f"{v!r} is not a state ({', '.join(STATES)})")
     return value
-
-
-# ---- following a run --------------------------------------------------------------------------
-def follow(farm: Farm, test_id: str, snapshots: Iterator[Snapshot], *, as_json: bool = False,
-           cancel_on_interrupt: bool = False, run: Run | None = None,
-           quiet: bool = False) -> int:
-    """Show `snapshots` live until the end, then the result; the exit code of the run
-    (EXIT_INTERRUPTED when Ctrl-C only stopped the watching)."""
-    # with --json, stdout carries the result alone; progress goes to stderr
-    display = display_for(sys.stderr if as_json else sys.stdout, quiet=quiet)
-    snap: Snapshot | None = None
-    # Ctrl-C sets a flag the loop checks at each snapshot (they come at least every half
-    # second): a KeyboardInterrupt raised at an arbitrary point could land inside gear or
-    # rich and leave them stuck
-    interrupted = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.set())
-    try:
-        for snap in snapshots:
-            display.update(snap)
-            if interrupted.is_set():
-                break
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    display.close(snap)
-    if interrupted.is_set():
-        return _interrupted(farm, test_id, snap, cancel_on_interrupt, run)
-    if snap is None:
-        return 2
-    if snap.state == GONE:
-        print(f"{test_id}: left gearmand's queue; without a status server its final state "
-              "is not known here", file=sys.stderr)
-        return 2
-    _final_report(farm, snap, as_json)
-    return snap.exit_code
-
-
-def _interrupted(farm: Farm, test_id: str, snap: Snapshot | None, cancel: bool,
-                 run: Run | None) -> int:
-    if cancel:
-        outcome = farm.cancel(test_id)
-        print(f"\n{test_id}: {outcome.message}", file=sys.stderr)
-        final = farm.wait(test_id, 60, run)
-        if final is None:
-            return EXIT_ERROR
-        if final.state == GONE:  # out of gearmand's queue after the cancel
-            return exit_code(TestState.CANCELLED)
-        print(f"{test_id}: {final.state}", file=sys.stderr)
-        return final.exit_code
-    if run is not None and run.withdrawn_if_left and (
-            snap is None or snap.state == TestState.QUEUED.value):
-        print(f"\n{test_id}: stopped watching while it was still queued; gearmand withdraws "
-              "a waiting foreground job when its client leaves, so it will not run "
-              "(submit without --wait, or through a status server, to keep it queued)",
-              file=sys.stderr)
-    else:
-        print(f"\n{test_id}: stopped watching; the run goes on (farm status {test_id}, "
-              f"farm cancel {test_id})", file=sys.stderr)
-    return EXIT_INTERRUPTED
-
-
-def _final_report(farm: Farm, snap: Snapshot, as_json: bool) -> None:
-    if as_json:
-        print(dumps(snap.summary or snap.to_dict()))
-        return
-    doc = farm.final_results(snap)
-    if doc.get("test"):  # the server's view, newer than the last poll
-        snap = replace(snapshot_of(doc["test"]), summary=snap.summary)
-    tempest = (doc.get("test") or snap.summary or {}).get("tempest_version")
-    print_results(make_console(), snap, result_rows(doc) if doc else [], tempest)

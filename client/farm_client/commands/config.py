@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from farm_client.api import dumps
-from farm_client.commands.common import client_config
-from farm_client.config import SEARCH_TEXT, ClientConfig
+from farm_client.commands.common import client_config, dumps
+
+if TYPE_CHECKING:
+    from farm_client.config import ClientConfig
 
 NAME = "config"
 HELP = "show the effective client configuration"
@@ -25,6 +27,8 @@ def take_action(args: argparse.Namespace) -> int:
 
 
 def run(config: ClientConfig, *, as_json: bool = False) -> int:
+    from farm_client.config import SEARCH_TEXT
+
     rows = config.describe()
     if as_json:
         print(dumps({**{k: {"value": v, "from": o} for k, v, o in rows},

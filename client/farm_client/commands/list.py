@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from rich.table import Table
-
-from farm_client.api import dumps
-from farm_client.commands.common import STATES, farm_of, state_arg, version_arg
-from farm_client.console import make_console
-from farm_client.farm import Farm
+from farm_client.commands.common import STATES, dumps, farm_of, state_arg, version_arg
 from farm_worker.protocol import Counts
+
+if TYPE_CHECKING:
+    from farm_client.farm import Farm
 
 NAME = "list"
 HELP = "list runs (status server)"
@@ -56,6 +55,10 @@ def take_action(args: argparse.Namespace) -> int:
 
 def run(farm: Farm, states: list[str] | None = None, version: str | None = None,
         limit: int = 50, offset: int = 0, *, as_json: bool = False) -> int:
+    from rich.table import Table
+
+    from farm_client.console import make_console
+
     doc = farm.tests(states, version, limit, offset)
     if as_json:
         print(dumps(doc))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from farm_client.api import dumps
-from farm_client.commands.common import farm_of
-from farm_client.farm import Farm
+from farm_client.commands.common import dumps, farm_of
+
+if TYPE_CHECKING:
+    from farm_client.farm import Farm
 
 NAME = "ping"
 HELP = "ask every worker for its state; round-trip times"

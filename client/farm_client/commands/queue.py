@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from rich.table import Table
+from farm_client.commands.common import dumps, farm_of
 
-from farm_client.api import dumps
-from farm_client.commands.common import farm_of
-from farm_client.console import make_console
-from farm_client.farm import Farm
+if TYPE_CHECKING:
+    from farm_client.farm import Farm
 
 NAME = "queue"
 HELP = "gearmand's queue per server: versions, queued, running"
@@ -35,6 +34,10 @@ def take_action(args: argparse.Namespace) -> int:
 
 
 def run(farm: Farm, *, as_json: bool = False) -> int:
+    from rich.table import Table
+
+    from farm_client.console import make_console
+
     servers = farm.queue()
     if as_json:
         print(dumps({"servers": servers}))

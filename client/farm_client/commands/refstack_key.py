@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from farm_client.api import dumps
-from farm_client.refstack_upload import KeyProblem, SigningKey
+from farm_client.commands.common import dumps
 
 NAME = "refstack-key"
 LOCATED = False  # it reads a key file; no gearmand or status server
@@ -30,6 +29,8 @@ def take_action(args: argparse.Namespace) -> int:
 
 
 def run(key_file: str, *, as_json: bool = False) -> int:
+    from farm_client.refstack_upload import KeyProblem, SigningKey
+
     try:
         key = SigningKey.load(key_file)
     except KeyProblem as exc:

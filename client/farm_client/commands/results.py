@@ -12,21 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from farm_client.api import APIError, dumps
-from farm_client.commands.common import UsageError, farm_of, test_id_arg
-from farm_client.console import make_console, print_results, result_rows
-from farm_client.farm import Farm, snapshot_of
-from farm_client.refstack_upload import (
-    KeyProblem,
-    SigningKey,
-    UploadError,
-    encode,
-    results_endpoint,
-)
-from farm_client.refstack_upload import upload as send
-from farm_client.reports import html_report
+from farm_client.commands.common import UsageError, dumps, farm_of, test_id_arg
+
+if TYPE_CHECKING:
+    from farm_client.farm import Farm
 
 NAME = "results"
 HELP = "a run's results: table, json, junit, subunit, html"
@@ -79,6 +70,10 @@ def take_action(args: argparse.Namespace) -> int:
 
 def run(farm: Farm, test_id: str, fmt: str = "table", output: str | None = None) -> int:
     """The results in `fmt`, to `output` (written whole, then renamed) or stdout."""
+    from farm_client.console import make_console, print_results, result_rows
+    from farm_client.farm import snapshot_of
+    from farm_client.reports import html_report
+
     if fmt in ("junit", "subunit"):
         data = farm.results_raw(test_id, fmt)
     else:
@@ -112,6 +107,14 @@ def upload_results(farm: Farm, test_id: str, target: str, *, key_file: str | Non
     """Upload a stored run to the RefStack API `target`; the upload as the server recorded
     it (`state` uploaded or failed, `result_url`, `message`). Raises KeyProblem for an
     unusable key and APIError when the status server cannot give the run."""
+    from farm_client.refstack_upload import (
+        SigningKey,
+        UploadError,
+        encode,
+        results_endpoint,
+    )
+    from farm_client.refstack_upload import upload as send
+
     results_endpoint(target)  # an address that cannot work fails before anything is fetched
     key = SigningKey.load(key_file) if key_file else None
     doc = farm.refstack_document(test_id, cpid)
@@ -135,6 +138,8 @@ def upload_results(farm: Farm, test_id: str, target: str, *, key_file: str | Non
 
 
 def _record(farm: Farm, test_id: str, record: dict[str, Any]) -> dict[str, Any]:
+    from farm_client.api import APIError
+
     try:
         return farm.record_upload(test_id, record)
     except APIError as exc:  # the upload itself is what counts; say the record is missing
@@ -146,6 +151,8 @@ def _record(farm: Farm, test_id: str, record: dict[str, Any]) -> dict[str, Any]:
 def upload(farm: Farm, test_id: str, target: str, *, key_file: str | None = None,
            cpid: str | None = None, attempts: int = 5, as_json: bool = False) -> int:
     """`farm results --upload`: send the run to RefStack, say what became of it."""
+    from farm_client.refstack_upload import KeyProblem, UploadError
+
     try:
         done = upload_results(farm, test_id, target, key_file=key_file, cpid=cpid,
                               attempts=attempts)

@@ -4,13 +4,14 @@ history of its reports."""
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from farm_client.api import dumps
-from farm_client.commands.common import farm_of, test_id_arg
+from farm_client.commands.common import dumps, farm_of, test_id_arg
 from farm_client.exceptions import NoSuchTest
-from farm_client.farm import GONE, Farm, snapshot_of
 from farm_worker import clikit
+
+if TYPE_CHECKING:
+    from farm_client.farm import Farm
 
 NAME = "status"
 HELP = "a run's state, progress and history"
@@ -36,6 +37,8 @@ def take_action(args: argparse.Namespace) -> int:
 
 
 def run(farm: Farm, test_id: str, *, as_json: bool = False) -> int:
+    from farm_client.farm import GONE
+
     try:
         report = farm.report(test_id)
     except NoSuchTest as exc:  # the answer is no, not a failure to ask
@@ -56,6 +59,8 @@ def run(farm: Farm, test_id: str, *, as_json: bool = False) -> int:
 
 def _print_stored(doc: dict[str, Any]) -> None:
     """A test the status server keeps: its state, progress, uploads and history."""
+    from farm_client.farm import snapshot_of
+
     t = doc["test"]
     snap = snapshot_of(t)
     c = snap.counts

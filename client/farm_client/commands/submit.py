@@ -6,20 +6,19 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from farm_client.api import dumps
 from farm_client.commands.common import (
     UsageError,
+    dumps,
     farm_of,
-    follow,
     seconds_arg,
     test_id_arg,
     version_arg,
 )
-from farm_client.farm import Farm, Submitted
+
+if TYPE_CHECKING:
+    from farm_client.farm import Farm, Submitted
 
 NAME = "submit"
 HELP = "queue a Tempest run"
@@ -77,6 +76,8 @@ def run(farm: Farm, doc: dict[str, Any], *, queue_anyway: bool = False, wait: bo
         cancel_on_interrupt: bool = False, as_json: bool = False,
         quiet: bool = False) -> int:
     """Queue the payload document `doc`; with `wait`, follow the run to its end."""
+    from farm_client.commands.following import follow
+
     if not wait:
         _announce(farm.submit(doc, queue_anyway), as_json=as_json, quiet=as_json)
         return 0
@@ -99,6 +100,8 @@ def _announce(submitted: Submitted, *, as_json: bool, quiet: bool) -> None:
 
 
 def _load_document(path: str, what: str) -> Any:
+    import yaml
+
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")

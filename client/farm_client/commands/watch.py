@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from farm_client.commands.common import farm_of, follow, test_id_arg
-from farm_client.farm import Farm
+from farm_client.commands.common import farm_of, test_id_arg
+
+if TYPE_CHECKING:
+    from farm_client.farm import Farm
 
 NAME = "watch"
 HELP = "follow a run live until it ends"
@@ -36,5 +39,7 @@ def take_action(args: argparse.Namespace) -> int:
 
 def run(farm: Farm, test_id: str, *, cancel_on_interrupt: bool = False,
         as_json: bool = False, quiet: bool = False) -> int:
+    from farm_client.commands.following import follow
+
     return follow(farm, test_id, farm.watch(test_id), as_json=as_json,
                   cancel_on_interrupt=cancel_on_interrupt, quiet=quiet)

@@ -6,21 +6,21 @@ value's problem itself in `x-error`; the value is put before it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import jsonschema
 
 from farm_worker.exceptions import FieldError
 
+if TYPE_CHECKING:  # jsonschema is imported on first use: a CLI's --help need not load it
+    import jsonschema
+
 HTTP_URL = "http-url"  # a JSON Schema format: an http(s) URL that parses, with a host
-FORMATS = jsonschema.FormatChecker(formats=())
 
 
-@FORMATS.checks(HTTP_URL, raises=ValueError)
 def is_http_url(value: object) -> bool:
     """True for `http(s)://host[:port][/...]`; ValueError (from urlsplit) or False otherwise.
     Non-strings pass: their type is the schema's `type` to check."""
@@ -32,9 +32,40 @@ def is_http_url(value: object) -> bool:
             and not any(c.isspace() for c in value))
 
 
-def validator(schema: Mapping[str, Any]) -> jsonschema.Draft202012Validator:
+@functools.cache
+def format_checker() -> jsonschema.FormatChecker:
+    """The farm's formats (`http-url`) for JSON Schema's `format`."""
+    import jsonschema
+
+    checker = jsonschema.FormatChecker(formats=())
+    checker.checks(HTTP_URL, raises=ValueError)(is_http_url)
+    return checker
+
+
+class Validator:
+    """A JSON Schema (2020-12) validator with the farm's formats, built on first use: the
+    modules that hold schemas make them at import, and importing jsonschema costs a
+    tenth of a second that `farm --help` need not pay."""
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.schema = schema
+
+    @functools.cached_property
+    def built(self) -> jsonschema.Draft202012Validator:
+        import jsonschema
+
+        return jsonschema.Draft202012Validator(self.schema, format_checker=format_checker())
+
+    def iter_errors(self, doc: Any) -> Iterator[jsonschema.ValidationError]:
+        return self.built.iter_errors(doc)
+
+    def is_valid(self, doc: Any) -> bool:
+        return bool(self.built.is_valid(doc))
+
+
+def validator(schema: Mapping[str, Any]) -> Validator:
     """A validator of `schema` that also checks the farm's formats (`http-url`)."""
-    return jsonschema.Draft202012Validator(schema, format_checker=FORMATS)
+    return Validator(schema)
 
 
 _ADDRESS = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^:\s\[\]]+)(?::(\d+))?")
@@ -69,7 +100,7 @@ def _path(parts: Iterable[Any]) -> str:
     return out
 
 
-def schema_errors(validator: jsonschema.Draft202012Validator, doc: Any,
+def schema_errors(validator: Validator, doc: Any,
                   limit: int = 10) -> list[FieldError]:
     """What is wrong with `doc` by `validator`'s schema: each names its field and the bad
     value, in field order; empty when `doc` is valid. A schema may word a value's problem
