@@ -16,13 +16,20 @@ import yaml
 
 from farm_client.gearman_client import Server
 from farm_server.exceptions import FarmServerError
+from farm_worker.config import key_lines
 
 DEFAULT_PATH = Path("/etc/refstack-farm/server.yaml")
 ENV_PREFIX = "FARM_SERVER_"
 
 
 class ServerConfigError(FarmServerError):
-    """server.yaml (or the environment) holds an invalid value."""
+    """server.yaml (or the environment, or a flag) holds an invalid value; the message
+    names where (file:line, $FARM_SERVER_KEY, --flag) and the key, `field` the key."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        parts = message.split(": ")
+        self.field = parts[1] if len(parts) > 2 and parts[1].isidentifier() else None
 
 
 def _default_dir(env: Mapping[str, str]) -> Path:
@@ -163,24 +170,29 @@ def load_server_config(path: str | Path | None = None, *,
     explicit = path or env.get("FARM_SERVER_CONFIG")
     candidate = Path(explicit) if explicit else DEFAULT_PATH
     doc: dict[str, Any] = {}
+    lines: dict[str, int] = {}
     source = "<defaults>"
     if candidate.exists():
         source = str(candidate)
         try:
-            loaded = yaml.safe_load(candidate.read_text(encoding="utf-8")) or {}
+            text = candidate.read_text(encoding="utf-8")
+            loaded = yaml.safe_load(text) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ServerConfigError(f"{candidate}: cannot read: {exc}") from None
         if not isinstance(loaded, dict):
             raise ServerConfigError(f"{candidate}: the top level must be a mapping of keys")
         doc = loaded
+        lines = key_lines(text)
     elif explicit:
         raise ServerConfigError(f"{candidate}: no such config file")
     values: dict[str, Any] = {}
     for key, value in doc.items():
         if key not in _KINDS:
-            raise ServerConfigError(f"{source}: {key}: unknown key; known keys: "
+            where = f"{source}:{lines[key]}" if key in lines else source
+            raise ServerConfigError(f"{where}: {key}: unknown key; known keys: "
                                     + ", ".join(sorted(_KINDS)))
-        values[key] = _coerce(key, value, source)
+        values[key] = _coerce(key, value, f"{source}:{lines[key]}" if key in lines
+                              else source)
     for key in _KINDS:
         if ENV_PREFIX + key.upper() in env:
             values[key] = _coerce(key, env[ENV_PREFIX + key.upper()],

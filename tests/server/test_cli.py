@@ -93,13 +93,16 @@ def test_serve_refuses_an_old_schema(config: Path) -> None:
     ("gearman_servers: ['h:99999']\n", "gearman_servers: 'h:99999' is not host or host:port"),
     ("open_reads: maybe\n", ": open_reads: 'maybe' is not true or false"),
 ])
-def test_bad_config_names_file_and_key(tmp_path: Path, text: str, fragment: str) -> None:
+def test_bad_config_names_file_line_and_key(tmp_path: Path, text: str, fragment: str) -> None:
     path = tmp_path / "server.yaml"
-    path.write_text(text)
+    path.write_text("log_level: INFO\n" + text)
     proc = farm_server("init-db", config=path)
     assert proc.returncode == 2
-    assert str(path) in proc.stderr or "gearman_servers" in proc.stderr
+    assert proc.stderr.startswith(f"farm-server init-db: {path}:2: "), proc.stderr
     assert fragment in proc.stderr
+    key = text.split(":")[0]
+    proc = farm_server("workers", "--json", config=path)
+    assert json.loads(proc.stdout)["field"] == key, proc.stdout
 
 
 def test_help_lists_every_command() -> None:
