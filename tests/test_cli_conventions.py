@@ -5,7 +5,10 @@ names, and a missing command is answered with the list of commands."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +71,15 @@ def test_cache_list_takes_no_verify_flags() -> None:
             if name == "farm-worker cache list"]
     flags = {s for a in p._actions for s in a.option_strings}
     assert not flags & {"--repair", "--quick", "--dry-run"}
+
+
+@pytest.mark.parametrize(("argv", "prog"), [
+    (["farm-worker", "cache", "list", "--x"], "farm-worker cache list"),
+    (["farm", "status", "t-1", "--x"], "farm status"),
+    (["farm-server", "workers", "--x"], "farm-server workers"),
+])
+def test_an_unknown_argument_is_the_commands_error(argv: list[str], prog: str) -> None:
+    binary = str(Path(sys.executable).parent / argv[0])
+    proc = subprocess.run([binary, *argv[1:]], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == f"{prog}: unrecognized arguments: --x (see {prog} --help)\n"

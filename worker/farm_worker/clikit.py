@@ -104,5 +104,21 @@ def log_level(args: argparse.Namespace, default: str = "WARNING") -> str:
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> Any:
+    """The arguments; an argument no parser knows is an error of the command it was given
+    to (`farm-worker cache list: unrecognized arguments: --x`), not of the program."""
     Parser.json_errors = wants_json(argv)
-    return parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace
+               ) -> argparse.ArgumentParser:
+    """The parser of the (sub)command `args` chose."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = getattr(args, action.dest, None)
+            if chosen in action.choices:
+                return _innermost(action.choices[chosen], args)
+    return parser
