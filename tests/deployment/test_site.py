@@ -61,6 +61,7 @@ def test_services_ports_and_files(deployed: DeployedFarm) -> None:
         conf = w.file("/etc/refstack-farm/worker.yaml")
         assert (conf.user, conf.mode) == ("farm-worker", 0o600)
         assert token.content_string.strip() in conf.content_string
+        assert "preflight: false\n" in conf.content_string  # the role's variable
         assert w.process.get(user="farm-worker", comm="farm-worker")
         assert w.file("/var/cache/refstack-farm-worker/envs").is_directory
     pong = json.loads(deployed.farm("ping", "--json"))
