@@ -342,6 +342,12 @@ class Gearman:
                 out[parts[0]] = (int(parts[1]), parts[2] == "1", parts[3] == "1")
         return out
 
+    def withdrawn(self, server: Server) -> list[str]:
+        """Handles of jobs withdrawn with `cancel job`: gearmand marks them ignored and
+        keeps counting them as queued until a worker takes (and drops) them."""
+        return [h for h, (_retries, ignored, _waiting) in self.jobs(server).items()
+                if ignored]
+
     def _binary(self, server: Server, kind: int, data: bytes, answer: int,
                 timeout_s: float = 5.0) -> list[bytes]:
         """One request of the binary protocol on its own connection; the answer's fields."""

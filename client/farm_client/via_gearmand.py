@@ -169,6 +169,6 @@ class ViaGearmand(Farm):
         takes them; which function each belongs to only a status server knows. 0 from a
         job server without the `show jobs` command (the embedded one)."""
         try:
-            return sum(1 for _r, ignore, _q in self.gearman.jobs(server).values() if ignore)
+            return len(self.gearman.withdrawn(server))
         except GearmanError:
             return 0

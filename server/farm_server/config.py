@@ -187,12 +187,11 @@ def load_server_config(path: str | Path | None = None, *,
         raise ServerConfigError(f"{candidate}: no such config file")
     values: dict[str, Any] = {}
     for key, value in doc.items():
+        where = f"{source}:{lines[key]}" if key in lines else source
         if key not in _KINDS:
-            where = f"{source}:{lines[key]}" if key in lines else source
             raise ServerConfigError(f"{where}: {key}: unknown key; known keys: "
                                     + ", ".join(sorted(_KINDS)))
-        values[key] = _coerce(key, value, f"{source}:{lines[key]}" if key in lines
-                              else source)
+        values[key] = _coerce(key, value, where)
     for key in _KINDS:
         if ENV_PREFIX + key.upper() in env:
             values[key] = _coerce(key, env[ENV_PREFIX + key.upper()],

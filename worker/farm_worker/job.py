@@ -1,8 +1,8 @@
 """One job's lifecycle, with no transport: install -> configure -> preflight -> list
 -> run -> upload -> cleanup -> final state. Cleanup runs in `finally` whatever happened,
-and the final state is announced only after it: when a test shows `passed` (or any final state), its
-Tempest processes are gone and its workspace, with the tempest.conf that held the cloud's
-passwords, is removed.
+and the final state is announced only after it: when a test shows `passed` (or any final
+state), its Tempest processes are gone and its workspace, with the tempest.conf that held
+the cloud's passwords, is removed.
 """
 
 from __future__ import annotations

@@ -281,7 +281,7 @@ def queue() -> tuple[Response, int]:
         try:
             functions = [dict(f.__dict__, withdrawn=0) for f in gm.status(server)]
             workers = gm.workers(server)
-            ignored = [h for h, (_r, ignore, _q) in gm.jobs(server).items() if ignore]
+            ignored = gm.withdrawn(server)
             unknown = _discount_withdrawn(functions, str(server), ignored)
             servers.append({"server": str(server), "reachable": True,
                             "functions": functions, "workers": workers,

@@ -59,9 +59,6 @@ class Validator:
     def iter_errors(self, doc: Any) -> Iterator[jsonschema.ValidationError]:
         return self.built.iter_errors(doc)
 
-    def is_valid(self, doc: Any) -> bool:
-        return bool(self.built.is_valid(doc))
-
 
 def validator(schema: Mapping[str, Any]) -> Validator:
     """A validator of `schema` that also checks the farm's formats (`http-url`)."""
