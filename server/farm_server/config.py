@@ -26,10 +26,14 @@ class ServerConfigError(FarmServerError):
     """server.yaml (or the environment, or a flag) holds an invalid value; the message
     names where (file:line, $FARM_SERVER_KEY, --flag) and the key, `field` the key."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
-        parts = message.split(": ")
-        self.field = parts[1] if len(parts) > 2 and parts[1].isidentifier() else None
+        self.field = field
+
+
+def invalid(where: str, key: str, problem: str) -> ServerConfigError:
+    """`where: key: problem`, with `key` as the error's field."""
+    return ServerConfigError(f"{where}: {key}: {problem}", field=key)
 
 
 def _default_dir(env: Mapping[str, str]) -> Path:
@@ -90,44 +94,42 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     if kind is list:
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, list) or not items:
-            raise ServerConfigError(f"{where}: {key}: {value!r} is not a list of host:port")
+            raise invalid(where, key, f"{value!r} is not a list of host:port")
         try:
             return tuple(Server.parse(str(i)) for i in items if str(i).strip())
         except ValueError as exc:
-            raise ServerConfigError(f"{where}: {key}: {exc}") from None
+            raise invalid(where, key, str(exc)) from None
     if kind is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0",
                                                         "false", "no", "off"):
             return value.lower() in ("1", "true", "yes", "on")
-        raise ServerConfigError(f"{where}: {key}: {value!r} is not true or false")
+        raise invalid(where, key, f"{value!r} is not true or false")
     if kind in (int, float):
         try:
             number = kind(value)
         except (TypeError, ValueError):
-            raise ServerConfigError(f"{where}: {key}: {value!r} is not a number") from None
+            raise invalid(where, key, f"{value!r} is not a number") from None
         if number <= 0:
-            raise ServerConfigError(f"{where}: {key}: {value!r} must be positive")
+            raise invalid(where, key, f"{value!r} must be positive")
         return number
     if not isinstance(value, str) or not value:
-        raise ServerConfigError(f"{where}: {key}: {value!r} is not a non-empty string")
+        raise invalid(where, key, f"{value!r} is not a non-empty string")
     if key == "database_url":
         return database_url(value, where)
     if key in ("callback_url", "refstack_upload_url") \
             and not value.startswith(("http://", "https://")):
-        raise ServerConfigError(f"{where}: {key}: {value!r} is not an http(s) URL")
+        raise invalid(where, key, f"{value!r} is not an http(s) URL")
     if key == "refstack_key_file":
         from farm_client.refstack_upload import KeyProblem, SigningKey
 
         try:
             SigningKey.load(value)
         except KeyProblem as exc:
-            raise ServerConfigError(f"{where}: {key}: {str(exc).removeprefix('--key ')}") \
-                from None
+            raise invalid(where, key, str(exc).removeprefix("--key ")) from None
     if key == "log_level" and value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ServerConfigError(f"{where}: {key}: {value!r} is not DEBUG, INFO, WARNING "
-                                "or ERROR")
+        raise invalid(where, key, f"{value!r} is not DEBUG, INFO, WARNING or ERROR")
     return value
 
 
@@ -146,20 +148,20 @@ def database_url(value: str, where: str) -> str:
     dialect, _, driver = scheme.partition("+")
     supported = "sqlite:///PATH, postgresql+psycopg://USER:PASSWORD@HOST[:PORT]/NAME"
     if not sep or dialect not in DATABASES:
-        raise ServerConfigError(f"{where}: database_url: {(scheme if sep else value)[:40]!r} "
-                                f"is not a supported database; use {supported}")
+        raise invalid(where, "database_url", f"{(scheme if sep else value)[:40]!r} is not "
+                      f"a supported database; use {supported}")
     name, module, extra = DATABASES[dialect]
     if driver and f"{dialect}+{driver}" != name:
-        raise ServerConfigError(f"{where}: database_url: driver {driver!r} is not "
-                                f"supported; use {name}://")
+        raise invalid(where, "database_url", f"driver {driver!r} is not supported; use "
+                      f"{name}://")
     if dialect == "sqlite" and not rest.startswith("/"):
-        raise ServerConfigError(f"{where}: database_url: {value!r} names no file; use "
-                                "sqlite:///relative/path or sqlite:////absolute/path")
+        raise invalid(where, "database_url", f"{value!r} names no file; use "
+                      "sqlite:///relative/path or sqlite:////absolute/path")
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise ServerConfigError(f"{where}: database_url: {dialect} needs {module}, which "
-                                f"is not installed: pip install 'refstack-farm-server[{extra}]'")
+        raise invalid(where, "database_url", f"{dialect} needs {module}, which is not "
+                      f"installed: pip install 'refstack-farm-server[{extra}]'")
     return f"{name}://{rest}" if dialect != "sqlite" else value
 
 
@@ -189,8 +191,7 @@ def load_server_config(path: str | Path | None = None, *,
     for key, value in doc.items():
         where = f"{source}:{lines[key]}" if key in lines else source
         if key not in _KINDS:
-            raise ServerConfigError(f"{where}: {key}: unknown key; known keys: "
-                                    + ", ".join(sorted(_KINDS)))
+            raise invalid(where, key, "unknown key; known keys: " + ", ".join(sorted(_KINDS)))
         values[key] = _coerce(key, value, where)
     for key in _KINDS:
         if ENV_PREFIX + key.upper() in env:
@@ -204,7 +205,7 @@ def load_server_config(path: str | Path | None = None, *,
         try:
             base.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise ServerConfigError(f"database_url (default): cannot create {base}: "
-                                    f"{exc.strerror}") from None
+            raise invalid("database_url (default)", "database_url",
+                          f"cannot create {base}: {exc.strerror}") from None
         values["database_url"] = f"sqlite:///{base / 'server.db'}"
     return ServerConfig(**values, source=source)
