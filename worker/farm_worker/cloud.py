@@ -21,6 +21,8 @@ from urllib.parse import urlparse
 import requests
 
 log = logging.getLogger(__name__)
+TRUE = {"true", "yes", "on", "1"}  # the booleans oslo.config reads
+FALSE = {"false", "no", "off", "0"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,31 @@ def cpid_from(catalog: list[Any], uri: str) -> Cpid | None:
                 f"md5 of {host}")
 
 
+def tls_verify(conf: configparser.RawConfigParser) -> bool | str:
+    """requests' `verify` for the identity service, as Tempest's [identity] options say (a
+    value that is not a boolean leaves validation on)."""
+    disabled = (get_option(conf, "identity", "disable_ssl_certificate_validation") or "")
+    if disabled.lower() in TRUE:
+        return False
+    return get_option(conf, "identity", "ca_certificates_file") or True
+
+
+def post_token(uri: str, body: dict[str, Any], verify: bool | str,
+               timeout_s: float) -> requests.Response:
+    """POST {uri}/auth/tokens; requests' exceptions pass through."""
+    return requests.post(uri.rstrip("/") + "/auth/tokens", json=body, timeout=timeout_s,
+                         verify=verify)
+
+
+def catalog_of(resp: requests.Response) -> list[dict[str, Any]]:
+    """The services of a token answer's catalog (none for an unscoped token)."""
+    try:
+        catalog = resp.json()["token"].get("catalog") or []
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+    return [s for s in catalog if isinstance(s, dict)] if isinstance(catalog, list) else []
+
+
 def token_request(conf: configparser.RawConfigParser) -> dict[str, Any] | None:
     """The v3 password-auth body for the admin credentials, or None when there are none."""
     user = get_option(conf, "auth", "admin_username")
@@ -86,11 +113,10 @@ def discover_cpid(conf_text: str, timeout_s: float = 15.0) -> Cpid | None:
         log.info("no cpid: tempest.conf has no [identity] uri_v3")
         return None
     body = token_request(conf)
-    catalog: list[Any] = []
+    catalog: list[dict[str, Any]] = []
     if body is not None:
         try:
-            resp = requests.post(uri.rstrip("/") + "/auth/tokens", json=body,
-                                 timeout=timeout_s)
+            resp = post_token(uri, body, tls_verify(conf), timeout_s)
         except requests.RequestException as exc:
             log.warning("no cpid: %s unreachable (%s)", uri, type(exc).__name__)
             return None
@@ -98,10 +124,7 @@ def discover_cpid(conf_text: str, timeout_s: float = 15.0) -> Cpid | None:
             log.warning("no cpid: %s answered %s to the admin credentials", uri,
                         resp.status_code)
             return None
-        try:
-            catalog = resp.json()["token"].get("catalog") or []
-        except (ValueError, KeyError, TypeError, AttributeError):
-            catalog = []
-        if not any(isinstance(s, dict) and s.get("type") == "identity" for s in catalog):
+        catalog = catalog_of(resp)
+        if not any(s.get("type") == "identity" for s in catalog):
             log.info("no identity service in the catalog of %s", uri)
     return cpid_from(catalog, uri)

@@ -38,8 +38,7 @@ from farm_worker.exceptions import TempestError
 
 log = logging.getLogger(__name__)
 
-TRUE = {"true", "yes", "on", "1"}
-FALSE = {"false", "no", "off", "0"}
+TRUE, FALSE = cloud.TRUE, cloud.FALSE
 
 # [service_available] option -> the section whose catalog_type names it, Tempest's default
 # catalog type, and other types a catalog may list it under. Tempest enables all five by
@@ -82,9 +81,8 @@ def _flag(conf: configparser.RawConfigParser, section: str, key: str, default: b
 
 
 def _verify(conf: configparser.RawConfigParser) -> bool | str:
-    if _flag(conf, "identity", "disable_ssl_certificate_validation", False):
-        return False
-    return cloud.get_option(conf, "identity", "ca_certificates_file") or True
+    _flag(conf, "identity", "disable_ssl_certificate_validation", False)  # a bad value fails
+    return cloud.tls_verify(conf)
 
 
 def _unreachable(exc: requests.RequestException, timeout_s: float) -> str:
@@ -157,11 +155,11 @@ def _who(conf: configparser.RawConfigParser) -> str:
 
 
 def _token(uri: str, body: dict[str, Any], conf: configparser.RawConfigParser,
-           verify: bool | str, timeout_s: float) -> list[Any]:
+           verify: bool | str, timeout_s: float) -> list[dict[str, Any]]:
     """The token's catalog (empty for an unscoped token)."""
     option = "[auth] admin_username, admin_password"
     try:
-        resp = requests.post(uri + "/auth/tokens", json=body, timeout=timeout_s, verify=verify)
+        resp = cloud.post_token(uri, body, verify, timeout_s)
     except requests.RequestException as exc:
         raise PreflightError("[identity] uri_v3", f"{uri}/auth/tokens does not answer "
                                                   f"({_unreachable(exc, timeout_s)})") from None
@@ -175,11 +173,7 @@ def _token(uri: str, body: dict[str, Any], conf: configparser.RawConfigParser,
             detail = resp.reason or ""
         raise PreflightError("[auth]", f"Keystone at {uri} refused the token request for "
                                        f"{_who(conf)} ({resp.status_code}: {detail})")
-    try:
-        catalog = resp.json()["token"].get("catalog") or []
-    except (ValueError, KeyError, TypeError, AttributeError):
-        catalog = []
-    return [s for s in catalog if isinstance(s, dict)]
+    return cloud.catalog_of(resp)
 
 
 def _services(conf: configparser.RawConfigParser, catalog: list[Any], uri: str) -> list[str]:
