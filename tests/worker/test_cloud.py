@@ -9,7 +9,7 @@ import requests
 
 from farm_lab.keystone import ADMIN_PASSWORD, Keystone
 from farm_lab.loopback import free_port
-from farm_worker.cloud import discover_cpid
+from farm_worker.cloud import discover_cpid, parse, tls_verify
 from farm_worker.tempest import conf_text as ini
 
 pytestmark = [pytest.mark.cloud]
@@ -37,3 +37,14 @@ def test_what_cannot_be_asked_gives_no_cpid_or_the_hosts_md5(keystone: Keystone)
     assert found is not None and (found.value, found.how) == (
         md5, "md5 of keystone.cloud.example")
     assert discover_cpid(ini({"auth": {"admin_username": "a"}})) is None
+
+
+@pytest.mark.parametrize(("identity", "verify"), [
+    ({}, True),
+    ({"ca_certificates_file": "/etc/ssl/cloud-ca.pem"}, "/etc/ssl/cloud-ca.pem"),
+    ({"disable_ssl_certificate_validation": "True", "ca_certificates_file": "/x.pem"}, False),
+    ({"disable_ssl_certificate_validation": "maybe"}, True),  # not a boolean: stays on
+])
+def test_tls_follows_the_identity_options(identity: dict[str, str], verify: bool | str) -> None:
+    conf = parse(ini({"identity": {"uri_v3": "https://cloud.test:5000/v3", **identity}}))
+    assert tls_verify(conf) == verify
