@@ -22,7 +22,7 @@ from farm_client.gearman_client import Gearman
 from farm_server import __version__
 from farm_server.config import ServerConfig, load_server_config
 from farm_server.exceptions import FarmServerError
-from farm_server.store import TOKEN_CACHE_S, Store
+from farm_server.store import Store
 from farm_worker import clikit
 from farm_worker.exceptions import PayloadError
 
@@ -242,10 +242,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 def cmd_revoke(args: argparse.Namespace) -> int:
     config = _config(args)
     Store(config.database_url).revoke(args.kind, args.name)
-    print(f"{args.kind} {args.name}: token revoked"
-          + (f" (refused at once by this server's API; a worker token within "
-             f"{TOKEN_CACHE_S:g} s)" if args.kind == "worker" else " (refused at once)"),
-          file=sys.stderr)
+    print(f"{args.kind} {args.name}: token revoked (refused at once)", file=sys.stderr)
     return 0
 
 
@@ -253,9 +250,8 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     config = _config(args)
     token = Store(config.database_url).rotate(args.kind, args.name)
     print(token)
-    print(f"{args.kind} {args.name}: the old token is refused from now on"
-          + (f" (within {TOKEN_CACHE_S:g} s)" if args.kind == "worker" else "")
-          + "; this one is not stored and cannot be shown again", file=sys.stderr)
+    print(f"{args.kind} {args.name}: the old token is refused from now on; this one is not "
+          "stored and cannot be shown again", file=sys.stderr)
     return 0
 
 
@@ -328,11 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_users)
 
     for name, func, what in (("revoke", cmd_revoke, "Remove a user or a testing host: its "
-                              "token is refused from then on (a worker token within "
-                              f"{TOKEN_CACHE_S:g} s, by every server process)."),
+                              "token is refused at once, by every server process."),
                              ("rotate", cmd_rotate, "Give a user or a testing host a new "
-                              "token, printed once; the old one is refused from then on "
-                              f"(a worker token within {TOKEN_CACHE_S:g} s).")):
+                              "token, printed once; the old one is refused at once.")):
         p = command(name, f"{name} the token of a user or a testing host", what,
                     "0, 2 no such user or worker")
         p.add_argument("kind", choices=["user", "worker"], help="user or worker")

@@ -169,15 +169,15 @@ def test_no_command_lists_them() -> None:
 
 
 def test_users_are_listed_revoked_and_rotated(config: Path) -> None:
-    """Through the API of a live server: a revoked or replaced user token is refused at
-    once; a worker's is rotated and revoked the same way."""
+    """Through the API of a live server: a revoked or replaced token, a user's or a
+    worker's, is refused at once."""
     import requests
 
     from farm_lab.loopback import free_port
 
     farm_server("init-db", config=config)
     old = farm_server("add-user", "bob", config=config).stdout.strip()
-    farm_server("add-worker", "host-9", config=config)
+    worker = farm_server("add-worker", "host-9", config=config).stdout.strip()
     listed = json.loads(farm_server("users", "--json", config=config).stdout)
     assert [u["name"] for u in listed] == ["bob"] and old not in str(listed)
     port = free_port()
@@ -207,11 +207,23 @@ def test_users_are_listed_revoked_and_rotated(config: Path) -> None:
         assert answer(old) == 401 and answer(new) == 200
         assert farm_server("revoke", "user", "bob", config=config).returncode == 0
         assert answer(new) == 401
+
+        def report(token: str) -> int:  # 405: not a testing host; 400: the body is checked
+            return requests.post(f"http://127.0.0.1:{port}/update-test-status/", json={},
+                                 headers={"Authorization": f"Bearer {token}"},
+                                 timeout=10).status_code
+
+        assert report(worker) == 400
+        rotated = farm_server("rotate", "worker", "host-9", config=config)
+        assert rotated.returncode == 0 and "refused from now on" in rotated.stderr
+        new_worker = rotated.stdout.strip()
+        assert report(worker) == 405 and report(new_worker) == 400
+        revoked = farm_server("revoke", "worker", "host-9", config=config)
+        assert revoked.returncode == 0 and "refused at once" in revoked.stderr
+        assert report(new_worker) == 405
     finally:
         serve.terminate()
         serve.wait(30)
     gone = farm_server("revoke", "user", "bob", config=config)
     assert gone.returncode == 2 and "no user 'bob'" in gone.stderr
-    assert farm_server("rotate", "worker", "host-9", config=config).returncode == 0
-    assert farm_server("revoke", "worker", "host-9", config=config).returncode == 0
     assert json.loads(farm_server("workers", "--json", config=config).stdout) == []

@@ -337,17 +337,19 @@ def test_a_missing_sqlite_directory_is_refused(tmp_path: Path) -> None:
 
 def test_revoke_and_rotate(store: Store, url: str) -> None:
     token = store.add_worker("h1", [])
-    assert store.worker_for(token) is not None  # cached in this store now
-    other = Store(url)  # another server process
+    assert store.worker_for(token) is not None
+    other = Store(url)  # another server process: it refuses a changed token at once too
     try:
         assert other.worker_for(token) is not None
         new = store.rotate("worker", "h1")
+        assert other.worker_for(token) is None and other.worker_for(new) is not None
         assert store.worker_for(token) is None and store.worker_for(new) is not None
         store.revoke("worker", "h1")
-        assert store.worker_for(new) is None and store.workers() == []
+        assert other.worker_for(new) is None and store.workers() == []
         user = store.add_user("u1")
+        assert other.user_for(user) is not None
         store.revoke("user", "u1")
-        assert other.user_for(user) is None  # users are never cached
+        assert other.user_for(user) is None
         with pytest.raises(StoreError, match="no user 'u1'"):
             store.rotate("user", "u1")
     finally:

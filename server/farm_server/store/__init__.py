@@ -7,10 +7,10 @@ from __future__ import annotations
 from farm_server.store.engine import StoreBase, StoreError, as_utc
 from farm_server.store.results import Results
 from farm_server.store.tests import Applied, Tests
-from farm_server.store.tokens import TOKEN_CACHE_S, Tokens, hash_token, new_token
+from farm_server.store.tokens import Tokens, hash_token, new_token
 from farm_server.store.uploads import Uploads
 
-__all__ = ["TOKEN_CACHE_S", "Applied", "Store", "StoreBase", "StoreError", "as_utc",
+__all__ = ["Applied", "Store", "StoreBase", "StoreError", "as_utc",
            "hash_token", "new_token"]
 
 

@@ -26,9 +26,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from farm_server.exceptions import FarmServerError
-from farm_server.models import (
-    WorkerRow,
-)
 
 
 def as_utc(value: dt.datetime | None) -> dt.datetime | None:
@@ -62,7 +59,6 @@ class StoreBase:
             _WriterQueue(Path(f"{path}.writers"))
             if path is not None else contextlib.nullcontext())
         self._seen: dict[str, float] = {}
-        self._tokens: dict[str, tuple[float, WorkerRow | None]] = {}
         self._scrubbed_up_to: dt.datetime | None = None  # forget_ended_secrets
 
     # ---- schema -------------------------------------------------------------------------------

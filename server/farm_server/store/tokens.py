@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import time
 
 from sqlalchemy import (
     Table,
@@ -20,9 +19,6 @@ from farm_server.models import (
 from farm_server.store.engine import StoreBase, StoreError
 
 WORKERS: Table = WorkerRow.__table__  # type: ignore[assignment]
-# a worker reports several times a second: its token's row is kept this long in each
-# server process, so a revoked or rotated worker token is refused within this time
-TOKEN_CACHE_S = 5.0
 
 
 def hash_token(token: str) -> str:
@@ -59,19 +55,18 @@ class Tokens(StoreBase):
         return token
 
     def worker_for(self, token: str) -> WorkerRow | None:
-        """The worker of a token; answers are kept for TOKEN_CACHE_S in this process (a
-        worker reports several times a second)."""
+        """The worker of a token, read on every call (a revoked or rotated token is refused
+        at once, by every server process). A worker reports several times a second, so this
+        is one indexed Core query, without the ORM's session."""
         wanted = hash_token(token)
-        cached = self._tokens.get(wanted)
-        if cached is not None and time.monotonic() - cached[0] < TOKEN_CACHE_S:
-            return cached[1]
-        with self.read() as s:
-            row = s.scalar(select(WorkerRow).where(WorkerRow.token_hash == wanted))
-        row = row if row is not None and _same(row.token_hash, wanted) else None
-        if len(self._tokens) > 10_000:
-            self._tokens.clear()
-        self._tokens[wanted] = (time.monotonic(), row)
-        return row
+        with self.engine.connect() as conn:
+            found = conn.execute(select(WORKERS.c.id, WORKERS.c.name, WORKERS.c.token_hash,
+                                        WORKERS.c.allow_json)
+                                 .where(WORKERS.c.token_hash == wanted)).first()
+        if found is None or not _same(found.token_hash, wanted):
+            return None
+        return WorkerRow(id=found.id, name=found.name, token_hash=found.token_hash,
+                         allow_json=found.allow_json)
 
     def user_for(self, token: str) -> UserRow | None:
         wanted = hash_token(token)
@@ -93,15 +88,14 @@ class Tokens(StoreBase):
         return UserRow if kind == "user" else WorkerRow
 
     def revoke(self, kind: str, name: str) -> None:
-        """Remove a user or a worker: its token is refused (a worker's in this process at
-        once, in the others within TOKEN_CACHE_S); its tests keep their history."""
+        """Remove a user or a worker: its token is refused at once; its tests keep their
+        history."""
         row_type = self._holder(kind)
         with self.write() as s:
             row = s.scalar(select(row_type).where(row_type.name == name))
             if row is None:
                 raise StoreError(f"no {kind} {name!r}")
             s.delete(row)
-        self._tokens.clear()
 
     def rotate(self, kind: str, name: str) -> str:
         """A new token for a user or a worker; the old one is refused from now on."""
@@ -112,5 +106,4 @@ class Tokens(StoreBase):
             if row is None:
                 raise StoreError(f"no {kind} {name!r}")
             row.token_hash = hash_token(token)  # type: ignore[attr-defined]
-        self._tokens.clear()
         return token
