@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -119,18 +120,41 @@ def test_parse_conf_names_the_field() -> None:
         parse_conf({"auth": {"x": "a\nb"}}, "miniconf")
 
 
-def test_selection_from_testcases_matches_ids_with_any_attributes() -> None:
-    import re
-
+def test_selection_from_testcases_is_a_test_list() -> None:
     sel = selection_from_testcases({"testcases": [
-        "tempest.api.identity.v3.test_tokens.TokensV3Test.test_create_token[id-6f8e4436]"]})
-    (rx,) = sel.include
-    assert re.match(rx, "tempest.api.identity.v3.test_tokens.TokensV3Test.test_create_token"
-                        "[id-6f8e4436,smoke]")
-    assert not re.match(rx, "tempest.api.identity.v3.test_tokens.TokensV3Test."
-                            "test_create_token_other[id-1]")
+        " tempest.api.identity.v3.test_tokens.TokensV3Test.test_create_token[id-6f8e4436]"]})
+    assert sel.listed == ("tempest.api.identity.v3.test_tokens.TokensV3Test."
+                          "test_create_token[id-6f8e4436]",)
     with pytest.raises(PayloadError, match=r"^testcases: "):
         selection_from_testcases({"cases": []})
+    with pytest.raises(PayloadError, match=r'^testcases\[1\]: "not a test" is not a test name'):
+        selection_from_testcases({"testcases": ["a.b.C.test_x", "not a test"]})
+
+
+LISTED = "tempest.api.identity.v3.test_tokens.TokensV3Test.test_create_token[id-6f8e4436]"
+
+
+def test_a_payload_selects_an_explicit_list() -> None:
+    payload = parse_payload(valid(tests={"list": [LISTED, "a.B.test_c"]}))
+    assert payload.tests == Selection(listed=(LISTED, "a.B.test_c"))
+    assert parse_payload(payload.to_dict()) == payload
+
+
+@pytest.mark.parametrize(("tests", "field", "message"), [
+    ({"list": [LISTED], "regex": "identity"}, "tests.list",
+     "cannot be combined with tests.regex: a list names every test it runs"),
+    ({"list": [LISTED, "test_create_token"]}, "tests.list[1]",
+     '"test_create_token" is not a test name'),
+    ({"list": ["a.B.test_c d"]}, "tests.list[0]", '"a.B.test_c d" is not a test name'),
+    ({"list": ["a.B.test_c"] * (protocol.MAX_TESTS + 1)}, "tests.list",
+     f"has size {protocol.MAX_TESTS + 1}; maxItems is {protocol.MAX_TESTS}"),
+])
+def test_a_bad_test_list_names_the_field(tests: dict[str, Any], field: str,
+                                         message: str) -> None:
+    with pytest.raises(PayloadError) as err:
+        parse_payload(valid(tests=tests))
+    (error,) = err.value.errors
+    assert error.field == field and message in error.message
 
 
 def test_summary_round_trips() -> None:
@@ -187,3 +211,23 @@ def test_events_parse_back_into_their_types() -> None:
 def test_payload_to_dict_is_valid_schema() -> None:
     p = Payload("x", "40.0.0", conf={"a": {"b": True}}, tests=Selection(include=("x",)))
     assert parse_payload(p.to_dict()) == p
+
+
+GUIDELINE: dict[str, Any] = {"version": "2020.06", "target": "platform", "types": ["required"],
+             "capabilities": [{"name": "identity-v3-tokens-create", "status": "required",
+                               "tests": [LISTED.split("[")[0]], "flagged": []}]}
+
+
+def test_a_guideline_names_tests_of_its_list() -> None:
+    payload = parse_payload(valid(tests={"list": [LISTED]}, guideline=GUIDELINE))
+    assert payload.guideline == GUIDELINE and parse_payload(payload.to_dict()) == payload
+    with pytest.raises(PayloadError, match=r"^guideline: needs tests.list"):
+        parse_payload(valid(guideline=GUIDELINE))
+    other = {**GUIDELINE, "capabilities": [{**GUIDELINE["capabilities"][0],
+                                            "tests": ["a.B.test_c"]}]}
+    with pytest.raises(PayloadError, match=r'^guideline.capabilities\[0\].tests\[0\]: '
+                                           r'"a.B.test_c" is not in tests.list'):
+        parse_payload(valid(tests={"list": [LISTED]}, guideline=other))
+    with pytest.raises(PayloadError, match=r"^guideline.types\[0\]: "):
+        parse_payload(valid(tests={"list": [LISTED]}, guideline={**GUIDELINE,
+                                                                 "types": ["mandatory"]}))

@@ -153,7 +153,8 @@ def _execute_json(summary: Summary) -> dict[str, Any]:
     doc = summary.to_dict()
     keys = ("test_id", "state", *COUNT_KEYS, "not_run", "duration_s", "subunit")
     out = {k: doc[k] for k in keys}
-    out.update({k: doc[k] for k in ("message", "field", "failures") if doc[k]})
+    extra = ("message", "field", "failures", "selection", "compliance")
+    out.update({k: doc[k] for k in extra if doc[k]})
     return out
 
 
@@ -164,6 +165,8 @@ def _summary_text(s: Summary) -> str:
              f"  {s.counts.describe()}, in {s.duration_s:.1f} s"]
     if s.subunit:
         lines.append(f"  subunit: {s.subunit}")
+    for name in (s.selection or {}).get("not_found", []):
+        lines.append(f"  NOT FOUND {name}")
     for f in s.failures:
         lines.append(f"  FAILED {f.test}")
     return "\n".join(lines)

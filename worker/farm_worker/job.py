@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from farm_worker import cloud, defaults, preflight, redaction, tempest
+from farm_worker import cloud, compliance, defaults, matching, preflight, redaction, tempest
 from farm_worker.environments import Template
 from farm_worker.exceptions import (
     EnvironmentBuildError,
@@ -36,6 +36,7 @@ from farm_worker.protocol import (
     Counts,
     Failure,
     Payload,
+    Selection,
     Summary,
     TestState,
     parse_conf,
@@ -43,6 +44,7 @@ from farm_worker.protocol import (
     selection_from_testcases,
     show,
     state_event,
+    wanted_tests,
 )
 from farm_worker.reporting import CallbackClient, Reporter
 from farm_worker.results import Collector, TestOutcome, consume
@@ -98,6 +100,7 @@ class Job:
         self.worker = self.config.worker_id
         self.job_dir = runner.worker_dir / f"{payload.test_id}-{uuid.uuid4().hex[:8]}"
         self.results: Collector | None = None  # from the listing on
+        self.matched: matching.Matched | None = None  # an explicit list, once matched
         self._last_progress = 0.0
         self.secrets: list[int] = []
         self.final: tuple[TestState, str] | None = None  # announced after the cleanup
@@ -113,14 +116,15 @@ class Job:
     def counts(self) -> Counts:
         return self.results.counts() if self.results is not None else Counts()
 
-    def set_state(self, state: TestState, message: str = "") -> None:
+    def set_state(self, state: TestState, message: str = "",
+                  outcome: dict[str, Any] | None = None) -> None:
         """Announce a state; from the listing on, the status server gets the counts with
         it, so a run that ended shows its final counts, not its last progress."""
         message = redaction.redact(message)
         self.log.info("%s%s", state.value, f": {message}" if message else "")
         self.hooks.emit(state_event(self.test_id, state, self.worker, message))
         self.reporter.state(state, message,
-                            self.counts() if self.results is not None else None)
+                            self.counts() if self.results is not None else None, outcome)
 
     def run(self) -> Summary:
         p = self.payload
@@ -169,7 +173,16 @@ class Job:
                        duration_s=self.runner.clock() - self.started,
                        subunit=str(subunit) if subunit else None,
                        message=redaction.redact(message), worker=self.worker,
-                       tempest_version=self.payload.tempest_version, failures=failures)
+                       tempest_version=self.payload.tempest_version, failures=failures,
+                       selection=self.matched.to_dict() if self.matched else None,
+                       compliance=self.compliance())
+
+    def compliance(self) -> dict[str, Any] | None:
+        """A guideline run's compliance report, once its list is matched."""
+        if self.payload.guideline is None or self.matched is None:
+            return None
+        return compliance.report(self.payload.guideline, self.matched,
+                                 self.results.tests if self.results else [])
 
     def _check_cancel(self) -> None:
         if self.cancel.is_set():
@@ -190,22 +203,40 @@ class Job:
             conf_text = tempest.render_conf(ws, self.config.tempest_defaults, conf)
             tempest.write_conf(ws, conf_text)
             checked = self._preflight(conf_text)
-            args = tempest.selection_args(p.tempest_version, selection, ws)
             deadline = self.runner.clock() + self.timeout_s
-            tests = tempest.list_tests(ws, args, self.cancel, deadline)
+            if selection is not None and selection.listed:
+                tests = self._match(ws, selection, deadline)
+                args = tempest.load_list_args(ws, tests)
+            else:
+                args = tempest.selection_args(p.tempest_version, selection, ws)
+                tests = tempest.list_tests(ws, args, self.cancel, deadline)
             if not tests:
                 raise TempestError(f"the selection {show(selection.to_dict() if selection else {})}"
                                    " matches no test")
             self.results = Collector(on_test=self._on_test, selected=tests)
+            listed = f" ({self.matched.describe()})" if self.matched else ""
             if p.dry_run:
-                return self._end(TestState.PASSED, f"dry run: {len(tests)} tests selected")
+                return self._end(TestState.PASSED,
+                                 f"dry run: {len(tests)} tests selected{listed}")
             notes = "; ".join(checked.notes) if checked else ""
-            self.set_state(TestState.RUNNING, f"{len(tests)} tests"
+            self.set_state(TestState.RUNNING, f"{len(tests)} tests{listed}"
                            + (f" (preflight: {notes})" if notes else ""))
             self._progress("")  # the total, before the first test ends
             subunit = self._run_tempest(ws, args, deadline)
             cpid = self._cpid(conf_text, checked)
         return self._finish(subunit, cpid)
+
+    def _match(self, ws: tempest.Workspace, selection: Selection, deadline: float) -> list[str]:
+        """The Tempest tests an explicit list names, matched against this Tempest's own
+        list (matching); none found is an error that says so."""
+        available = tempest.list_tests(ws, [], self.cancel, deadline)
+        self.matched = matching.match(wanted_tests(selection.listed), available)
+        self.log.info("test list %s", self.matched.describe())
+        if not self.matched.matches:
+            raise TempestError(f"tests.list: none of the {len(self.matched.not_found)} listed "
+                               f"tests is in tempest {self.payload.tempest_version} "
+                               f"(by name, alias or id): {self.matched.missing()}")
+        return self.matched.tests
 
     def _preflight(self, conf_text: str) -> preflight.Checked | None:
         """The conf checked against its cloud before Tempest starts (not for a dry run,
@@ -314,6 +345,9 @@ class Job:
             self.reporter.upload(subunit, cpid)
         counts = self.counts()
         message = counts.describe()
+        report = self.compliance()
+        if report is not None:
+            message += f"; guideline {report['version']} {report['target']}: {report['summary']}"
         if counts.any_failed:
             state = TestState.FAILED
         elif counts.reported + counts.classes_skipped == 0:
@@ -352,7 +386,9 @@ class Job:
 
     def _announce_final(self) -> None:
         if self.final is not None:
-            self.set_state(*self.final)
+            outcome = {"selection": self.matched.to_dict() if self.matched else None,
+                       "compliance": self.compliance()}
+            self.set_state(*self.final, outcome={k: v for k, v in outcome.items() if v})
 
     def _flush_reports(self) -> None:
         if not self.reporter.close(self.config.report_flush_s) and not self.reporter.pending:

@@ -144,11 +144,16 @@ class Reporter:
                 self._thread.start()
             self._cond.notify()
 
-    def state(self, state: TestState, message: str = "", counts: Counts | None = None) -> None:
+    def state(self, state: TestState, message: str = "", counts: Counts | None = None,
+              outcome: dict[str, Any] | None = None) -> None:
+        """A state report; a final one may carry the run's `outcome` as its `payload` (a
+        test list's selection report, a guideline's compliance report)."""
         body: dict[str, Any] = {"test_id": self.test_id, "status": state.value,
                                 "message": message, "worker": self.worker}
         if counts is not None:
             body["progress"] = {"current": "", **counts.to_dict()}
+        if outcome:
+            body["payload"] = outcome
         self._put(_Item("status", body))
 
     def progress(self, state: TestState, current: str, counts: Counts) -> None:

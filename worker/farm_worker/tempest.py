@@ -180,9 +180,10 @@ def selection_args(version: str, selection: Selection | None, ws: Workspace) -> 
     """`tempest run` arguments for a selection, with the option names this version knows.
 
     Tempest < 26 called the lists --whitelist-file/--blacklist-file; 26 added
-    --include-list/--exclude-list and later releases dropped the old names.
+    --include-list/--exclude-list and later releases dropped the old names. An explicit
+    list is matched first and run with `load_list_args`.
     """
-    if selection is None:
+    if selection is None or selection.listed:
         return []
     new_names = parse_version(version) >= (26, 0, 0)
     args: list[str] = []
@@ -195,6 +196,13 @@ def selection_args(version: str, selection: Selection | None, ws: Workspace) -> 
             path.write_text("".join(f"{item}\n" for item in items), encoding="utf-8")
             args += [f"--{kind}-list" if new_names else old, str(path)]
     return args
+
+
+def load_list_args(ws: Workspace, tests: Sequence[str]) -> list[str]:
+    """`tempest run` arguments that run exactly `tests` (Tempest test ids)."""
+    path = ws.job_dir / "load-list.txt"
+    path.write_text("".join(f"{test}\n" for test in tests), encoding="utf-8")
+    return ["--load-list", str(path)]
 
 
 def list_tests(ws: Workspace, args: Sequence[str], cancel: threading.Event | None = None,

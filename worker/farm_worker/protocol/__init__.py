@@ -3,7 +3,8 @@
 Everything that crosses gearmand or the status server's HTTP contract is named here and
 nowhere else; the client, the server and the Ansible module import these names from
 `farm_worker.protocol`. The parts: `names` (functions, states, exit codes, verdicts),
-`payload` (the job), `events` (what a running job sends), `fields` (field errors).
+`payload` (the job), `events` (what a running job sends), `fields` (field errors),
+`testlist` (explicit test lists).
 """
 
 from __future__ import annotations
@@ -76,6 +77,16 @@ from farm_worker.protocol.payload import (
     salvage_test_id,
     selection_from_testcases,
 )
+from farm_worker.protocol.testlist import (
+    MAX_TESTS,
+    TEST_NAME_PATTERN,
+    Wanted,
+    describe_selection,
+    idempotent_id,
+    read_lines,
+    split_test,
+    wanted_tests,
+)
 
 __all__ = [
     "CANCEL_PREFIX",
@@ -88,6 +99,7 @@ __all__ = [
     "FINAL_STATE_VALUES",
     "HTTP_URL",
     "KEEP",
+    "MAX_TESTS",
     "PAYLOAD_SCHEMA",
     "PING",
     "PING_PREFIX",
@@ -101,6 +113,7 @@ __all__ = [
     "SUBUNIT_SKIPPED",
     "SUPERSEDED",
     "TEST_ID_PATTERN",
+    "TEST_NAME_PATTERN",
     "VERSION_PATTERN",
     "Callback",
     "Conf",
@@ -115,11 +128,14 @@ __all__ = [
     "Summary",
     "TestState",
     "Validator",
+    "Wanted",
     "cancel_function",
     "decode_payload",
+    "describe_selection",
     "encode_event",
     "exit_code",
     "format_checker",
+    "idempotent_id",
     "is_http_url",
     "parse_address",
     "parse_conf",
@@ -128,14 +144,17 @@ __all__ = [
     "parse_version",
     "ping_function",
     "progress_event",
+    "read_lines",
     "run_function",
     "salvage_test_id",
     "schema_error",
     "schema_errors",
     "selection_from_testcases",
     "show",
+    "split_test",
     "state_event",
     "stop_reason",
     "validator",
     "version_of_function",
+    "wanted_tests",
 ]

@@ -171,6 +171,10 @@ class Summary:
     worker: str | None = None
     tempest_version: str | None = None
     failures: list[Failure] = dc_field(default_factory=list)
+    # an explicit test list: what it matched and what this Tempest lacks (matching.Matched)
+    selection: dict[str, Any] | None = None
+    # a guideline run: its compliance report, per capability (compliance.report)
+    compliance: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -179,6 +183,7 @@ class Summary:
             "message": self.message, "field": self.field, "worker": self.worker,
             "tempest_version": self.tempest_version,
             "failures": [{"test": f.test, "detail": f.detail} for f in self.failures],
+            "selection": self.selection, "compliance": self.compliance,
         }
 
     @classmethod
@@ -190,6 +195,7 @@ class Summary:
             message=doc.get("message", ""), field=doc.get("field"), worker=doc.get("worker"),
             tempest_version=doc.get("tempest_version"),
             failures=[Failure(f["test"], f.get("detail", "")) for f in doc.get("failures", [])],
+            selection=doc.get("selection"), compliance=doc.get("compliance"),
         )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from farm_worker import defaults
 from farm_worker.exceptions import FieldError, PayloadError
 from farm_worker.protocol.fields import HTTP_URL, schema_errors, show, validator
+from farm_worker.protocol.testlist import MAX_TESTS, TEST_NAME_PATTERN, split_test
 
 SCHEMA_VERSION = 1
 
@@ -30,6 +31,32 @@ _SCALAR = {"oneOf": [
 _REGEX_LIST = {"type": "array", "maxItems": 20000,
                "items": {"type": "string", "minLength": 1, "maxLength": 1024,
                          "pattern": CONF_STRING_PATTERN}}
+
+_TEST_NAME = {"type": "string", "maxLength": 1024, "allOf": [{
+    "pattern": TEST_NAME_PATTERN,
+    "x-error": "is not a test name (module.Class.test_method, optionally with [attributes])"}]}
+_NAMES = {"type": "string", "maxLength": 128, "pattern": r"^[A-Za-z0-9_.:-]+$"}
+# The statuses a guideline gives its capabilities (interop schema 2.0)
+CAPABILITY_STATUSES = ("required", "advisory", "deprecated", "removed")
+GUIDELINE_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "required": ["version", "target", "types", "capabilities"],
+    "properties": {
+        "version": _NAMES, "target": _NAMES,
+        "types": {"type": "array", "minItems": 1, "uniqueItems": True,
+                  "items": {"enum": list(CAPABILITY_STATUSES)}},
+        "flagged": {"type": "boolean"},
+        "source": {"type": "string", "maxLength": 2048, "pattern": CONF_STRING_PATTERN},
+        "capabilities": {"type": "array", "maxItems": 2000, "items": {
+            "type": "object", "additionalProperties": False,
+            "required": ["name", "status", "tests"],
+            "properties": {
+                "name": _NAMES, "status": {"enum": list(CAPABILITY_STATUSES)},
+                "tests": {"type": "array", "maxItems": MAX_TESTS, "items": _TEST_NAME},
+                "flagged": {"type": "array", "maxItems": MAX_TESTS, "items": _TEST_NAME},
+            }}},
+    },
+}
 
 PAYLOAD_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -66,8 +93,10 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
                 "regex": {"type": "string", "maxLength": 4096, "pattern": CONF_STRING_PATTERN},
                 "include": _REGEX_LIST,
                 "exclude": _REGEX_LIST,
+                "list": {"type": "array", "maxItems": MAX_TESTS, "items": _TEST_NAME},
             },
         },
+        "guideline": GUIDELINE_SCHEMA,
         "callback": {
             "type": "object", "additionalProperties": False, "required": ["url"],
             "properties": {
@@ -84,6 +113,7 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
 
 _VALIDATOR = validator(PAYLOAD_SCHEMA)
 _CONF_VALIDATOR = validator(PAYLOAD_SCHEMA["properties"]["conf"])
+_LIST_VALIDATOR = validator(PAYLOAD_SCHEMA["properties"]["tests"]["properties"]["list"])
 
 ConfValue = str | bool | int | float | list[str | bool | int | float]
 Conf = dict[str, dict[str, ConfValue]]
@@ -91,20 +121,24 @@ Conf = dict[str, dict[str, ConfValue]]
 
 @dataclass(frozen=True)
 class Selection:
-    """Which tests to run: a regex and include/exclude lists of regexes."""
+    """Which tests to run: a regex and include/exclude lists of regexes, or an explicit
+    list of tests (`listed`, refstack-client's format, matched by the worker)."""
 
     regex: str = ""
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    listed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        if self.listed:
+            return {"list": list(self.listed)}
         return {"regex": self.regex, "include": list(self.include),
                 "exclude": list(self.exclude)}
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Selection:
         return cls(doc.get("regex", ""), tuple(doc.get("include", ())),
-                   tuple(doc.get("exclude", ())))
+                   tuple(doc.get("exclude", ())), tuple(doc.get("list", ())))
 
 
 @dataclass(frozen=True)
@@ -124,6 +158,8 @@ class Payload:
     callback: Callback | None = None
     timeout_s: int | None = None  # None: the worker's default_timeout_s
     dry_run: bool = False
+    # an interop guideline run: version, target, types and its capabilities' tests
+    guideline: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The payload as JSON-ready data; `parse_payload(to_dict())` gives it back."""
@@ -136,6 +172,8 @@ class Payload:
             out["conf"] = self.conf
         if self.tests is not None:
             out["tests"] = self.tests.to_dict()
+        if self.guideline is not None:
+            out["guideline"] = dict(self.guideline)
         if self.callback is not None:
             out["callback"] = {"url": self.callback.url}
             if self.callback.token:
@@ -186,6 +224,12 @@ def _semantic_errors(doc: Mapping[str, Any]) -> list[FieldError]:
             errors.extend(_regex_error(f"tests.{key}[{i}]", rx))
     if tests.get("regex"):
         errors.extend(_regex_error("tests.regex", tests["regex"]))
+    if tests.get("list"):
+        mixed = [f"tests.{k}" for k in ("regex", "include", "exclude") if tests.get(k)]
+        if mixed:
+            errors.append(FieldError("tests.list", f"cannot be combined with {', '.join(mixed)}"
+                                                   ": a list names every test it runs"))
+    errors.extend(_guideline_errors(doc.get("guideline"), tests.get("list")))
     callback = doc.get("callback")
     if callback is None:
         for key, source in (("conf", "GET /get-miniconf"), ("tests", "GET /get-testcases")):
@@ -193,6 +237,22 @@ def _semantic_errors(doc: Mapping[str, Any]) -> list[FieldError]:
                 errors.append(FieldError(key, f"is required when there is no callback to "
                                               f"fetch it from ({source})"))
     return errors
+
+
+def _guideline_errors(guideline: Mapping[str, Any] | None,
+                      listed: list[str] | None) -> list[FieldError]:
+    """A guideline's capabilities name tests of the run's own list."""
+    if guideline is None:
+        return []
+    if not listed:
+        return [FieldError("guideline", "needs tests.list: the tests the guideline names")]
+    names = {split_test(line)[0] for line in listed}
+    for i, cap in enumerate(guideline["capabilities"]):
+        for j, test in enumerate(cap["tests"]):  # flagged ones run only when listed
+            if split_test(test)[0] not in names:
+                return [FieldError(f"guideline.capabilities[{i}].tests[{j}]",
+                                   f"{show(test)} is not in tests.list")]
+    return []
 
 
 def _regex_error(where: str, rx: str) -> list[FieldError]:
@@ -227,6 +287,7 @@ def parse_payload(raw: bytes | str | Mapping[str, Any]) -> Payload:
         callback=None if callback is None else Callback(callback["url"], callback.get("token")),
         timeout_s=doc.get("timeout_s"),
         dry_run=doc.get("dry_run", False),
+        guideline=doc.get("guideline"),
     )
 
 
@@ -240,20 +301,19 @@ def parse_conf(doc: Any, where: str = "conf") -> Conf:
 
 
 def selection_from_testcases(doc: Any) -> Selection:
-    """`{"testcases": [test ids]}` (GET /get-testcases) -> an include list.
+    """`{"testcases": [test ids]}` (GET /get-testcases) -> a test list.
 
     Test ids may carry attributes (`[id-...,smoke]`) that differ between Tempest
-    versions: each entry matches its base name with any attributes.
+    versions: the worker matches them by name, alias and idempotent id as any list.
     """
     cases = doc.get("testcases") if isinstance(doc, Mapping) else None
     if not isinstance(cases, list) or not all(isinstance(c, str) and c for c in cases):
         raise PayloadError([FieldError("testcases", f"{show(doc)} is not "
                                                     '{"testcases": [test ids]}')])
-    include = []
-    for case in cases:
-        base = case.split("[", 1)[0].strip()
-        include.append(f"^{re.escape(base)}(\\[.*\\])?$")
-    return Selection(include=tuple(include))
+    errors = schema_errors(_LIST_VALIDATOR, [c.strip() for c in cases])
+    if errors:
+        raise PayloadError([FieldError(f"testcases{e.field}", e.message) for e in errors])
+    return Selection(listed=tuple(c.strip() for c in cases))
 
 
 def salvage_test_id(raw: bytes | str | Mapping[str, Any]) -> str | None:
