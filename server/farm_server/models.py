@@ -58,6 +58,15 @@ class TestRow(Base):
     # added by migration 0004: class and module fixtures that failed or skipped
     classes_failed: Mapped[int | None] = mapped_column(Integer)
     classes_skipped: Mapped[int | None] = mapped_column(Integer)
+    # added by migration 0005: an interop guideline run (version, target, statuses as
+    # "required,advisory"), its guideline block, and the worker's final selection report
+    # (what the test list matched) and compliance report
+    guideline: Mapped[str | None] = mapped_column(String(64), index=True)
+    guideline_target: Mapped[str | None] = mapped_column(String(64))
+    guideline_types: Mapped[str | None] = mapped_column(String(128))
+    guideline_json: Mapped[str | None] = mapped_column(Text)
+    selection_json: Mapped[str | None] = mapped_column(Text)
+    compliance_json: Mapped[str | None] = mapped_column(Text)
 
 
 class ReportRow(Base):

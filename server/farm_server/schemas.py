@@ -33,7 +33,8 @@ from farm_worker.protocol import (
 
 STATES = list(STATE_VALUES)  # JSON Schema enums are arrays
 MESSAGE_MAX = 4096
-PAYLOAD_MAX = 64 * 1024  # a report's `payload`, as JSON
+PAYLOAD_MAX = 2 * 1024 * 1024  # a report's `payload`, as JSON: a final one carries a guideline
+# run's compliance report (a test list of 5,000 tests with their skip reasons fits)
 MAX_LIMIT = 500
 RESULT_FORMATS = ["json", "subunit", "junit"]
 
@@ -152,6 +153,12 @@ LIST_QUERY: dict[str, Any] = {
                   "description": "repeat, or separate with commas"},
         "version": {"type": "string", "pattern": VERSION_PATTERN,
                     "x-error": "is not an exact version"},
+        "guideline": {"type": "string", "maxLength": 64, "pattern": r"^[A-Za-z0-9_.:-]+$",
+                      "x-error": "is not a guideline version",
+                      "description": "guideline runs of this version (e.g. 2020.06)"},
+        "target": {"type": "string", "maxLength": 64, "pattern": r"^[A-Za-z0-9_.:-]+$",
+                   "x-error": "is not a guideline target",
+                   "description": "guideline runs of this target (e.g. platform)"},
         "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50,
                   "x-error": f"is not a number from 1 to {MAX_LIMIT}"},
         "offset": {"type": "integer", "minimum": 0, "maximum": 10**9, "default": 0,

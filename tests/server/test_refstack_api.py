@@ -12,6 +12,7 @@ import pytest
 
 from farm_lab.gearmand import Gearmand
 from farm_server.models import TestRow
+from farm_server.schemas import PAYLOAD_MAX
 from harness.subunit_streams import stream
 from server.conftest import App, json_of, make_app
 
@@ -73,8 +74,8 @@ def test_repeated_and_late_reports(farm_app: App) -> None:
      "not a count"),
     ({"test_id": "t1", "status": "running", "progress": {"eta": 5}}, "progress.eta",
      "unknown field"),
-    ({"test_id": "t1", "status": "running", "payload": {"x": "y" * 70000}}, "payload",
-     "larger than"),
+    ({"test_id": "t1", "status": "running", "payload": {"x": "y" * (PAYLOAD_MAX + 1)}},
+     "payload", "larger than"),
     ({"test_id": "t1", "status": "running", "worker": "a b"}, "worker", "not a worker id"),
     ({"test_id": "unknown-test", "status": "running"}, "test_id", "not a test of this server"),
 ])

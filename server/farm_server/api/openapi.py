@@ -77,7 +77,19 @@ def openapi_document() -> dict[str, Any]:
                              "finished_at": {"type": ["string", "null"]},
                              "last_report_at": {"type": ["string", "null"]},
                              "cpid": {"type": ["string", "null"]},
-                             "upload_to": {"type": ["string", "null"]}}},
+                             "upload_to": {"type": ["string", "null"]},
+                             "guideline": {
+                                 "type": ["object", "null"],
+                                 "description": "an interop guideline run: version, target, "
+                                                "types (capability statuses)"},
+                             "selection": {
+                                 "type": ["object", "null"],
+                                 "description": "a test list's matching: listed, matched, "
+                                                "by_name, by_alias, by_id, renamed, not_found"},
+                             "compliance": {
+                                 "type": ["object", "null"],
+                                 "description": "a guideline run's compliance report: "
+                                                "capabilities, totals, summary"}}},
                 "Upload": openapi_schema(UPLOAD_RECORD),
                 "StatusUpdate": openapi_schema(STATUS_UPDATE),
                 "CreateTest": openapi_schema(CREATE_TEST),

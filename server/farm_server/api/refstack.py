@@ -123,4 +123,4 @@ def get_testcases() -> tuple[Response, int]:
     if not isinstance(test, TestRow):
         return test
     tests = json.loads(test.tests_json) if test.tests_json else {}
-    return jsonify({"testcases": list(tests.get("include", []))}), 200
+    return jsonify({"testcases": list(tests.get("list") or tests.get("include", []))}), 200

@@ -78,7 +78,15 @@ def test_view(t: TestRow) -> dict[str, Any]:
         "started_at": _iso(t.started_at), "finished_at": _iso(t.finished_at),
         "last_report_at": _iso(t.last_report_at),
         "cpid": t.cpid, "upload_to": t.upload_to,
+        "guideline": None if t.guideline is None else {
+            "version": t.guideline, "target": t.guideline_target,
+            "types": (t.guideline_types or "").split(",")},
+        "selection": _loads(t.selection_json), "compliance": _loads(t.compliance_json),
     }
+
+
+def _loads(text: str | None) -> Any:
+    return json.loads(text) if text else None
 
 
 def report_view(r: ReportRow) -> dict[str, Any]:
@@ -126,13 +134,17 @@ def create_test() -> tuple[Response, int]:
     tests = payload.tests or Selection()
     job = Payload(payload.test_id, payload.tempest_version, conf=None, tests=tests,
                   callback=Callback(state.config.callback_url), timeout_s=payload.timeout_s,
-                  dry_run=payload.dry_run)
+                  dry_run=payload.dry_run, guideline=payload.guideline)
+    g = payload.guideline or {}
     row = TestRow(id=payload.test_id, state=TestState.QUEUED.value,
                   tempest_version=payload.tempest_version,
                   conf_json=json.dumps(payload.conf) if payload.conf is not None else None,
                   tests_json=json.dumps(tests.to_dict()), dry_run=payload.dry_run,
                   timeout_s=payload.timeout_s, message=f"queued on {function}",
-                  cpid=cpid, upload_to=upload_to or state.config.refstack_upload_url)
+                  cpid=cpid, upload_to=upload_to or state.config.refstack_upload_url,
+                  guideline=g.get("version"), guideline_target=g.get("target"),
+                  guideline_types=",".join(g.get("types", [])) or None,
+                  guideline_json=json.dumps(g) if g else None)
 
     def submit() -> tuple[str, str]:
         server, handle = state.gearman.submit(function, job.encode(), unique=payload.test_id)
@@ -156,7 +168,8 @@ def list_tests() -> tuple[Response, int]:
     query = checked_query(LIST_QUERY, request.args)
     limit, offset = query["limit"], query["offset"]
     rows, total = farm().store.find(states=query.get("state"), version=query.get("version"),
-                                    limit=limit, offset=offset)
+                                    guideline=query.get("guideline"),
+                                    target=query.get("target"), limit=limit, offset=offset)
     return jsonify({"tests": [test_view(t) for t in rows], "total": total, "limit": limit,
                     "offset": offset}), 200
 

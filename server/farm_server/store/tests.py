@@ -46,6 +46,8 @@ _INSERT_REPORT = insert(REPORTS)
 _UPDATE_TEST = (update(TESTS).where(TESTS.c.id == bindparam("tid"))
                 .values({name: bindparam(name) for name in _MOVING}))
 _FORGET_CONF = update(TESTS).where(TESTS.c.id == bindparam("tid")).values(conf_json=None)
+# a final report's payload may carry the run's outcome beyond its counts
+OUTCOME_KEYS = {"selection": "selection_json", "compliance": "compliance_json"}
 _FINAL = sorted(FINAL_STATE_VALUES)
 
 
@@ -92,12 +94,17 @@ class Tests(StoreBase):
             return s.get(TestRow, test_id)
 
     def find(self, *, states: list[str] | None = None, version: str | None = None,
+             guideline: str | None = None, target: str | None = None,
              limit: int = 50, offset: int = 0) -> tuple[list[TestRow], int]:
         query = select(TestRow)
         if states:
             query = query.where(TestRow.state.in_(states))
         if version:
             query = query.where(TestRow.tempest_version == version)
+        if guideline:
+            query = query.where(TestRow.guideline == guideline)
+        if target:
+            query = query.where(TestRow.guideline_target == target)
         with self.read() as s:
             total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = list(s.scalars(query.order_by(TestRow.created_at.desc(), TestRow.id)
@@ -192,6 +199,10 @@ class Tests(StoreBase):
             conn.execute(_UPDATE_TEST, {"tid": test_id, **values})
             if verdict is Verdict.APPLY and current in FINAL_STATES:
                 conn.execute(_FORGET_CONF, {"tid": test_id})  # its cloud's passwords
+                outcome = {column: json.dumps(payload[key]) for key, column in
+                           OUTCOME_KEYS.items() if isinstance(payload, dict) and payload.get(key)}
+                if outcome:
+                    conn.execute(update(TESTS).where(TESTS.c.id == test_id).values(**outcome))
             if worker_name and self._seen_long_ago(worker_name):
                 conn.execute(update(WORKERS).where(WORKERS.c.name == worker_name)
                              .values(last_seen_at=now))
