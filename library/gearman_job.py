@@ -55,6 +55,47 @@ options:
     description: Regular expressions of tests to skip.
     type: list
     elements: str
+  test_list:
+    description:
+      - An explicit list of tests, refstack-client's format (V(module.Class.test_method),
+        optionally with V([id-<uuid>,...]); a test's older names as extra entries with its
+        id). Matched to the worker's Tempest by name, alias and idempotent id.
+      - Not with O(regex), O(include), O(exclude) or O(guideline).
+    type: list
+    elements: str
+  guideline:
+    description:
+      - Run an interop guideline's tests and return its compliance report. The list comes
+        from the RefStack API at O(guideline.refstack_url), as refstack-client asks for it,
+        or from the guideline file O(guideline.file).
+    type: dict
+    suboptions:
+      version:
+        description: The guideline, for example V(2020.06) (an add-on's, V(dns.2020.06)).
+        type: str
+        required: true
+      target:
+        description: V(platform), V(compute), V(object) or an add-on (V(dns),
+          V(orchestration), ...).
+        type: str
+        default: platform
+      types:
+        description: The capability statuses to run.
+        type: list
+        elements: str
+        default: [required]
+      include_flagged:
+        description: Run the flagged tests too (reported, never required).
+        type: bool
+        default: false
+      refstack_url:
+        description: The RefStack API that serves the guideline (for example
+          V(https://refstack.openstack.org/api)).
+        type: str
+      file:
+        description: The guideline's JSON (interop schema 2.0) as a path or an http(s) URL,
+          instead of O(guideline.refstack_url).
+        type: str
   dry_run:
     description: Build the environment and the configuration and list the tests, run none.
     type: bool
@@ -150,6 +191,17 @@ EXAMPLES = r"""
     upload_url: https://refstack.openstack.org/api
     upload_key: ~/.ssh/refstack_rsa
 
+- name: An official run of guideline 2020.06 (platform, required tests)
+  gearman_job:
+    test_id: cloud-a-2020.06
+    tempest_version: 47.0.0
+    guideline: {version: "2020.06", refstack_url: https://refstack.openstack.org/api}
+    conf: "{{ cloud_a_tempest_conf }}"
+    server_url: https://farm.example.org/
+    token: "{{ farm_token }}"
+    wait: true
+  register: official
+
 - name: Cancel a run
   gearman_job:
     test_id: cloud-a-2026-11-25
@@ -184,6 +236,20 @@ summary:
   type: dict
   sample: {"passed": 138, "failed": 0, "skipped": 0, "not_run": 0, "total": 138,
            "classes_failed": 0, "message": "..."}
+selection:
+  description: What an explicit list or a guideline matched - listed, matched, by_name,
+    by_alias, by_id, renamed (listed name, Tempest name, how), not_found (names).
+  returned: when waited for a run of O(test_list) or O(guideline)
+  type: dict
+  sample: {"listed": 275, "matched": 273, "by_name": 270, "by_alias": 1, "by_id": 2,
+           "not_found": ["tempest.api.compute.a.B.test_c", "..."]}
+compliance:
+  description: A guideline run's compliance report - per capability its status, passed,
+    total and complete; totals per status; and C(summary), a sentence.
+  returned: when waited for a run of O(guideline)
+  type: dict
+  sample: {"summary": "passes 19 of 275 required tests (6.9%); 7 of 78 required
+           capabilities complete", "capabilities": [], "totals": {}}
 timed_out:
   description: Whether O(wait_timeout) passed before the run ended.
   returned: always
@@ -207,6 +273,7 @@ import traceback  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
 try:
+    from farm_client import guidelines
     from farm_client.commands.results import upload_results
     from farm_client.config import load_client_config
     from farm_client.exceptions import FarmClientError, NoSuchTest
@@ -247,7 +314,17 @@ def payload_of(params):
            "dry_run": params["dry_run"]}
     if params["conf"] is not None:
         doc["conf"] = params["conf"]
-    if params["regex"] is not None or params["include"] or params["exclude"]:
+    chosen = [k for k in ("test_list", "guideline") if params[k]]
+    if chosen and (params["regex"] is not None or params["include"] or params["exclude"]
+                   or len(chosen) > 1):
+        raise guidelines.GuidelineError(f"{chosen[-1]}: not with regex, include, exclude or "
+                                        "another list: a list names every test it runs",
+                                        chosen[-1])
+    if params["test_list"]:
+        doc["tests"] = {"list": params["test_list"]}
+    elif params["guideline"]:
+        doc["tests"], doc["guideline"] = guideline_tests(params["guideline"])
+    elif params["regex"] is not None or params["include"] or params["exclude"]:
         tests = {}
         if params["regex"] is not None:
             tests["regex"] = params["regex"]
@@ -263,6 +340,22 @@ def payload_of(params):
     if params["upload_url"] is not None and not params["wait"]:
         doc["upload_url"] = params["upload_url"]  # the server uploads when the run ends
     return doc
+
+
+def guideline_tests(g):
+    """A guideline's test list and block, from its file or its RefStack API."""
+    types = list(g["types"])
+    if g["file"]:
+        doc = guidelines.parse_guideline(guidelines.fetch(g["file"], "guideline.file"),
+                                         g["file"], "guideline.file")
+        selected = guidelines.select(doc, g["target"], types, g["include_flagged"], g["file"])
+        return {"list": selected.lines}, selected.guideline
+    if not g["refstack_url"]:
+        raise guidelines.GuidelineError("guideline: needs refstack_url (the RefStack API "
+                                        "that serves it) or file", "guideline.refstack_url")
+    selected, lines = guidelines.from_refstack(g["refstack_url"], g["version"], g["target"],
+                                               types, g["include_flagged"])
+    return {"list": lines}, selected.guideline
 
 
 def open_farm(params):
@@ -295,15 +388,19 @@ def settle(module, farm, result, run=None, gone="unknown"):
     if snap.state == GONE:
         result.update(state=gone)
         return
-    result.update(state=snap.state, summary=snap.summary or summary_of(snap),
-                  message=f"{test_id} ran: {snap.state}")
+    summary = snap.summary or summary_of(snap)
+    outcome = summary if snap.summary else farm.final_results(snap).get("test") or {}
+    result.update(state=snap.state, summary=summary, message=f"{test_id} ran: {snap.state}",
+                  selection=outcome.get("selection"), compliance=outcome.get("compliance"))
+    if result["compliance"]:
+        result["message"] += f"; {result['compliance']['summary']}"
 
 
 def summary_of(snap):
     return {**snap.counts.to_dict(), "worker": snap.worker, "message": snap.message}
 
 
-def present(module, farm, result):
+def present(module, farm, result, payload):
     p = module.params
     test_id = p["test_id"]
     state = known_state(farm, test_id)
@@ -315,8 +412,8 @@ def present(module, farm, result):
                           message=f"{test_id} would be queued (check mode)")
             return
         # with wait, a foreground job straight to gearmand: its worker reports the end
-        run = farm.start(payload_of(p), p["queue_anyway"]) if p["wait"] else None
-        submitted = run.submitted if run else farm.submit(payload_of(p), p["queue_anyway"])
+        run = farm.start(payload, p["queue_anyway"]) if p["wait"] else None
+        submitted = run.submitted if run else farm.submit(payload, p["queue_anyway"])
         result.update(changed=True, handle=submitted.handle, state="queued",
                       message=f"{test_id} queued on {submitted.function}")
         if run:
@@ -377,6 +474,15 @@ def main():
             regex=dict(type="str"),
             include=dict(type="list", elements="str"),
             exclude=dict(type="list", elements="str"),
+            test_list=dict(type="list", elements="str"),
+            guideline=dict(type="dict", options=dict(
+                version=dict(type="str", required=True),
+                target=dict(type="str", default="platform"),
+                types=dict(type="list", elements="str", default=["required"]),
+                include_flagged=dict(type="bool", default=False),
+                refstack_url=dict(type="str"),
+                file=dict(type="str"),
+            )),
             dry_run=dict(type="bool", default=False),
             timeout_s=dict(type="int"),
             queue_anyway=dict(type="bool", default=False),
@@ -403,14 +509,16 @@ def main():
         module.fail_json(msg="upload_key needs wait=true: the module signs the upload when "
                              "the run ends (without wait, the server uploads with its key)")
     result = dict(changed=False, test_id=p["test_id"], handle=None, state="unknown",
-                  summary=None, timed_out=False, message="", upload=None,
+                  summary=None, timed_out=False, message="", upload=None, selection=None,
+                  compliance=None,
                   _deadline=time.monotonic() + p["wait_timeout"])
     farm = None
     try:
         farm = open_farm(p)
         if p["state"] == "present":
-            farm.read_payload(payload_of(p))
-            present(module, farm, result)
+            payload = payload_of(p)
+            farm.read_payload(payload)
+            present(module, farm, result, payload)
             if p["upload_url"] and p["wait"] and not result["timed_out"]:
                 upload_run(module, farm, result)
         else:

@@ -11,6 +11,7 @@ $FARM_CACHE, so a second run starts in seconds.
 
     make demo                              # the identity API tests (~140 tests)
     make demo DEMO_ARGS="--regex smoke"    # a shorter selection
+    make demo DEMO_ARGS="--guideline 2020.06"  # an interop guideline, read per capability
     make demo DEMO_ARGS=--keep             # keep it all running to look around; Ctrl-C ends
 """
 
@@ -40,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 VERSION = "47.0.0"
 RESULTS = ROOT / "demo-results"
+GUIDELINES = ROOT / "tests" / "data" / "interop" / "guidelines"
 
 
 def step(n: int, text: str) -> None:
@@ -121,10 +123,17 @@ class Demo:
         conf.chmod(0o600)
         test_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
 
-        step(6, f"farm submit --wait: {self.args.regex} through the status server")
+        if self.args.guideline:
+            selection = ["--guideline-file", str(GUIDELINES / f"{self.args.guideline}.json")]
+            what = (f"the required platform tests of interop guideline {self.args.guideline}"
+                    f" (its copy in {GUIDELINES.relative_to(ROOT)}; against a RefStack "
+                    f"server: --guideline {self.args.guideline} --refstack URL)")
+        else:
+            selection, what = ["--regex", self.args.regex], self.args.regex
+        step(6, f"farm submit --wait: {what} through the status server")
         t0 = time.monotonic()
-        code = farm_cli(cfg, "submit", "--tempest", VERSION, "--conf", str(conf), "--regex",
-                        self.args.regex, "--test-id", test_id, "--wait")
+        code = farm_cli(cfg, "submit", "--tempest", VERSION, "--conf", str(conf), *selection,
+                        "--test-id", test_id, "--wait")
         say(f"exit code {code} after {time.monotonic() - t0:.0f} s")
         if code == 130:
             raise KeyboardInterrupt
@@ -168,11 +177,18 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--regex", default=r"^tempest\.api\.identity",
                         help="the Tempest selection to run (default: the identity API tests)")
+    parser.add_argument("--guideline", metavar="VERSION",
+                        help="run an interop guideline's required platform tests instead, "
+                             "read per capability: "
+                             + ", ".join(sorted(p.stem for p in GUIDELINES.glob("*.json"))))
     parser.add_argument("--embedded", action="store_true",
                         help="use gear's pure-Python job server even if gearmand is installed")
     parser.add_argument("--keep", action="store_true",
                         help="keep everything running after the run, until Ctrl-C")
     args = parser.parse_args()
+    if args.guideline and not (GUIDELINES / f"{args.guideline}.json").is_file():
+        parser.error(f"--guideline: {args.guideline!r}: no such guideline in {GUIDELINES}; "
+                     "there are: " + ", ".join(sorted(p.stem for p in GUIDELINES.glob("*.json"))))
     cache = Path(os.environ.get("FARM_CACHE") or Path.home() / ".cache" / "refstack-farm")
     os.environ.setdefault("FARM_TEST_CACHE", str(cache))  # farm_lab's Keystone venv cache
     # a second SIGTERM or SIGINT must not interrupt the clean-up

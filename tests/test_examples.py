@@ -26,6 +26,7 @@ def test_refstack_cfg() -> None:
     config = load_client_config(EXAMPLES / "refstack.cfg", environ={})
     assert [str(s) for s in config.gearman_servers] == ["127.0.0.1:4730"]
     assert config.test_method == "gearman" and config.server_url is None
+    assert config.refstack_url == "https://refstack.openstack.org/api"
 
 
 def test_worker_yaml_has_every_key_but_the_rare_ones() -> None:

@@ -84,8 +84,10 @@ class FarmAPI:
         return self._json("GET", f"v1/tests/{test_id}")
 
     def tests(self, states: list[str] | None = None, version: str | None = None,
-              limit: int = 50, offset: int = 0) -> dict[str, Any]:
+              limit: int = 50, offset: int = 0, *, guideline: str | None = None,
+              target: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
+        params.update({k: v for k, v in (("guideline", guideline), ("target", target)) if v})
         if states:
             params["state"] = ",".join(states)
         if version:

@@ -9,9 +9,12 @@ still reads); an optional `[DEFAULT]` header is allowed:
     TEST_METHOD = gearman
     FARM_SERVER_URL = https://farm.example.org/
     FARM_TOKEN = ...
+    REFSTACK_URL = https://refstack.openstack.org/api
 
 Precedence for each key: flag > `FARM_<KEY>` in the environment (FARM_GEARMAN_SERVER,
-FARM_GEARMAN_PORT, FARM_TEST_METHOD, FARM_SERVER_URL, FARM_TOKEN) > the file > the default.
+FARM_GEARMAN_PORT, FARM_TEST_METHOD, FARM_SERVER_URL, FARM_TOKEN, FARM_REFSTACK_URL) > the
+file > the default. REFSTACK_URL is the RefStack API `farm submit --guideline` reads the
+interop guidelines from.
 The file is -c, else $FARM_CONFIG, else the first of SEARCH_PATH that exists.
 """
 
@@ -31,10 +34,12 @@ from farm_client.gearman_client import DEFAULT_PORT, Server
 SEARCH_PATH = (Path("refstack.cfg"), Path("~/.config/refstack-farm/refstack.cfg"),
                Path("/etc/refstack-farm/refstack.cfg"), Path("/etc/refstack/refstack.cfg"))
 SEARCH_TEXT = "-c, else $FARM_CONFIG, else " + ", else ".join(str(p) for p in SEARCH_PATH)
-KEYS = ("GEARMAN_SERVER", "GEARMAN_PORT", "TEST_METHOD", "FARM_SERVER_URL", "FARM_TOKEN")
+KEYS = ("GEARMAN_SERVER", "GEARMAN_PORT", "TEST_METHOD", "FARM_SERVER_URL", "FARM_TOKEN",
+        "REFSTACK_URL")
 SECRET_KEYS = frozenset({"FARM_TOKEN"})
 DEFAULTS = {"GEARMAN_SERVER": "127.0.0.1", "GEARMAN_PORT": str(DEFAULT_PORT),
-            "TEST_METHOD": "gearman", "FARM_SERVER_URL": "", "FARM_TOKEN": ""}
+            "TEST_METHOD": "gearman", "FARM_SERVER_URL": "", "FARM_TOKEN": "",
+            "REFSTACK_URL": ""}
 _LINE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*[=:]\s*(.*?)\s*$")
 
 
@@ -52,6 +57,7 @@ class ClientConfig:
     test_method: str = "gearman"
     server_url: str | None = None
     token: str | None = field(default=None, repr=False)
+    refstack_url: str | None = None
     # key -> (its effective text, where it came from)
     origins: Mapping[str, tuple[str, str]] = field(default_factory=dict, compare=False)
     file: Path | None = None
@@ -95,7 +101,8 @@ def read_cfg(path: Path) -> dict[str, tuple[str, int]]:
     return out
 
 
-FLAGS = {"GEARMAN_SERVER": "--gearman", "FARM_SERVER_URL": "--server", "FARM_TOKEN": "--token"}
+FLAGS = {"GEARMAN_SERVER": "--gearman", "FARM_SERVER_URL": "--server", "FARM_TOKEN": "--token",
+         "REFSTACK_URL": "--refstack"}
 
 
 def _servers(text: str, port_text: str, where: str, port_where: str) -> tuple[Server, ...]:
@@ -151,15 +158,22 @@ def load_client_config(path: str | Path | None = None, *,
                           "runs tests through gearman (TEST_METHOD = gearman)")
     servers = _servers(values["GEARMAN_SERVER"][0], values["GEARMAN_PORT"][0],
                        values["GEARMAN_SERVER"][1], values["GEARMAN_PORT"][1])
-    url, where = values["FARM_SERVER_URL"]
-    url = url.strip()
-    if url:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"{where}: FARM_SERVER_URL: {url!r} is not an http(s) URL")
-        url = url.rstrip("/") + "/"
+    url = _url(values, "FARM_SERVER_URL")
+    url = url.rstrip("/") + "/" if url else ""
     token = values["FARM_TOKEN"][0].strip() or None
     if token is not None and any(c.isspace() for c in token):
         raise ConfigError(f"{values['FARM_TOKEN'][1]}: FARM_TOKEN: contains whitespace")
     return ClientConfig(gearman_servers=servers, test_method="gearman",
-                        server_url=url or None, token=token, origins=values, file=file)
+                        server_url=url or None, token=token,
+                        refstack_url=_url(values, "REFSTACK_URL").rstrip("/") or None,
+                        origins=values, file=file)
+
+
+def _url(values: Mapping[str, tuple[str, str]], key: str) -> str:
+    url, where = values[key]
+    url = url.strip()
+    if url:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"{where}: {key}: {url!r} is not an http(s) URL")
+    return url

@@ -136,9 +136,51 @@ def result_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
             for f in (doc.get("summary") or {}).get("failures", [])]
 
 
+def outcome_of(*docs: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's `selection` and `compliance` from the first of `docs` (the server's test
+    view, a job's summary) that has them."""
+    out: dict[str, Any] = {}
+    for doc in docs:
+        for key in ("selection", "compliance"):
+            if doc and doc.get(key) and key not in out:
+                out[key] = doc[key]
+    return out
+
+
+def print_outcome(console: Console, outcome: dict[str, Any]) -> None:
+    """What a test list matched, and a guideline run's compliance by capability."""
+    from farm_worker.protocol import describe_selection
+
+    selection = outcome.get("selection")
+    if selection:
+        console.print(f"test list: {escape(describe_selection(selection))}", highlight=False)
+        for r in selection.get("renamed", []):
+            console.print(f"  ran {escape(r['ran'])} for {escape(r['listed'])} (by {r['by']})",
+                          highlight=False)
+        for name in selection.get("not_found", []):
+            console.print(f"  [yellow]NOT FOUND[/] {escape(name)}", highlight=False)
+    report = outcome.get("compliance")
+    if not report:
+        return
+    table = Table(title=f"guideline {escape(report['version'])} {escape(report['target'])} "
+                        f"({', '.join(report['types'])})", title_justify="left")
+    for column in ("capability", "status", "passed", "complete", "why not"):
+        table.add_column(column, justify="right" if column == "passed" else "left")
+    for cap in report["capabilities"]:
+        missing = [t for t in cap["tests"] if t["result"] != "passed" and not t.get("flagged")]
+        why = "; ".join(sorted({f"{t['result']}" + (f": {t['reason']}" if t.get("reason")
+                                                      else "") for t in missing}))
+        table.add_row(escape(cap["name"]), cap["status"], f"{cap['passed']}/{cap['total']}",
+                      "[green]yes[/]" if cap["complete"] else "[red]no[/]",
+                      escape(why[:120]))
+    console.print(table)
+    console.print(f"[bold]{escape(report['summary'])}[/]", highlight=False)
+
+
 def print_results(console: Console, snap: Snapshot, rows: Sequence[dict[str, Any]],
-                  tempest: str | None = None) -> None:
-    """Counts, then the failures, identical tracebacks once with the tests they share."""
+                  tempest: str | None = None, outcome: dict[str, Any] | None = None) -> None:
+    """Counts, then the failures, identical tracebacks once with the tests they share; a
+    test list's matching and a guideline's compliance after them."""
     c = snap.counts
     table = Table(title=f"test {snap.test_id}: {snap.state}", title_justify="left")
     for column in ("passed", "failed", "skipped", "not run", "selected", "worker", "tempest"):
@@ -162,3 +204,6 @@ def print_results(console: Console, snap: Snapshot, rows: Sequence[dict[str, Any
                 console.print(f"  {escape(name)}", highlight=False)
         if group.detail:
             console.print(escape(group.detail), highlight=False)
+    if outcome:
+        console.print()
+        print_outcome(console, outcome)

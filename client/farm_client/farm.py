@@ -265,7 +265,10 @@ class Farm(abc.ABC):
         raise self._needs_server("history")
 
     def tests(self, states: list[str] | None = None, version: str | None = None,
-              limit: int = 50, offset: int = 0) -> dict[str, Any]:
+              limit: int = 50, offset: int = 0, *, guideline: str | None = None,
+              target: str | None = None) -> dict[str, Any]:
+        """A page of the tests the server keeps, newest first; `guideline` and `target`
+        keep the runs of that interop guideline and target."""
         raise self._needs_server("listing tests")
 
     @staticmethod

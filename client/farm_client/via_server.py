@@ -109,8 +109,10 @@ class ViaServer(Farm):
         return self._test(test_id)
 
     def tests(self, states: list[str] | None = None, version: str | None = None,
-              limit: int = 50, offset: int = 0) -> dict[str, Any]:
-        return self.api.tests(states, version, limit, offset)
+              limit: int = 50, offset: int = 0, *, guideline: str | None = None,
+              target: str | None = None) -> dict[str, Any]:
+        return self.api.tests(states, version, limit, offset, guideline=guideline,
+                              target=target)
 
     def cancel(self, test_id: str) -> CancelOutcome:
         try:

@@ -109,3 +109,28 @@ def test_straight_to_gearmand(capsys: pytest.CaptureFixture[str], gearmand: Gear
     code, out = run(capsys, test_id="mod-d-1", state="absent",
                     gearman_servers=[gearmand.address])
     assert code == 0 and out["changed"] is False, out
+
+
+INTEROP = Path(__file__).resolve().parents[1] / "data" / "interop"
+
+
+def test_a_guideline_or_a_test_list(capsys: pytest.CaptureFixture[str], server: FarmServer,
+                                    workers: WorkerFactory, tempest47: PrepareResult) -> None:
+    workers.start("mod-gl", callbacks=[{"url": server.url, "token": server.worker_token}])
+    base = {"tempest_version": "47.0.0", "conf": CONF, "dry_run": True, "wait": True,
+            "wait_timeout": 600, "poll_interval": 0.3, **through(server)}
+    code, out = run(capsys, test_id="mod-gl-1", **base, guideline={
+        "version": "2020.06", "file": str(INTEROP / "guidelines" / "2020.06.json")})
+    assert code == 0 and out["state"] == "passed", out
+    sel, report = out["selection"], out["compliance"]
+    assert sel["matched"] + len(sel["not_found"]) == sel["listed"] > 200
+    assert report["version"] == "2020.06" and report["target"] == "platform"
+    assert len(report["capabilities"]) == 78  # a dry run runs none of them
+    assert report["summary"].startswith("passes 0 of ") and report["summary"] in out["message"]
+    code, out = run(capsys, test_id="mod-gl-2", **base, test_list=[
+        "tempest.api.identity.v3.test_tokens.TokensV3Test.test_create_token"])
+    assert code == 0 and out["selection"]["by_name"] == 1 and out["compliance"] is None, out
+    code, out = run(capsys, test_id="mod-gl-3", **base, regex="identity", test_list=["a.B.c"])
+    assert code == 1 and out["msg"].startswith("test_list: not with regex"), out
+    code, out = run(capsys, test_id="mod-gl-4", **base, guideline={"version": "2020.06"})
+    assert code == 1 and "needs refstack_url" in out["msg"], out

@@ -10,7 +10,8 @@ database API, after checking the key's self-signature with RefStack's own valida
 exactly what `POST /v1/profile/pubkeys` does for a signed-in user.
 
 MariaDB runs as our child process in a throwaway data directory (root's: `--user=root`),
-RefStack under its own gunicorn, each stopped by PID.
+RefStack under its own gunicorn, each stopped by PID. RefStack reads the interop guidelines
+from `harness.guidelines` on 127.0.0.1 (its defaults point at opendev.org).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 from farm_lab.loopback import free_port, wait_http
 from farm_lab.venvs import cached_venv
+from harness.guidelines import GuidelineWeb
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "refstack-requirements.txt"
@@ -43,7 +45,7 @@ log_file = {state}/log/refstack.log
 api_url = {url}
 app_dev_mode = false
 enable_anonymous_upload = {anonymous}
-
+{guidelines}
 [database]
 connection = mysql+pymysql://refstack:{password}@127.0.0.1:{db_port}/refstack
 """
@@ -127,6 +129,8 @@ class RefStack:
     anonymous: bool = True
     proc: subprocess.Popen[bytes] | None = None
     registered: list[str] = field(default_factory=list)
+    # the interop guidelines RefStack serves, from 127.0.0.1 (never opendev)
+    guidelines: GuidelineWeb | None = None
 
     @property
     def url(self) -> str:
@@ -150,6 +154,8 @@ class RefStack:
                     "GRANT ALL ON refstack.* TO 'refstack'@'127.0.0.1'")
         self.conf.write_text(_CONF.format(url=self.url, state=self.state,
                                           anonymous=str(self.anonymous).lower(),
+                                          guidelines=self.guidelines.refstack_options()
+                                          if self.guidelines else "",
                                           password=DB_PASSWORD, db_port=self.db.port))
         subprocess.run([str(self.venv / "bin" / "refstack-manage"), "--config-file",
                         str(self.conf), "upgrade", "--revision", "head"],
@@ -221,18 +227,18 @@ class RefStack:
 
 
 def up(state: Path, *, anonymous: bool = True) -> RefStack:
-    db = MariaDB(state / "mariadb")
-    db.start()
-    rs = RefStack(cached_venv(REQUIREMENTS, "refstack"), state / "refstack", db,
-                  anonymous=anonymous)
+    web = GuidelineWeb()
+    rs = RefStack(cached_venv(REQUIREMENTS, "refstack"), state / "refstack",
+                  MariaDB(state / "mariadb"), anonymous=anonymous, guidelines=web)
     try:
+        rs.db.start()
+        web.start()
         (rs.state / "run").mkdir(parents=True, exist_ok=True)
         (rs.state / "run" / "refstack_wsgi.py").write_text(_SHIM)
         rs.configure()
         rs.start()
     except BaseException:
-        rs.stop()
-        db.stop()
+        down(rs)
         raise
     return rs
 
@@ -240,3 +246,5 @@ def up(state: Path, *, anonymous: bool = True) -> RefStack:
 def down(rs: RefStack) -> None:
     rs.stop()
     rs.db.stop()
+    if rs.guidelines is not None and rs.guidelines.thread.is_alive():
+        rs.guidelines.stop()

@@ -18,6 +18,9 @@ from farm_lab.gearmand import running as running_gearmand
 from farm_server.app import create_app
 from farm_server.config import ServerConfig
 from farm_server.store import Store
+from harness.refstack import RefStack
+from harness.refstack import down as refstack_down
+from harness.refstack import up as refstack_up
 
 
 def json_of(response: TestResponse) -> dict[str, Any]:
@@ -25,6 +28,17 @@ def json_of(response: TestResponse) -> dict[str, Any]:
     doc = response.get_json(silent=True)
     assert isinstance(doc, dict), response.data[:200]
     return doc
+
+
+@pytest.fixture(scope="session")
+def refstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RefStack]:
+    """The real RefStack server (on MariaDB), serving the interop guidelines of
+    tests/data/interop; one per test session (per xdist worker)."""
+    rs = refstack_up(tmp_path_factory.mktemp("refstack"))
+    try:
+        yield rs
+    finally:
+        refstack_down(rs)
 
 
 @pytest.fixture

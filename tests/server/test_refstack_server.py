@@ -26,8 +26,6 @@ from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
 from harness.farmcli import farm
 from harness.refstack import RefStack
-from harness.refstack import down as refstack_down
-from harness.refstack import up as refstack_up
 
 pytestmark = [pytest.mark.gearman, pytest.mark.tempest, pytest.mark.cloud, pytest.mark.slow]
 SMOKE = r"tempest\.api\.identity\..*smoke"
@@ -44,15 +42,6 @@ def keygen(path: Path) -> Path:
     subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(path)],
                    check=True)
     return path
-
-
-@pytest.fixture(scope="module")
-def refstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RefStack]:
-    rs = refstack_up(tmp_path_factory.mktemp("refstack"))
-    try:
-        yield rs
-    finally:
-        refstack_down(rs)
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def client_config(args: argparse.Namespace) -> ClientConfig:
 
     flags = {"GEARMAN_SERVER": ",".join(args.gearman) if args.gearman else None,
              "FARM_SERVER_URL": "" if args.direct else args.server,
-             "FARM_TOKEN": args.token}
+             "FARM_TOKEN": args.token, "REFSTACK_URL": getattr(args, "refstack", None)}
     return load_client_config(args.config, flags=flags)
 
 

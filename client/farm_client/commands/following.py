@@ -9,7 +9,13 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from farm_client.commands.common import dumps
-from farm_client.console import display_for, make_console, print_results, result_rows
+from farm_client.console import (
+    display_for,
+    make_console,
+    outcome_of,
+    print_results,
+    result_rows,
+)
 from farm_client.farm import GONE, Farm, Run, Snapshot, snapshot_of
 from farm_worker.clikit import EXIT_INTERRUPTED
 from farm_worker.protocol import EXIT_ERROR, TestState, exit_code
@@ -74,10 +80,15 @@ def _interrupted(farm: Farm, test_id: str, snap: Snapshot | None, cancel: bool,
 
 def _final_report(farm: Farm, snap: Snapshot, as_json: bool) -> None:
     if as_json:
-        print(dumps(snap.summary or snap.to_dict()))
+        if snap.summary:  # the worker's own summary (straight to gearmand)
+            print(dumps(snap.summary))
+        else:  # the server's view: a test list's matching and compliance are kept there
+            test = farm.final_results(snap).get("test")
+            print(dumps({**snap.to_dict(), **outcome_of(test)}))
         return
     doc = farm.final_results(snap)
     if doc.get("test"):  # the server's view, newer than the last poll
         snap = replace(snapshot_of(doc["test"]), summary=snap.summary)
     tempest = (doc.get("test") or snap.summary or {}).get("tempest_version")
-    print_results(make_console(), snap, result_rows(doc) if doc else [], tempest)
+    print_results(make_console(), snap, result_rows(doc) if doc else [], tempest,
+                  outcome_of(doc.get("test"), snap.summary))

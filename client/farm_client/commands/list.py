@@ -23,6 +23,10 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state", action="append", type=state_arg, metavar="STATE",
                    help="only these states (repeat, or comma-separated): " + ", ".join(STATES))
     p.add_argument("--version", type=version_arg, help="only this Tempest version")
+    p.add_argument("--guideline", metavar="VERSION",
+                   help="only runs of this interop guideline (e.g. 2020.06)")
+    p.add_argument("--target", metavar="TARGET",
+                   help="only guideline runs of this target (e.g. platform)")
     p.add_argument("--limit", type=_limit, default=50, metavar="N",
                    help=f"at most N tests, 1 to {MAX_LIMIT} (default 50)")
     p.add_argument("--offset", type=_offset, default=0, metavar="N",
@@ -48,18 +52,19 @@ def take_action(args: argparse.Namespace) -> int:
     farm = farm_of(args)
     try:
         return run(farm, args.state or None, args.version, args.limit, args.offset,
-                   as_json=args.json)
+                   as_json=args.json, guideline=args.guideline, target=args.target)
     finally:
         farm.close()
 
 
 def run(farm: Farm, states: list[str] | None = None, version: str | None = None,
-        limit: int = 50, offset: int = 0, *, as_json: bool = False) -> int:
+        limit: int = 50, offset: int = 0, *, as_json: bool = False,
+        guideline: str | None = None, target: str | None = None) -> int:
     from rich.table import Table
 
     from farm_client.console import make_console
 
-    doc = farm.tests(states, version, limit, offset)
+    doc = farm.tests(states, version, limit, offset, guideline=guideline, target=target)
     if as_json:
         print(dumps(doc))
         return 0
@@ -67,12 +72,14 @@ def run(farm: Farm, states: list[str] | None = None, version: str | None = None,
     title = (f"{offset + 1}-{offset + shown} of {doc['total']} tests" if shown
              else f"none of {doc['total']} tests past {offset}")
     table = Table(title=title, title_justify="left")
-    for column in ("test id", "state", "tempest", "progress", "passed", "failed",
-                   "skipped", "not run", "worker", "created"):
+    for column in ("test id", "state", "tempest", "guideline", "progress", "passed",
+                   "failed", "skipped", "not run", "worker", "created"):
         table.add_column(column)
     for t in doc["tests"]:
         c = Counts.lenient(t["summary"])
+        g = t.get("guideline")
         table.add_row(t["id"], t["state"], t["tempest_version"],
+                      f"{g['version']} {g['target']}" if g else "",
                       f"{c.done}/{c.total}" if c.total else "",
                       str(c.passed), str(c.failed), str(c.skipped), str(c.not_run),
                       t["worker"] or "", (t["created_at"] or "").replace("T", " ")[:19])

@@ -70,7 +70,7 @@ def take_action(args: argparse.Namespace) -> int:
 
 def run(farm: Farm, test_id: str, fmt: str = "table", output: str | None = None) -> int:
     """The results in `fmt`, to `output` (written whole, then renamed) or stdout."""
-    from farm_client.console import make_console, print_results, result_rows
+    from farm_client.console import make_console, outcome_of, print_results, result_rows
     from farm_client.farm import snapshot_of
     from farm_client.reports import html_report
 
@@ -86,7 +86,7 @@ def run(farm: Farm, test_id: str, fmt: str = "table", output: str | None = None)
             console = make_console(open(output, "w", encoding="utf-8")  # noqa: SIM115
                                    if output else None)
             print_results(console, snapshot_of(doc["test"]), result_rows(doc),
-                          doc["test"]["tempest_version"])
+                          doc["test"]["tempest_version"], outcome_of(doc["test"]))
             if output:
                 console.file.close()
             return 0

@@ -59,6 +59,7 @@ def run(farm: Farm, test_id: str, *, as_json: bool = False) -> int:
 
 def _print_stored(doc: dict[str, Any]) -> None:
     """A test the status server keeps: its state, progress, uploads and history."""
+    from farm_client.console import make_console, outcome_of, print_outcome
     from farm_client.farm import snapshot_of
 
     t = doc["test"]
@@ -81,3 +82,9 @@ def _print_stored(doc: dict[str, Any]) -> None:
     for h in doc["history"]:
         print(f"  {h['at']}  {h['state']:<11} {h['source']:<8} {h['worker'] or '':<12} "
               f"{h['message'] or ''}")
+    if t.get("guideline"):
+        g = t["guideline"]
+        print(f"guideline: {g['version']} target {g['target']} ({', '.join(g['types'])})")
+    outcome = outcome_of(t)
+    if outcome:
+        print_outcome(make_console(), outcome)

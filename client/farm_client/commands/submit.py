@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from farm_client.commands.common import (
     UsageError,
+    client_config,
     dumps,
     farm_of,
     seconds_arg,
@@ -41,6 +42,27 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--regex", help="select tests by regex (e.g. tempest.api.identity)")
     p.add_argument("--include", metavar="FILE", help="a file of regexes, one per line, to run")
     p.add_argument("--exclude", metavar="FILE", help="a file of regexes, one per line, to skip")
+    g = p.add_argument_group(
+        "tests by list or interop guideline (instead of --regex/--include/--exclude)")
+    g.add_argument("--test-list", metavar="FILE|URL",
+                   help="refstack-client's list: a test a line, name[id-<uuid>,...], a test's "
+                        "older names as extra lines with its id; matched by name, alias, id")
+    g.add_argument("--guideline", metavar="VERSION",
+                   help="run an interop guideline (e.g. 2020.06) read from the RefStack API at "
+                        "--refstack (REFSTACK_URL); reported per capability")
+    g.add_argument("--guideline-file", metavar="FILE|URL",
+                   help="the guideline's JSON (interop schema 2.0) instead of RefStack's API")
+    g.add_argument("--target", default="platform", metavar="TARGET",
+                   help="platform (default), compute, object, or an add-on: dns, "
+                        "orchestration, shared_file_system, load_balancer, key_manager")
+    g.add_argument("--type", default="required", metavar="STATUSES",
+                   help="capability statuses, comma separated (default required; also "
+                        "advisory, deprecated, removed)")
+    g.add_argument("--include-flagged", action="store_true",
+                   help="run the flagged tests too (reported, never required)")
+    g.add_argument("--refstack", metavar="URL",
+                   help="the RefStack API of --guideline, e.g. https://refstack.openstack.org/api"
+                        " (REFSTACK_URL in refstack.cfg, $FARM_REFSTACK_URL)")
     p.add_argument("--dry-run", action="store_true",
                    help="build the environment and the config, list the tests, run none")
     p.add_argument("--timeout", type=seconds_arg, metavar="SECONDS",
@@ -122,6 +144,35 @@ def _load_list(path: str, what: str) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
+def _listed_tests(args: argparse.Namespace) -> tuple[list[str], dict[str, Any] | None] | None:
+    """--test-list, or --guideline/--guideline-file: the list and the guideline block."""
+    chosen = [f for f, v in (("--test-list", args.test_list), ("--guideline", args.guideline),
+                             ("--guideline-file", args.guideline_file)) if v]
+    if len(chosen) > 1:
+        raise UsageError(f"{chosen[0]}, {chosen[1]}: give one of --test-list, --guideline and "
+                         "--guideline-file")
+    if not chosen:
+        return None
+    from farm_client import guidelines as gl
+
+    if args.test_list:
+        return gl.parse_test_list(gl.fetch(args.test_list, "--test-list"), args.test_list), None
+    types = [t.strip() for t in args.type.split(",") if t.strip()]
+    if args.guideline_file:
+        source = args.guideline_file
+        doc = gl.parse_guideline(gl.fetch(source, "--guideline-file"), source)
+        selected = gl.select(doc, args.target, types, args.include_flagged, source)
+        return selected.lines, selected.guideline
+    refstack = client_config(args).refstack_url
+    if not refstack:
+        raise UsageError("--guideline: needs the RefStack API to read it from: --refstack URL, "
+                         "REFSTACK_URL in refstack.cfg or $FARM_REFSTACK_URL (or give the "
+                         "file with --guideline-file)")
+    selected, lines = gl.from_refstack(refstack, args.guideline, args.target, types,
+                                       args.include_flagged)
+    return lines, selected.guideline
+
+
 def payload_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The payload document: the file (if any), then each flag over it."""
     doc: dict[str, Any] = {}
@@ -138,7 +189,18 @@ def payload_from_args(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"--conf: {args.conf}: must map sections to options, "
                              "e.g. {\"identity\": {\"uri_v3\": ...}}")
         doc["conf"] = conf
-    if args.regex is not None or args.include or args.exclude:
+    listed = _listed_tests(args)
+    if listed is not None:
+        lines, guideline = listed
+        if args.regex is not None or args.include or args.exclude:
+            raise UsageError("--test-list/--guideline: cannot be combined with --regex, "
+                             "--include or --exclude: a list names every test it runs")
+        doc["tests"] = {"list": lines}
+        if guideline is not None:
+            doc["guideline"] = guideline
+        else:
+            doc.pop("guideline", None)
+    elif args.regex is not None or args.include or args.exclude:
         tests = dict(doc.get("tests") or {})
         if args.regex is not None:
             tests["regex"] = args.regex
