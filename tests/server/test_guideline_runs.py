@@ -243,6 +243,9 @@ def test_status_results_html_and_list_show_the_guideline(
     listed = json.loads(cli(farm_server, tmp_path, "list", "--guideline", "2020.06",
                             "--target", "platform", "--json").stdout)
     assert [t["id"] for t in listed["tests"]] == [TEST_ID]
+    brief = listed["tests"][0]  # a page shows the figures, not the per-test lists
+    assert brief["compliance"]["summary"] == summary and "capabilities" not in \
+        brief["compliance"] and "not_found" not in brief["selection"]
     other = json.loads(cli(farm_server, tmp_path, "list", "--guideline", "2019.11",
                            "--json").stdout)
     assert other["total"] == 0
@@ -267,6 +270,10 @@ def test_status_results_html_and_list_show_the_guideline(
     (["--test-list", "{big}"], "--test-list: {big}: 5001 tests; a list holds at most 5000"),
     (["--test-list", "{good}", "--regex", "x"], "--test-list/--guideline: cannot be combined "
                                                 "with --regex"),
+    (["--test-list", "{good}", "--target", "dns"], "--target: only with --guideline or "
+                                                   "--guideline-file"),
+    (["--guideline-file", "{payload}", "--refstack", "{rs}"], "--refstack: only with "
+                                                              "--guideline"),
 ])
 def test_bad_lists_and_guidelines_are_refused_before_anything_is_queued(
         farm_server: FarmServer, refstack: RefStack, tmp_path: Path, args: list[str],

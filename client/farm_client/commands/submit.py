@@ -52,10 +52,10 @@ def register(p: argparse.ArgumentParser) -> None:
                         "--refstack (REFSTACK_URL); reported per capability")
     g.add_argument("--guideline-file", metavar="FILE|URL",
                    help="the guideline's JSON (interop schema 2.0) instead of RefStack's API")
-    g.add_argument("--target", default="platform", metavar="TARGET",
+    g.add_argument("--target", metavar="TARGET",
                    help="platform (default), compute, object, or an add-on: dns, "
                         "orchestration, shared_file_system, load_balancer, key_manager")
-    g.add_argument("--type", default="required", metavar="STATUSES",
+    g.add_argument("--type", metavar="STATUSES",
                    help="capability statuses, comma separated (default required; also "
                         "advisory, deprecated, removed)")
     g.add_argument("--include-flagged", action="store_true",
@@ -151,13 +151,21 @@ def _listed_tests(args: argparse.Namespace) -> tuple[list[str], dict[str, Any] |
     if len(chosen) > 1:
         raise UsageError(f"{chosen[0]}, {chosen[1]}: give one of --test-list, --guideline and "
                          "--guideline-file")
+    if args.refstack and not args.guideline:
+        raise UsageError("--refstack: only with --guideline (the RefStack API it reads the "
+                         "guideline from)")
+    options = [f for f, v in (("--target", args.target), ("--type", args.type),
+                              ("--include-flagged", args.include_flagged)) if v]
+    if options and not (args.guideline or args.guideline_file):
+        raise UsageError(f"{options[0]}: only with --guideline or --guideline-file")
     if not chosen:
         return None
     from farm_client import guidelines as gl
 
     if args.test_list:
         return gl.parse_test_list(gl.fetch(args.test_list, "--test-list"), args.test_list), None
-    types = [t.strip() for t in args.type.split(",") if t.strip()]
+    args.target = args.target or "platform"
+    types = [t.strip() for t in (args.type or "required").split(",") if t.strip()]
     if args.guideline_file:
         source = args.guideline_file
         doc = gl.parse_guideline(gl.fetch(source, "--guideline-file"), source)
