@@ -381,3 +381,33 @@ def test_two_gearmand_one_down(tmp_path: Path, gearmand: Gearmand, workers: Work
         assert r.returncode == 0 and r.stdout.startswith("cli-two ") and " ms " in r.stdout
     finally:
         other.stop()
+
+
+GUIDELINE_FILE = Path(__file__).resolve().parents[1] / "data" / "interop" / "guidelines" / \
+    "2020.06.json"
+
+
+@pytest.mark.parametrize("way", ["direct", "server"])
+def test_a_guideline_dry_run_reports_its_matching_and_capabilities(
+        tmp_path: Path, gearmand: Gearmand, server: FarmServer, workers: WorkerFactory,
+        tempest47: PrepareResult, way: str) -> None:
+    """Straight to gearmand the worker's summary carries them; through the server, the
+    stored test does: `--wait --json` gives both the same way."""
+    if way == "direct":
+        workers.start("cli-gl")
+        flags, env = direct(gearmand), None
+    else:
+        server_worker(workers, server, "cli-gl-srv")
+        flags, env = (), via(server)
+    conf = write_json(tmp_path / "conf.json", DUMMY_CONF)
+    r = farm(tmp_path, "submit", *flags, "--tempest", "47.0.0", "--conf", str(conf),
+             "--guideline-file", str(GUIDELINE_FILE), "--type", "required,advisory",
+             "--dry-run", "--wait", "--json", "--test-id", f"cli-gl-{way}", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    sel, report = doc["selection"], doc["compliance"]
+    assert doc["state"] == "passed" and doc["total"] == sel["matched"] == 273, doc["message"]
+    assert sel["not_found"] == [] and sel["by_name"] == 273
+    assert report["types"] == ["required", "advisory"] and set(report["totals"]) == {"required"}
+    assert report["summary"] == ("passes 0 of 275 required tests (0.0%); 2 of 78 required "
+                                 "capabilities complete")  # the two whose tests are flagged
