@@ -44,6 +44,15 @@ options:
         worker's defaults.
       - Required without O(server_url) (the worker has nowhere to fetch it from).
     type: dict
+  accounts:
+    description:
+      - Tempest's pre-provisioned accounts (the items of C(accounts.yaml) - username,
+        password, project_name, user_domain_name, project_domain_name, roles, ...), used
+        instead of admin credentials (C(use_dynamic_credentials = false)).
+      - Through the status server they are kept there and fetched by the worker, as the
+        conf is; their passwords are masked like the conf's.
+    type: list
+    elements: dict
   regex:
     description: Select tests by regular expression.
     type: str
@@ -281,7 +290,7 @@ try:
     from farm_client.farm import open_farm as farm_of
     from farm_worker.exceptions import PayloadError
     from farm_worker.protocol import FINAL_STATE_VALUES
-    from farm_worker.redaction import secrets_in_conf
+    from farm_worker.redaction import secrets_in_accounts, secrets_in_conf
     HAS_FARM_CLIENT = True
     FARM_IMPORT_ERROR = None
 except ImportError:
@@ -299,13 +308,15 @@ def leaf_values(value):
 
 
 def mask_only_secrets(module):
-    """`conf` is no_log, so Ansible keeps it out of the logged invocation, but it would
-    also mask every value of it (a "2", "admin", "tests") wherever it occurs in the result:
-    messages, summaries, result URLs. Keep masking only its secrets and the token."""
-    conf, token = module.params["conf"], module.params["token"]
-    if conf:
-        keep = secrets_in_conf(conf) | ({token} if token else set())
-        module.no_log_values.difference_update(leaf_values(conf) - keep)
+    """`conf` and `accounts` are no_log, so Ansible keeps them out of the logged
+    invocation, but it would also mask every value of them (a "2", "admin", "tests")
+    wherever it occurs in the result: messages, summaries, result URLs. Keep masking only
+    their secrets and the token."""
+    conf, accounts = module.params["conf"], module.params["accounts"]
+    token = module.params["token"]
+    keep = (secrets_in_conf(conf) | secrets_in_accounts(accounts)
+            | ({token} if token else set()))
+    module.no_log_values.difference_update(leaf_values([conf, accounts]) - keep)
 
 
 def payload_of(params):
@@ -314,6 +325,8 @@ def payload_of(params):
            "dry_run": params["dry_run"]}
     if params["conf"] is not None:
         doc["conf"] = params["conf"]
+    if params["accounts"]:
+        doc["accounts"] = params["accounts"]
     chosen = [k for k in ("test_list", "guideline") if params[k]]
     if chosen and (params["regex"] is not None or params["include"] or params["exclude"]
                    or len(chosen) > 1):
@@ -471,6 +484,7 @@ def main():
             state=dict(type="str", default="present", choices=["present", "absent"]),
             tempest_version=dict(type="str"),
             conf=dict(type="dict", no_log=True),
+            accounts=dict(type="list", elements="dict", no_log=True),
             regex=dict(type="str"),
             include=dict(type="list", elements="str"),
             exclude=dict(type="list", elements="str"),

@@ -193,6 +193,57 @@ class Keystone:
         pidfile.unlink(missing_ok=True)
         self.proc = None
 
+    def _admin_token(self) -> str:
+        import requests
+
+        resp = requests.post(f"{self.url}/v3/auth/tokens", timeout=60, json={"auth": {
+            "identity": {"methods": ["password"], "password": {"user": {
+                "name": "admin", "password": ADMIN_PASSWORD, "domain": {"name": "Default"}}}},
+            "scope": {"project": {"name": "admin", "domain": {"name": "Default"}}}}})
+        resp.raise_for_status()
+        return str(resp.headers["X-Subject-Token"])
+
+    def make_accounts(self, prefix: str, count: int,
+                      role: str = "member") -> list[dict[str, Any]]:
+        """`count` users, each with a project of its own and `role` on it, as Tempest's
+        pre-provisioned accounts (accounts.yaml items); made again when they exist."""
+        import requests
+
+        headers = {"X-Auth-Token": self._admin_token()}
+        api = f"{self.url}/v3"
+
+        def find(kind: str, name: str) -> str | None:
+            found = requests.get(f"{api}/{kind}", params={"name": name}, headers=headers,
+                                 timeout=60).json()[kind]
+            return str(found[0]["id"]) if found else None
+
+        def create(kind: str, body: dict[str, Any]) -> str:
+            key = kind.rstrip("s")
+            resp = requests.post(f"{api}/{kind}", json={key: body}, headers=headers,
+                                 timeout=60)
+            resp.raise_for_status()
+            return str(resp.json()[key]["id"])
+
+        role_id = find("roles", role)
+        assert role_id is not None, f"keystone has no role {role!r}"
+        accounts = []
+        for i in range(count):
+            name = f"{prefix}-{i}"
+            for kind in ("users", "projects"):
+                old = find(kind, name)
+                if old:
+                    requests.delete(f"{api}/{kind}/{old}", headers=headers, timeout=60)
+            password = f"Acct-{name}-pw-9f2e"
+            project = create("projects", {"name": name, "domain_id": "default"})
+            user = create("users", {"name": name, "password": password, "domain_id": "default",
+                                    "default_project_id": project})
+            requests.put(f"{api}/projects/{project}/users/{user}/roles/{role_id}",
+                         headers=headers, timeout=60).raise_for_status()
+            accounts.append({"username": name, "password": password, "project_name": name,
+                             "user_domain_name": "Default", "project_domain_name": "Default",
+                             "roles": [role]})
+        return accounts
+
     def tempest_conf(self, password: str = ADMIN_PASSWORD) -> dict[str, dict[str, Any]]:
         """The payload `conf` for an identity-only run against this Keystone."""
         return {

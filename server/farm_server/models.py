@@ -67,6 +67,8 @@ class TestRow(Base):
     guideline_json: Mapped[str | None] = mapped_column(Text)
     selection_json: Mapped[str | None] = mapped_column(Text)
     compliance_json: Mapped[str | None] = mapped_column(Text)
+    # added by migration 0006: pre-provisioned accounts (passwords): dropped with the conf
+    accounts_json: Mapped[str | None] = mapped_column(Text)
 
 
 class ReportRow(Base):

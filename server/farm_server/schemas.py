@@ -132,6 +132,7 @@ def _create_test() -> dict[str, Any]:
     schema["required"] = ["tempest"]
     props = schema["properties"]
     props["callback"] = {"not": {}, "x-error": "is not allowed: the server reports to itself"}
+    props["accounts"] = props["accounts"]["else"]  # the accounts themselves, kept here
     props["queue_anyway"] = {"type": "boolean", "x-error": "is not a boolean",
                              "description": "queue even if no worker serves the version"}
     props["upload_url"] = {**URL, "x-error": "is not an http(s) URL of a RefStack API",

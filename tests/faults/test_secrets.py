@@ -1,7 +1,8 @@
-"""Cloud passwords after runs that pass, fail, time out and are cancelled, straight through
-gearmand and through the status server: 0 occurrences in worker and server logs, the status
-history, WORK_DATA events and results, gearmand's queue database and log, and anything
-left under the workers' directories and the status server's database files."""
+"""Cloud passwords (a conf's, and pre-provisioned accounts') after runs that pass, fail,
+time out and are cancelled, straight through gearmand and through the status server: 0
+occurrences in worker and server logs, the status history, WORK_DATA events and results,
+gearmand's queue database and log, and anything left under the workers' directories and
+the status server's database files."""
 
 from __future__ import annotations
 
@@ -43,6 +44,13 @@ def failing_conf() -> dict[str, Any]:
                      "admin_domain_name": "Default"}}
 
 
+def accounts_conf(keystone: Keystone) -> dict[str, Any]:
+    """A conf without admin: Tempest runs with the job's pre-provisioned accounts."""
+    out = keystone.tempest_conf()
+    out["auth"] = {k: v for k, v in out["auth"].items() if not k.startswith("admin_")}
+    return out
+
+
 def files_containing(root: Path, secrets: tuple[str, ...]) -> list[str]:
     found = []
     for path in root.rglob("*"):
@@ -59,6 +67,7 @@ def test_no_password_anywhere_after_every_kind_of_end(
     # are searched for its password (the preflight's own message: test_preflight.py)
     pool = [server_worker(workers, server, name, preflight=False) for name in ("sec-1", "sec-2")]
     run = run_function(TEMPEST)
+    accounts = {way: keystone.make_accounts(f"acct-sec-{way}", 3) for way in "ds"}
 
     # straight through gearmand: the conf rides the payload, the events come back to us
     direct = {
@@ -71,12 +80,17 @@ def test_no_password_anywhere_after_every_kind_of_end(
                                               timeout_s=10)),
         "d-cancel": client.submit(run, valid(test_id="d-cancel", conf=conf(keystone),
                                              tests={"regex": SLOW}, dry_run=False)),
+        "d-accounts": client.submit(run, valid(test_id="d-accounts",
+                                               conf=accounts_conf(keystone),
+                                               accounts=accounts["d"], tests={"regex": SMOKE},
+                                               dry_run=False)),
     }
-    # through the server: the conf stays there until a worker fetches it
+    # through the server: the conf and the accounts stay there until a worker fetches them
     submit(server, "s-pass", conf(keystone), SMOKE)
     submit(server, "s-fail", failing_conf(), SMOKE)
     submit(server, "s-timeout", conf(keystone), SLOW, timeout_s=10)
     submit(server, "s-cancel", conf(keystone), SLOW)
+    submit(server, "s-accounts", accounts_conf(keystone), SMOKE, accounts=accounts["s"])
 
     wait_for_state(direct["d-cancel"], "running", 600)
     wait(client.submit(cancel_function("d-cancel"), b""), 30)
@@ -84,20 +98,23 @@ def test_no_password_anywhere_after_every_kind_of_end(
     assert server.api("POST", "/v1/tests/s-cancel/cancel").status_code == 202
 
     ends = {tid: summary(wait(job, 600))["state"] for tid, job in direct.items()}
-    for tid in ("s-pass", "s-fail", "s-timeout", "s-cancel"):
+    served = ("s-pass", "s-fail", "s-timeout", "s-cancel", "s-accounts")
+    for tid in served:
         ends[tid] = server.wait_state(tid, FINAL, 600)["test"]["state"]
     assert ends == {"d-pass": "passed", "d-fail": "failed", "d-timeout": "timed_out",
-                    "d-cancel": "cancelled", "s-pass": "passed", "s-fail": "failed",
-                    "s-timeout": "timed_out", "s-cancel": "cancelled"}, ends
+                    "d-cancel": "cancelled", "d-accounts": "passed", "s-pass": "passed",
+                    "s-fail": "failed", "s-timeout": "timed_out", "s-cancel": "cancelled",
+                    "s-accounts": "passed"}, ends
 
-    secrets = (ADMIN_PASSWORD, WRONG)
+    secrets = (ADMIN_PASSWORD, WRONG, *(a["password"] for way in accounts.values()
+                                        for a in way))
     texts = {"server log": server.log.read_text(errors="replace"),
              "test list": server.api("GET", "/v1/tests").text}
     for w in pool:
         texts[f"{w.worker_id} log"] = w.output()
     for tid, job in direct.items():  # every WORK_DATA event and the WORK_COMPLETE summary
         texts[f"{tid} events"] = b"\n".join(bytes(chunk) for chunk in job.data).decode()
-    for tid in ("s-pass", "s-fail", "s-timeout", "s-cancel"):
+    for tid in served:
         texts[f"{tid} status+history"] = server.api("GET", f"/v1/tests/{tid}").text
         texts[f"{tid} results"] = server.api("GET", f"/v1/tests/{tid}/results").text
     leaks = [f"{where}: {s}" for where, text in texts.items() for s in secrets if s in text]
@@ -113,5 +130,5 @@ def test_no_password_anywhere_after_every_kind_of_end(
         time.sleep(0.5)
     roots.append(server.base)
     files = sum(1 for root in roots for p in root.rglob("*") if p.is_file())
-    print(f"secrets: 8 runs ({', '.join(sorted(set(ends.values())))}), {len(texts)} texts and "
-          f"{files} files searched for 2 passwords: 0 found")
+    print(f"secrets: {len(ends)} runs ({', '.join(sorted(set(ends.values())))}), {len(texts)} "
+          f"texts and {files} files searched for {len(secrets)} passwords: 0 found")

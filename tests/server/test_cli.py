@@ -31,7 +31,7 @@ def config(tmp_path: Path) -> Path:
 
 def test_init_db_creates_then_keeps(config: Path) -> None:
     first = farm_server("init-db", config=config)
-    assert first.returncode == 0 and "schema none -> 0005" in first.stdout
+    assert first.returncode == 0 and "schema none -> 0006" in first.stdout
     again = farm_server("init-db", config=config)
     assert again.returncode == 0 and "up to date" in again.stdout
 

@@ -56,7 +56,7 @@ def new_test(store: Store, test_id: str = "t1", admin: str = "pw",
 
 
 def test_migrations_match_the_models(store: Store) -> None:
-    assert store.revision() == store.head() == "0005"
+    assert store.revision() == store.head() == "0006"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -73,12 +73,12 @@ def test_upgrade_keeps_existing_data(url: str) -> None:
                 " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
         token = s.add_worker("old-host", [])
         s.migrate()
-        assert s.revision() == "0005"
+        assert s.revision() == "0006"
         old = s.get("old-1")
         assert old is not None and old.message == "from 0001" and old.cancel_handle is None
         assert s.worker_for(token) is not None
         s.migrate()  # a second run changes nothing
-        assert s.revision() == "0005"
+        assert s.revision() == "0006"
     finally:
         s.engine.dispose()
 

@@ -333,3 +333,31 @@ def test_query_integers_are_plain_digits(farm_app: App) -> None:
         r = farm_app.client.get("/v1/tests", query_string={"limit": value},
                                 headers=farm_app.user())
         assert r.status_code == 400 and json_of(r)["field"] == "limit", (value, r.json)
+
+
+ACCOUNT_PW = "Acct-pw-5521"
+
+
+def test_accounts_stay_on_the_server_until_the_test_ends(farm_app: App,
+                                                         own_gearmand: Gearmand) -> None:
+    accounts = [{"username": "u1", "password": ACCOUNT_PW, "project_name": "p1",
+                 "roles": ["member"]}]
+    r = create(farm_app, test_id="acc1", accounts=accounts, dry_run=True)
+    assert r.status_code == 201, r.json
+    assert ACCOUNT_PW not in r.text and "accounts" not in json_of(r)["test"]
+    raw, _ = take_job(own_gearmand.port, run_function("47.0.0"))
+    assert ACCOUNT_PW.encode() not in raw and parse_payload(raw).accounts == "callback"
+    r = farm_app.client.get("/get-accounts?test_id=acc1", headers=farm_app.worker())
+    assert r.status_code == 200 and json_of(r) == {"accounts": accounts}
+    assert farm_app.client.get("/get-accounts?test_id=acc1",
+                               headers=farm_app.user()).status_code == 405
+    r = farm_app.client.post("/update-test-status/", json={
+        "test_id": "acc1", "status": "passed", "message": "done"}, headers=farm_app.worker())
+    assert r.status_code == 202, r.text
+    r = farm_app.client.get("/get-accounts?test_id=acc1", headers=farm_app.worker())
+    assert r.status_code == 404 and ACCOUNT_PW not in r.text
+    assert "it ended (passed): a test's accounts are dropped when it ends" in \
+        json_of(r)["error"]
+    # "callback" is the worker's word, not a client's
+    r = create(farm_app, test_id="acc2", accounts="callback")
+    assert r.status_code == 400 and json_of(r)["field"] == "accounts", r.json

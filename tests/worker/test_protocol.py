@@ -231,3 +231,32 @@ def test_a_guideline_names_tests_of_its_list() -> None:
     with pytest.raises(PayloadError, match=r"^guideline.types\[0\]: "):
         parse_payload(valid(tests={"list": [LISTED]}, guideline={**GUIDELINE,
                                                                  "types": ["mandatory"]}))
+
+
+ACCOUNT = {"username": "u1", "password": "Acct-pw-1", "project_name": "p1",
+           "roles": ["member"]}
+
+
+@pytest.mark.parametrize(("accounts", "field", "message"), [
+    ([{"username": "u"}], "accounts[0].password", "is required"),
+    ([{**ACCOUNT, "colour": "x"}], "accounts[0].colour", "unknown field; allowed: "),
+    ([{**ACCOUNT, "password": "line\nbreak"}], "accounts[0].password",
+     "(a secret) contains a line break"),  # a password is never repeated in an error
+    ("x", "accounts", '"x" is not "callback" or a list of accounts'),
+    ([], "accounts", '[] is not a list of accounts (or "callback")'),
+    ("callback", "accounts", '"callback" needs a callback to fetch them from'),
+])
+def test_bad_accounts_name_the_field(accounts: Any, field: str, message: str) -> None:
+    with pytest.raises(PayloadError) as err:
+        parse_payload(valid(accounts=accounts))
+    (error,) = err.value.errors
+    assert error.field == field and error.message.startswith(message), error
+    assert "line\nbreak" not in str(err.value)
+
+
+def test_accounts_round_trip_and_stay_out_of_repr() -> None:
+    payload = parse_payload(valid(accounts=[ACCOUNT]))
+    assert payload.accounts == [ACCOUNT] and parse_payload(payload.to_dict()) == payload
+    assert "Acct-pw-1" not in repr(payload)
+    with pytest.raises(PayloadError, match=r'^conf.auth.admin_password: \(a secret\) '):
+        parse_payload(valid(conf={"auth": {"admin_password": "two\nlines"}}))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import configparser
 import hashlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -84,25 +85,46 @@ def catalog_of(resp: requests.Response) -> list[dict[str, Any]]:
     return [s for s in catalog if isinstance(s, dict)] if isinstance(catalog, list) else []
 
 
+def password_auth(user: str, password: str, domain: str | None, project: str | None,
+                  project_domain: str | None, system: bool,
+                  scope_domain: str | None = None) -> dict[str, Any]:
+    """A Keystone v3 password-auth body, scoped to the project (or the domain, or the
+    system) if any."""
+    ident = {"methods": ["password"], "password": {"user": {
+        "name": user, "password": password, "domain": {"name": domain or "Default"}}}}
+    if project:
+        scope: dict[str, Any] = {"project": {"name": project,
+                                             "domain": {"name": project_domain or "Default"}}}
+    elif scope_domain:
+        scope = {"domain": {"name": scope_domain}}
+    elif system:
+        scope = {"system": {"all": True}}
+    else:
+        return {"auth": {"identity": ident}}
+    return {"auth": {"identity": ident, "scope": scope}}
+
+
 def token_request(conf: configparser.RawConfigParser) -> dict[str, Any] | None:
     """The v3 password-auth body for the admin credentials, or None when there are none."""
     user = get_option(conf, "auth", "admin_username")
     password = get_option(conf, "auth", "admin_password")
     if not user or not password:
         return None
-    domain = get_option(conf, "auth", "admin_user_domain_name", "admin_domain_name") or "Default"
-    ident = {"methods": ["password"], "password": {"user": {
-        "name": user, "password": password, "domain": {"name": domain}}}}
-    project = get_option(conf, "auth", "admin_project_name")
-    if project:
-        pdomain = get_option(conf, "auth", "admin_project_domain_name", "admin_domain_name")
-        scope: dict[str, Any] = {"project": {"name": project,
-                                             "domain": {"name": pdomain or "Default"}}}
-    elif get_option(conf, "auth", "admin_system"):
-        scope = {"system": {"all": True}}
-    else:
-        return {"auth": {"identity": ident}}
-    return {"auth": {"identity": ident, "scope": scope}}
+    return password_auth(
+        user, password, get_option(conf, "auth", "admin_user_domain_name", "admin_domain_name"),
+        get_option(conf, "auth", "admin_project_name"),
+        get_option(conf, "auth", "admin_project_domain_name", "admin_domain_name"),
+        bool(get_option(conf, "auth", "admin_system")))
+
+
+def account_token_request(account: Mapping[str, Any]) -> dict[str, Any]:
+    """The v3 password-auth body for a pre-provisioned account (accounts.yaml's keys: a
+    project, a domain (`domain_name`) or the system as its scope)."""
+    return password_auth(str(account["username"]), str(account["password"]),
+                         account.get("user_domain_name"),
+                         account.get("project_name") or account.get("tenant_name"),
+                         account.get("project_domain_name"), bool(account.get("system")),
+                         account.get("domain_name"))
 
 
 def discover_cpid(conf_text: str, timeout_s: float = 15.0) -> Cpid | None:

@@ -39,6 +39,7 @@ from farm_worker.protocol import (
     Selection,
     Summary,
     TestState,
+    parse_accounts,
     parse_conf,
     progress_event,
     selection_from_testcases,
@@ -101,6 +102,7 @@ class Job:
         self.job_dir = runner.worker_dir / f"{payload.test_id}-{uuid.uuid4().hex[:8]}"
         self.results: Collector | None = None  # from the listing on
         self.matched: matching.Matched | None = None  # an explicit list, once matched
+        self.accounts: list[dict[str, Any]] | None = None  # pre-provisioned, once known
         self._last_progress = 0.0
         self.secrets: list[int] = []
         self.final: tuple[TestState, str] | None = None  # announced after the cleanup
@@ -130,7 +132,9 @@ class Job:
         p = self.payload
         self.secrets.append(redaction.register([
             *redaction.secrets_in_conf(p.conf), p.callback.token if p.callback else None,
-            self.client.token if self.client else None]))
+            self.client.token if self.client else None,
+            *redaction.secrets_in_accounts(p.accounts if isinstance(p.accounts, list)
+                                           else None)]))
         self.hooks.hold(self.test_id)
         summary: Summary
         try:
@@ -198,9 +202,13 @@ class Job:
                 job_environment(template.path, self.job_dir, self.runner.isolation) as env:
             conf = p.conf if p.conf is not None else self._fetch_conf()
             selection = p.tests if p.tests is not None else self._fetch_tests()
+            accounts = self._fetch_accounts() if p.accounts == "callback" else \
+                p.accounts if isinstance(p.accounts, list) else None
             self._check_cancel()
             ws = tempest.init_workspace(self.job_dir, env, self.cancel)
-            conf_text = tempest.render_conf(ws, self.config.tempest_defaults, conf)
+            uses = tempest.write_accounts(ws, accounts) if accounts else None
+            conf_text = tempest.render_conf(ws, self.config.tempest_defaults, conf, uses)
+            self.accounts = accounts
             tempest.write_conf(ws, conf_text)
             checked = self._preflight(conf_text)
             deadline = self.runner.clock() + self.timeout_s
@@ -244,7 +252,7 @@ class Job:
         if self.payload.dry_run or not self.config.preflight:
             return None
         self._check_cancel()
-        checked = preflight.check(conf_text, self.config.preflight_timeout_s)
+        checked = preflight.check(conf_text, self.config.preflight_timeout_s, self.accounts)
         self.log.info("preflight: %s answers%s", checked.identity,
                       "".join(f"; {n}" for n in checked.notes))
         return checked
@@ -264,26 +272,28 @@ class Job:
         cache.mark_used(template)
         return template
 
-    def _fetch_conf(self) -> Any:
-        assert self.client is not None  # the payload schema requires conf without callback
-        resp = self.client.call("GET", f"get-miniconf?test_id={self.test_id}",
+    def _fetch(self, endpoint: str) -> Any:
+        """GET /<endpoint>?test_id= from the callback server, as JSON."""
+        assert self.client is not None  # the payload schema requires a callback for it
+        resp = self.client.call("GET", f"{endpoint}?test_id={self.test_id}",
                                 retry_s=self.config.report_retry_s, stop=self.cancel)
         try:
-            doc = resp.json()
+            return resp.json()
         except ValueError:
-            raise ReportError("GET /get-miniconf: the answer is not JSON") from None
-        conf = parse_conf(doc, "miniconf")
+            raise ReportError(f"GET /{endpoint}: the answer is not JSON") from None
+
+    def _fetch_conf(self) -> Any:
+        conf = parse_conf(self._fetch("get-miniconf"), "miniconf")
         self.secrets.append(redaction.register(redaction.secrets_in_conf(conf)))
         return conf
 
+    def _fetch_accounts(self) -> list[dict[str, Any]]:
+        accounts = parse_accounts(self._fetch("get-accounts"), "get-accounts")
+        self.secrets.append(redaction.register(redaction.secrets_in_accounts(accounts)))
+        return accounts
+
     def _fetch_tests(self) -> Any:
-        assert self.client is not None
-        resp = self.client.call("GET", f"get-testcases?test_id={self.test_id}",
-                                retry_s=self.config.report_retry_s, stop=self.cancel)
-        try:
-            return selection_from_testcases(resp.json())
-        except ValueError:
-            raise ReportError("GET /get-testcases: the answer is not JSON") from None
+        return selection_from_testcases(self._fetch("get-testcases"))
 
     def _on_test(self, outcome: TestOutcome) -> None:
         now = self.runner.clock()

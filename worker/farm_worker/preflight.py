@@ -12,7 +12,8 @@ deadline per request (`preflight_timeout_s`):
 2. The credentials Tempest will need are there: with `use_dynamic_credentials` (Tempest's
    default) the admin user and password; without it, a `test_accounts_file`.
 3. One token request with the admin credentials (the same request refstack-client makes
-   for the cloud's id): refused credentials end the run here. A single attempt, so a
+   for the cloud's id), or without them with the job's first pre-provisioned account:
+   refused credentials end the run here. A single attempt, so a
    wrong password costs one failed login, not one per test class (Keystone's lockout).
 4. The token's catalog has a service for each core service `[service_available]`
    enables: one the conf sets to true and the catalog lacks ends the run; one that is on
@@ -146,18 +147,18 @@ def _credentials(conf: configparser.RawConfigParser) -> dict[str, Any] | None:
     return body
 
 
-def _who(conf: configparser.RawConfigParser) -> str:
-    user = cloud.get_option(conf, "auth", "admin_username")
-    domain = cloud.get_option(conf, "auth", "admin_user_domain_name", "admin_domain_name")
-    project = cloud.get_option(conf, "auth", "admin_project_name")
-    return (f"user {user!r}" + (f" of domain {domain!r}" if domain else "")
+def _who(body: dict[str, Any]) -> str:
+    """`user 'admin' of domain 'Default' on project 'admin'`, from a token request."""
+    user = body["auth"]["identity"]["password"]["user"]
+    project = body["auth"].get("scope", {}).get("project", {}).get("name")
+    return (f"user {user['name']!r} of domain {user['domain']['name']!r}"
             + (f" on project {project!r}" if project else ""))
 
 
-def _token(uri: str, body: dict[str, Any], conf: configparser.RawConfigParser,
-           verify: bool | str, timeout_s: float) -> list[dict[str, Any]]:
-    """The token's catalog (empty for an unscoped token)."""
-    option = "[auth] admin_username, admin_password"
+def _token(uri: str, body: dict[str, Any], option: str, verify: bool | str,
+           timeout_s: float) -> list[dict[str, Any]]:
+    """The token's catalog (empty for an unscoped token); `option` is what to fix when the
+    credentials are refused."""
     try:
         resp = cloud.post_token(uri, body, verify, timeout_s)
     except requests.RequestException as exc:
@@ -165,14 +166,15 @@ def _token(uri: str, body: dict[str, Any], conf: configparser.RawConfigParser,
                                                   f"({_unreachable(exc, timeout_s)})") from None
     if resp.status_code == 401:
         raise PreflightError(option, f"Keystone at {uri} refused the credentials of "
-                                     f"{_who(conf)} (401)")
+                                     f"{_who(body)} (401)")
     if resp.status_code != 201:
         try:
             detail = str(resp.json()["error"]["message"])[:200]
         except (ValueError, KeyError, TypeError):
             detail = resp.reason or ""
-        raise PreflightError("[auth]", f"Keystone at {uri} refused the token request for "
-                                       f"{_who(conf)} ({resp.status_code}: {detail})")
+        raise PreflightError(option.split(" ", 1)[0], f"Keystone at {uri} refused the token "
+                                                      f"request for {_who(body)} "
+                                                      f"({resp.status_code}: {detail})")
     return cloud.catalog_of(resp)
 
 
@@ -197,19 +199,22 @@ def _services(conf: configparser.RawConfigParser, catalog: list[Any], uri: str) 
     return notes
 
 
-def check(conf_text: str, timeout_s: float) -> Checked:
-    """Check the rendered tempest.conf against its cloud; PreflightError when it cannot
-    work."""
+def check(conf_text: str, timeout_s: float,
+          accounts: list[dict[str, Any]] | None = None) -> Checked:
+    """Check the rendered tempest.conf (and the job's pre-provisioned accounts) against its
+    cloud; PreflightError when it cannot work."""
     conf = cloud.parse(conf_text)
     uri = _identity_url(conf)
     verify = _verify(conf)
     _version_document(uri, verify, timeout_s)
     checked = Checked(identity=uri)
-    body = _credentials(conf)
+    body, option = _credentials(conf), "[auth] admin_username, admin_password"
+    if body is None and accounts:  # the first account stands for them all
+        body, option = cloud.account_token_request(accounts[0]), "accounts[0]"
     if body is None:
         checked.notes.append("credentials not checked: pre-provisioned accounts")
         return checked
-    catalog = _token(uri, body, conf, verify, timeout_s)
+    catalog = _token(uri, body, option, verify, timeout_s)
     if not catalog:
         checked.notes.append("services not checked: the admin token has no catalog "
                              "(unscoped: set admin_project_name or admin_system)")

@@ -31,6 +31,11 @@ def secrets_in_conf(conf: Mapping[str, Mapping[str, Any]] | None) -> set[str]:
     return found
 
 
+def secrets_in_accounts(accounts: Iterable[Mapping[str, Any]] | None) -> set[str]:
+    """The passwords of pre-provisioned accounts."""
+    return {str(a["password"]) for a in (accounts or []) if a.get("password")}
+
+
 def register(values: Iterable[str | None]) -> int:
     global _next
     with _lock:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from farm_worker import defaults
 from farm_worker.exceptions import JobCancelled, JobTimedOut, TempestError
@@ -174,6 +175,20 @@ def write_conf(ws: Workspace, text: str) -> Path:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(text)
     return ws.conf_path
+
+
+def write_accounts(ws: Workspace, accounts: Sequence[Mapping[str, Any]]) -> Conf:
+    """Tempest's accounts.yaml (mode 0600, in the job's workspace, removed with it) and the
+    conf layer that makes Tempest use it instead of creating users with admin."""
+    import yaml
+
+    path = ws.conf_path.parent / "accounts.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        yaml.safe_dump([dict(a) for a in accounts], fh, default_flow_style=False)
+    return {"auth": {"test_accounts_file": str(path), "use_dynamic_credentials": False}}
 
 
 def selection_args(version: str, selection: Selection | None, ws: Workspace) -> list[str]:

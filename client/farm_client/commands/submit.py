@@ -39,6 +39,10 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tempest", type=version_arg, metavar="VERSION", help="e.g. 47.0.0")
     p.add_argument("--conf", metavar="FILE",
                    help="tempest.conf as JSON or YAML: {section: {option: value}}")
+    p.add_argument("--accounts", metavar="FILE",
+                   help="Tempest's pre-provisioned accounts (accounts.yaml: a list of "
+                        "username, password, project_name, roles, ...), used instead of "
+                        "admin credentials; secrets as the conf's")
     p.add_argument("--regex", help="select tests by regex (e.g. tempest.api.identity)")
     p.add_argument("--include", metavar="FILE", help="a file of regexes, one per line, to run")
     p.add_argument("--exclude", metavar="FILE", help="a file of regexes, one per line, to skip")
@@ -197,6 +201,13 @@ def payload_from_args(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"--conf: {args.conf}: must map sections to options, "
                              "e.g. {\"identity\": {\"uri_v3\": ...}}")
         doc["conf"] = conf
+    if args.accounts:
+        accounts = _load_document(args.accounts, "--accounts")
+        if not isinstance(accounts, list):
+            raise UsageError(f"--accounts: {args.accounts}: must be a list of accounts, as "
+                             "Tempest's accounts.yaml: [{username: ..., password: ..., "
+                             "project_name: ...}]")
+        doc["accounts"] = accounts
     listed = _listed_tests(args)
     if listed is not None:
         lines, guideline = listed

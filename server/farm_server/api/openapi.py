@@ -126,6 +126,14 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"200": _ok("the conf", {"type": "object"}),
                               "400": _error("bad test_id"), "404": _error("no such test"),
                               "405": _error("not a known testing host")}}},
+            "/get-accounts": {"get": {
+                "summary": "The test's pre-provisioned accounts (secrets: workers only)",
+                "security": worker, "parameters": query_parameters(TEST_QUERY),
+                "responses": {"200": _ok("the accounts", {"type": "object", "properties": {
+                    "accounts": {"type": "array", "items": {"type": "object"}}}}),
+                              "400": _error("bad test_id"),
+                              "404": _error("no such test, or it has none (any more)"),
+                              "405": _error("not a known testing host")}}},
             "/get-testcases": {"get": {
                 "summary": "The test's list of test cases",
                 "security": worker, "parameters": query_parameters(TEST_QUERY),

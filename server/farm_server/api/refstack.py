@@ -111,10 +111,26 @@ def get_miniconf() -> tuple[Response, int]:
     if not isinstance(test, TestRow):
         return test
     if test.conf_json is None:
-        why = (f"it ended ({test.state}): a test's configuration is dropped when it ends"
-               if TestState(test.state) in FINAL_STATES else "none was given")
-        return jsonify({"error": f"test {test.id} has no tempest configuration: {why}"}), 404
+        return _dropped(test, "tempest configuration", "configuration is", "none was given")
     return jsonify(json.loads(test.conf_json)), 200
+
+
+@bp.get("/get-accounts", strict_slashes=False)
+def get_accounts() -> tuple[Response, int]:
+    """The test's pre-provisioned accounts, for the worker that runs it (as its conf)."""
+    test = _requested_test()
+    if not isinstance(test, TestRow):
+        return test
+    if test.accounts_json is None:
+        return _dropped(test, "accounts", "accounts are", "none were given")
+    return jsonify({"accounts": json.loads(test.accounts_json)}), 200
+
+
+def _dropped(test: TestRow, what: str, dropped: str, never: str) -> tuple[Response, int]:
+    """404 for a test's secret that is not there: why (it ended, or it never had one)."""
+    why = (f"it ended ({test.state}): a test's {dropped} dropped when it ends"
+           if TestState(test.state) in FINAL_STATES else never)
+    return jsonify({"error": f"test {test.id} has no {what}: {why}"}), 404
 
 
 @bp.get("/get-testcases", strict_slashes=False)

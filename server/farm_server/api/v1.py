@@ -143,13 +143,16 @@ def create_test() -> tuple[Response, int]:
                           + " (queue_anyway: true queues it regardless)",
                           field="tempest.version", registered=sorted(registered))
     tests = payload.tests or Selection()
+    # no password rides the queue: the worker fetches the conf and the accounts from here
     job = Payload(payload.test_id, payload.tempest_version, conf=None, tests=tests,
                   callback=Callback(state.config.callback_url), timeout_s=payload.timeout_s,
-                  dry_run=payload.dry_run, guideline=payload.guideline)
+                  dry_run=payload.dry_run, guideline=payload.guideline,
+                  accounts="callback" if payload.accounts else None)
     g = payload.guideline or {}
     row = TestRow(id=payload.test_id, state=TestState.QUEUED.value,
                   tempest_version=payload.tempest_version,
                   conf_json=json.dumps(payload.conf) if payload.conf is not None else None,
+                  accounts_json=json.dumps(payload.accounts) if payload.accounts else None,
                   tests_json=json.dumps(tests.to_dict()), dry_run=payload.dry_run,
                   timeout_s=payload.timeout_s, message=f"queued on {function}",
                   cpid=cpid, upload_to=upload_to or state.config.refstack_upload_url,

@@ -45,7 +45,8 @@ _SELECT_TEST = (select(*(TESTS.c[name] for name in _MOVING))
 _INSERT_REPORT = insert(REPORTS)
 _UPDATE_TEST = (update(TESTS).where(TESTS.c.id == bindparam("tid"))
                 .values({name: bindparam(name) for name in _MOVING}))
-_FORGET_CONF = update(TESTS).where(TESTS.c.id == bindparam("tid")).values(conf_json=None)
+_FORGET_CONF = (update(TESTS).where(TESTS.c.id == bindparam("tid"))
+                .values(conf_json=None, accounts_json=None))
 # a final report's payload may carry the run's outcome beyond its counts
 OUTCOME_KEYS = {"selection": "selection_json", "compliance": "compliance_json"}
 _FINAL = sorted(FINAL_STATE_VALUES)

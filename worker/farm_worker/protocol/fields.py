@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from farm_worker.exceptions import FieldError
+from farm_worker.redaction import SECRET_KEY
+
+MASKED_VALUE = "(a secret)"  # what an error shows of a password's value
 
 if TYPE_CHECKING:  # jsonschema is imported on first use: a CLI's --help need not load it
     import jsonschema
@@ -126,7 +129,10 @@ def schema_error(err: jsonschema.ValidationError) -> FieldError:
     if "propertyNames" in err.absolute_schema_path:  # instance is the offending name
         return FieldError(_path([*err.absolute_path, instance]),
                           f"{show(instance)} is not a valid name ({expected})")
-    value = show(instance)
+    # a password's value is never repeated in an error (it would reach logs and states)
+    last = str(err.absolute_path[-1]) if err.absolute_path else ""
+    value = MASKED_VALUE if SECRET_KEY.search(last) and isinstance(instance, str) \
+        else show(instance)
     if isinstance(schema, Mapping) and "x-error" in schema:
         return FieldError(where, f"{value} {schema['x-error']}")
     if kind == "enum":
@@ -140,7 +146,8 @@ def schema_error(err: jsonschema.ValidationError) -> FieldError:
                                  "(one line, at most 4096 characters)")
     if kind in ("maxLength", "minLength", "maxItems", "maxProperties"):
         size = len(instance)
-        return FieldError(where, f"{show(instance, 40)} has size {size}; "
+        shown = value if value == MASKED_VALUE else show(instance, 40)
+        return FieldError(where, f"{shown} has size {size}; "
                                  f"{kind} is {expected}")
     if kind == "format":
         return FieldError(where, f"{value} is not a valid {expected}")

@@ -58,6 +58,31 @@ GUIDELINE_SCHEMA: dict[str, Any] = {
     },
 }
 
+# Tempest's pre-provisioned accounts (accounts.yaml): one account per item
+MAX_ACCOUNTS = 100
+_ACCOUNT_TEXT = {"type": "string", "minLength": 1, "maxLength": 255,
+                 "pattern": CONF_STRING_PATTERN}
+ACCOUNT_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["username", "password"],
+    "properties": {
+        **{key: _ACCOUNT_TEXT for key in (
+            "username", "password", "project_name", "tenant_name", "domain_name",
+            "user_domain_name", "project_domain_name", "system")},
+        "roles": {"type": "array", "maxItems": 50, "items": _ACCOUNT_TEXT},
+        "types": {"type": "array", "maxItems": 10, "items": _ACCOUNT_TEXT},
+        "resources": {"type": "object", "maxProperties": 20,
+                      "additionalProperties": _ACCOUNT_TEXT},
+    },
+}
+# "callback": the worker fetches them (GET /get-accounts), as the status server queues it
+ACCOUNT_LIST_SCHEMA: dict[str, Any] = {
+    "type": "array", "minItems": 1, "maxItems": MAX_ACCOUNTS, "items": ACCOUNT_SCHEMA,
+    "x-error": 'is not a list of accounts (or "callback")'}
+ACCOUNTS_SCHEMA: dict[str, Any] = {
+    "if": {"type": "string"},
+    "then": {"const": "callback", "x-error": 'is not "callback" or a list of accounts'},
+    "else": ACCOUNT_LIST_SCHEMA}
+
 PAYLOAD_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://refstack-farm.invalid/schemas/payload-v1.json",
@@ -97,6 +122,7 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
             },
         },
         "guideline": GUIDELINE_SCHEMA,
+        "accounts": ACCOUNTS_SCHEMA,
         "callback": {
             "type": "object", "additionalProperties": False, "required": ["url"],
             "properties": {
@@ -113,10 +139,12 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
 
 _VALIDATOR = validator(PAYLOAD_SCHEMA)
 _CONF_VALIDATOR = validator(PAYLOAD_SCHEMA["properties"]["conf"])
+_ACCOUNTS_VALIDATOR = validator(ACCOUNT_LIST_SCHEMA)
 _LIST_VALIDATOR = validator(PAYLOAD_SCHEMA["properties"]["tests"]["properties"]["list"])
 
 ConfValue = str | bool | int | float | list[str | bool | int | float]
 Conf = dict[str, dict[str, ConfValue]]
+Accounts = list[dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -149,7 +177,8 @@ class Callback:
 
 @dataclass(frozen=True)
 class Payload:
-    """A validated job. `conf` and the callback token are secrets: kept out of repr."""
+    """A validated job. `conf`, `accounts` and the callback token are secrets: kept out of
+    repr."""
 
     test_id: str
     tempest_version: str
@@ -160,6 +189,8 @@ class Payload:
     dry_run: bool = False
     # an interop guideline run: version, target, types and its capabilities' tests
     guideline: Mapping[str, Any] | None = None
+    # Tempest's pre-provisioned accounts, or "callback" (fetch them from the callback)
+    accounts: Accounts | str | None = dc_field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The payload as JSON-ready data; `parse_payload(to_dict())` gives it back."""
@@ -174,6 +205,8 @@ class Payload:
             out["tests"] = self.tests.to_dict()
         if self.guideline is not None:
             out["guideline"] = dict(self.guideline)
+        if self.accounts is not None:
+            out["accounts"] = self.accounts
         if self.callback is not None:
             out["callback"] = {"url": self.callback.url}
             if self.callback.token:
@@ -231,6 +264,9 @@ def _semantic_errors(doc: Mapping[str, Any]) -> list[FieldError]:
                                                    ": a list names every test it runs"))
     errors.extend(_guideline_errors(doc.get("guideline"), tests.get("list")))
     callback = doc.get("callback")
+    if callback is None and doc.get("accounts") == "callback":
+        errors.append(FieldError("accounts", '"callback" needs a callback to fetch them from '
+                                             "(GET /get-accounts)"))
     if callback is None:
         for key, source in (("conf", "GET /get-miniconf"), ("tests", "GET /get-testcases")):
             if key not in doc:
@@ -288,6 +324,7 @@ def parse_payload(raw: bytes | str | Mapping[str, Any]) -> Payload:
         timeout_s=doc.get("timeout_s"),
         dry_run=doc.get("dry_run", False),
         guideline=doc.get("guideline"),
+        accounts=doc.get("accounts"),
     )
 
 
@@ -298,6 +335,17 @@ def parse_conf(doc: Any, where: str = "conf") -> Conf:
         raise PayloadError([FieldError(f"{where}.{e.field}" if e.field else where, e.message)
                             for e in errors])
     return dict(doc)
+
+
+def parse_accounts(doc: Any, where: str = "accounts") -> Accounts:
+    """Validate pre-provisioned accounts (e.g. from GET /get-accounts) like
+    payload.accounts."""
+    accounts = doc.get("accounts") if isinstance(doc, Mapping) else None
+    errors = schema_errors(_ACCOUNTS_VALIDATOR, accounts)
+    if errors:
+        raise PayloadError([FieldError(f"{where}{e.field}" if e.field.startswith("[")
+                                       else where, e.message) for e in errors])
+    return list(accounts) if isinstance(accounts, list) else []
 
 
 def selection_from_testcases(doc: Any) -> Selection:
