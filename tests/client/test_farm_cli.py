@@ -411,3 +411,25 @@ def test_a_guideline_dry_run_reports_its_matching_and_capabilities(
     assert report["types"] == ["required", "advisory"] and set(report["totals"]) == {"required"}
     assert report["summary"] == ("passes 0 of 275 required tests (0.0%); 2 of 78 required "
                                  "capabilities complete")  # the two whose tests are flagged
+
+
+def test_submit_accounts_through_the_server(tmp_path: Path, server: FarmServer,
+                                            workers: WorkerFactory,
+                                            tempest47: PrepareResult) -> None:
+    server_worker(workers, server, "cli-acct")
+    conf = write_json(tmp_path / "conf.json", DUMMY_CONF)
+    accounts = tmp_path / "accounts.yaml"
+    accounts.write_text("- username: acct-1\n  password: Acct-cli-pw-77\n"
+                        "  project_name: acct-1\n  roles: [member]\n")
+    r = farm(tmp_path, "submit", "--tempest", "47.0.0", "--conf", str(conf), "--accounts",
+             str(accounts), "--regex", "tempest.api.identity.v3.test_tokens", "--dry-run",
+             "--wait", "--test-id", "cli-acct-1", env=via(server))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Acct-cli-pw-77" not in r.stdout + r.stderr + server.log.read_text()
+    assert "Acct-cli-pw-77" not in server.api("GET", "/v1/tests/cli-acct-1").text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("username: acct-1\n")
+    r = farm(tmp_path, "submit", "--tempest", "47.0.0", "--conf", str(conf), "--accounts",
+             str(bad), "--test-id", "cli-acct-2", env=via(server))
+    assert r.returncode == 2 and r.stderr.startswith(
+        f"farm submit: --accounts: {bad}: must be a list of accounts"), r.stderr
