@@ -71,3 +71,21 @@ def test_payload_yaml_is_a_dry_run_the_worker_executes(tmp_path: Path, worker_ca
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("test example-identity-1: passed (dry run: ")
+
+
+def test_accounts_yaml_is_what_a_payload_takes() -> None:
+    from farm_worker.protocol import parse_accounts
+
+    accounts = parse_accounts({"accounts": yaml.safe_load(
+        (EXAMPLES / "accounts.yaml").read_text())})
+    assert [a["roles"] for a in accounts] == [["member"], ["member"]]
+
+
+def test_clouds_yaml_is_what_os_cloud_reads() -> None:
+    from farm_client.clouds import cloud_layers
+
+    env = {"OS_CLIENT_CONFIG_FILE": str(EXAMPLES / "clouds.yaml"),
+           "OS_CLIENT_SECURE_FILE": "/nonexistent/secure.yaml"}
+    conf, accounts = cloud_layers("mycloud", environ=env)
+    assert conf["identity"]["uri_v3"] == "https://keystone.example.org:5000/v3"
+    assert conf["auth"]["admin_password"] == "CHANGE-ME" and accounts is None

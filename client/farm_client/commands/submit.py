@@ -39,6 +39,13 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tempest", type=version_arg, metavar="VERSION", help="e.g. 47.0.0")
     p.add_argument("--conf", metavar="FILE",
                    help="tempest.conf as JSON or YAML: {section: {option: value}}")
+    p.add_argument("--os-cloud", metavar="NAME",
+                   help="take the cloud (auth URL, region, credentials) from clouds.yaml as "
+                        "openstacksdk finds it (secure.yaml merged), or from the OS_* "
+                        "variables with NAME envvars; --conf overrides it")
+    p.add_argument("--os-cloud-account", action="store_true",
+                   help="with --os-cloud: its user as a pre-provisioned account (a cloud "
+                        "where you are no admin), not as Tempest's admin")
     p.add_argument("--accounts", metavar="FILE",
                    help="Tempest's pre-provisioned accounts (accounts.yaml: a list of "
                         "username, password, project_name, roles, ...), used instead of "
@@ -148,6 +155,21 @@ def _load_list(path: str, what: str) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
+def _add_cloud(doc: dict[str, Any], args: argparse.Namespace) -> None:
+    """The clouds.yaml cloud under the conf (the conf's own values win)."""
+    from farm_client.clouds import cloud_layers
+
+    layer, accounts = cloud_layers(args.os_cloud, as_account=args.os_cloud_account)
+    given = doc.get("conf")
+    conf: dict[str, Any] = given if isinstance(given, dict) else {}
+    merged = {section: dict(values) for section, values in layer.items()}
+    for section, values in conf.items():
+        merged[section] = {**merged.get(section, {}), **(values or {})}
+    doc["conf"] = merged
+    if accounts:
+        doc["accounts"] = accounts
+
+
 def _listed_tests(args: argparse.Namespace) -> tuple[list[str], dict[str, Any] | None] | None:
     """--test-list, or --guideline/--guideline-file: the list and the guideline block."""
     chosen = [f for f, v in (("--test-list", args.test_list), ("--guideline", args.guideline),
@@ -201,7 +223,14 @@ def payload_from_args(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"--conf: {args.conf}: must map sections to options, "
                              "e.g. {\"identity\": {\"uri_v3\": ...}}")
         doc["conf"] = conf
+    if args.os_cloud_account and not args.os_cloud:
+        raise UsageError("--os-cloud-account: only with --os-cloud")
+    if args.os_cloud:
+        _add_cloud(doc, args)
     if args.accounts:
+        if args.os_cloud_account:
+            raise UsageError("--accounts: not with --os-cloud-account (which makes the "
+                             "cloud's user the account)")
         accounts = _load_document(args.accounts, "--accounts")
         if not isinstance(accounts, list):
             raise UsageError(f"--accounts: {args.accounts}: must be a list of accounts, as "
