@@ -44,6 +44,19 @@ options:
         worker's defaults.
       - Required without O(server_url) (the worker has nowhere to fetch it from).
     type: dict
+  os_cloud:
+    description:
+      - Take the cloud (auth URL, region, interface, TLS and the user) from clouds.yaml on
+        the host that runs the module, as openstacksdk finds it (C(OS_CLIENT_CONFIG_FILE),
+        C(./clouds.yaml), C(~/.config/openstack/clouds.yaml), C(/etc/openstack/clouds.yaml);
+        secure.yaml merged); V(envvars) reads the C(OS_*) variables. O(conf) adds to it and
+        wins over it.
+    type: str
+  os_cloud_account:
+    description: With O(os_cloud), its user as the pre-provisioned account (member role)
+      rather than Tempest's admin.
+    type: bool
+    default: false
   accounts:
     description:
       - Tempest's pre-provisioned accounts (the items of C(accounts.yaml) - username,
@@ -282,7 +295,7 @@ import traceback  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib  # noqa: E402
 
 try:
-    from farm_client import guidelines
+    from farm_client import clouds, guidelines
     from farm_client.commands.results import upload_results
     from farm_client.config import load_client_config
     from farm_client.exceptions import FarmClientError, NoSuchTest
@@ -327,6 +340,11 @@ def payload_of(params):
         doc["conf"] = params["conf"]
     if params["accounts"]:
         doc["accounts"] = params["accounts"]
+    if params["os_cloud"]:
+        if params["os_cloud_account"] and params["accounts"]:
+            raise clouds.CloudError("accounts: not with os_cloud_account (which makes the "
+                                    "cloud's user the account)")
+        doc = clouds.add_cloud(doc, params["os_cloud"], as_account=params["os_cloud_account"])
     chosen = [k for k in ("test_list", "guideline") if params[k]]
     if chosen and (params["regex"] is not None or params["include"] or params["exclude"]
                    or len(chosen) > 1):
@@ -485,6 +503,8 @@ def main():
             tempest_version=dict(type="str"),
             conf=dict(type="dict", no_log=True),
             accounts=dict(type="list", elements="dict", no_log=True),
+            os_cloud=dict(type="str"),
+            os_cloud_account=dict(type="bool", default=False),
             regex=dict(type="str"),
             include=dict(type="list", elements="str"),
             exclude=dict(type="list", elements="str"),
@@ -531,6 +551,9 @@ def main():
         farm = open_farm(p)
         if p["state"] == "present":
             payload = payload_of(p)
+            # a password read from clouds.yaml is as secret as one given in conf
+            module.no_log_values.update(secrets_in_conf(payload.get("conf"))
+                                        | secrets_in_accounts(payload.get("accounts")))
             farm.read_payload(payload)
             present(module, farm, result, payload)
             if p["upload_url"] and p["wait"] and not result["timed_out"]:

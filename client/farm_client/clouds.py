@@ -115,6 +115,22 @@ def _truth(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+def add_cloud(doc: dict[str, Any], name: str, *, as_account: bool = False,
+              environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The payload document `doc` with the cloud under its conf (the conf's own values
+    win) and, with `as_account`, the cloud's user as its accounts."""
+    layer, accounts = cloud_layers(name, as_account=as_account, environ=environ)
+    given = doc.get("conf")
+    conf: dict[str, Any] = given if isinstance(given, dict) else {}
+    merged = {section: dict(values) for section, values in layer.items()}
+    for section, values in conf.items():
+        merged[section] = {**merged.get(section, {}), **(values or {})}
+    out = {**doc, "conf": merged}
+    if accounts:
+        out["accounts"] = accounts
+    return out
+
+
 def cloud_layers(name: str, *, as_account: bool = False,
                  environ: Mapping[str, str] | None = None
                  ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]] | None]:

@@ -134,3 +134,22 @@ def test_a_guideline_or_a_test_list(capsys: pytest.CaptureFixture[str], server: 
     assert code == 1 and out["msg"].startswith("test_list: not with regex"), out
     code, out = run(capsys, test_id="mod-gl-4", **base, guideline={"version": "2020.06"})
     assert code == 1 and "needs refstack_url" in out["msg"], out
+
+
+def test_the_cloud_from_clouds_yaml(capsys: pytest.CaptureFixture[str], server: FarmServer,
+                                    workers: WorkerFactory, tempest47: PrepareResult,
+                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    workers.start("mod-cloud", callbacks=[{"url": server.url, "token": server.worker_token}])
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(json.dumps({"clouds": {"lab": {"auth": {
+        "auth_url": "http://127.0.0.1:9", "username": "u", "password": "Cloud-mod-pw-4",
+        "project_name": "p"}, "region_name": "tests"}}}))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    base = {"tempest_version": "47.0.0", "dry_run": True, "wait": True, "wait_timeout": 600,
+            "poll_interval": 0.3, "regex": "tempest.api.identity.v3.test_tokens",
+            **through(server)}
+    code, out = run(capsys, test_id="mod-cloud-1", os_cloud="lab", **base)
+    assert code == 0 and out["state"] == "passed", out
+    assert "Cloud-mod-pw-4" not in json.dumps(out)
+    code, out = run(capsys, test_id="mod-cloud-2", os_cloud="nowhere", **base)
+    assert code == 1 and out["msg"].startswith("--os-cloud: 'nowhere' is not a cloud of"), out

@@ -155,21 +155,6 @@ def _load_list(path: str, what: str) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def _add_cloud(doc: dict[str, Any], args: argparse.Namespace) -> None:
-    """The clouds.yaml cloud under the conf (the conf's own values win)."""
-    from farm_client.clouds import cloud_layers
-
-    layer, accounts = cloud_layers(args.os_cloud, as_account=args.os_cloud_account)
-    given = doc.get("conf")
-    conf: dict[str, Any] = given if isinstance(given, dict) else {}
-    merged = {section: dict(values) for section, values in layer.items()}
-    for section, values in conf.items():
-        merged[section] = {**merged.get(section, {}), **(values or {})}
-    doc["conf"] = merged
-    if accounts:
-        doc["accounts"] = accounts
-
-
 def _listed_tests(args: argparse.Namespace) -> tuple[list[str], dict[str, Any] | None] | None:
     """--test-list, or --guideline/--guideline-file: the list and the guideline block."""
     chosen = [f for f, v in (("--test-list", args.test_list), ("--guideline", args.guideline),
@@ -226,7 +211,9 @@ def payload_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.os_cloud_account and not args.os_cloud:
         raise UsageError("--os-cloud-account: only with --os-cloud")
     if args.os_cloud:
-        _add_cloud(doc, args)
+        from farm_client.clouds import add_cloud
+
+        doc = add_cloud(doc, args.os_cloud, as_account=args.os_cloud_account)
     if args.accounts:
         if args.os_cloud_account:
             raise UsageError("--accounts: not with --os-cloud-account (which makes the "
