@@ -123,9 +123,9 @@ def parse_guideline(text: str, source: str, what: str = "--guideline-file") -> d
     except ValueError as exc:
         raise GuidelineError(f"{what}: {source}: not JSON ({exc}): not a guideline",
                              what) from None
-    if not isinstance(doc, dict) or doc.get("metadata", {}).get("schema") != "2.0":
-        found = doc.get("metadata", {}).get("schema") if isinstance(doc, dict) and \
-            isinstance(doc.get("metadata"), dict) else None
+    metadata = doc.get("metadata") if isinstance(doc, dict) else None
+    found = metadata.get("schema") if isinstance(metadata, dict) else None
+    if found != "2.0":
         raise GuidelineError(f"{what}: {source}: not an interop guideline of schema 2.0"
                              + (f" (metadata.schema is {show(found)})" if found else ""), what)
     error = jsonschema.exceptions.best_match(jsonschema.Draft6Validator(_schema()).iter_errors(doc))
@@ -133,7 +133,8 @@ def parse_guideline(text: str, source: str, what: str = "--guideline-file") -> d
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         raise GuidelineError(f"{what}: {source}: not a valid guideline: {where}: "
                              f"{error.message[:200]}", what)
-    return doc
+    guideline: dict[str, Any] = doc  # an object: it has metadata
+    return guideline
 
 
 def guideline_url(refstack: str, version: str) -> str:

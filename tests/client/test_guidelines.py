@@ -92,6 +92,9 @@ def test_a_file_that_is_not_a_guideline(tmp_path: Path) -> None:
     payload.write_text(json.dumps({"schema": 1, "tempest": {"version": "47.0.0"}}))
     with pytest.raises(gl.GuidelineError, match=r"not an interop guideline of schema 2.0$"):
         gl.parse_guideline(payload.read_text(), str(payload))
+    for odd in ('{"metadata": "2.0"}', '[1, 2]', '{"metadata": {"schema": "1.6"}}'):
+        with pytest.raises(gl.GuidelineError, match=r"not an interop guideline of schema 2.0"):
+            gl.parse_guideline(odd, "odd.json")
     broken = json.loads(G2020.read_text())
     del broken["capabilities"]
     with pytest.raises(gl.GuidelineError,
