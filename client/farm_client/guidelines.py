@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from farm_client.exceptions import FarmClientError
+from farm_worker.protocol import CAPABILITY_STATUSES as STATUSES
 from farm_worker.protocol import MAX_TESTS, TEST_NAME_PATTERN, read_lines, show
 
 # RefStack's targets (refstack.api.guidelines): a platform, or an add-on's component
@@ -29,7 +30,6 @@ PLATFORMS = {"platform": "OpenStack Powered Platform", "compute": "OpenStack Pow
              "object": "OpenStack Powered Storage"}
 ADD_ONS = ("dns", "orchestration", "shared_file_system", "load_balancer", "key_manager")
 TARGETS = (*PLATFORMS, *ADD_ONS)
-STATUSES = ("required", "advisory", "deprecated", "removed")
 FETCH_TIMEOUT_S = 30.0
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 

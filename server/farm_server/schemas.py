@@ -20,6 +20,7 @@ from farm_server.models import FAILED, UPLOADED
 from farm_worker.exceptions import FieldError as Problem
 from farm_worker.protocol import (
     COUNT_KEYS,
+    GUIDELINE_NAME_PATTERN,
     HTTP_URL,
     PAYLOAD_SCHEMA,
     STATE_VALUES,
@@ -154,10 +155,10 @@ LIST_QUERY: dict[str, Any] = {
                   "description": "repeat, or separate with commas"},
         "version": {"type": "string", "pattern": VERSION_PATTERN,
                     "x-error": "is not an exact version"},
-        "guideline": {"type": "string", "maxLength": 64, "pattern": r"^[A-Za-z0-9_.:-]+$",
+        "guideline": {"type": "string", "maxLength": 64, "pattern": GUIDELINE_NAME_PATTERN,
                       "x-error": "is not a guideline version",
                       "description": "guideline runs of this version (e.g. 2020.06)"},
-        "target": {"type": "string", "maxLength": 64, "pattern": r"^[A-Za-z0-9_.:-]+$",
+        "target": {"type": "string", "maxLength": 64, "pattern": GUIDELINE_NAME_PATTERN,
                    "x-error": "is not a guideline target",
                    "description": "guideline runs of this target (e.g. platform)"},
         "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 50,

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from farm_worker.matching import Matched
-from farm_worker.protocol import SUBUNIT_FAILED, SUBUNIT_PASSED, SUBUNIT_SKIPPED, split_test
+from farm_worker.protocol import SUBUNIT_SKIPPED, split_test
 from farm_worker.results import TestOutcome, in_scope
 
 REASON_CHARS = 200
@@ -23,9 +23,9 @@ REASON_CHARS = 200
 def _result(outcome: TestOutcome | None) -> str:
     if outcome is None:
         return "not_run"
-    if outcome.status in SUBUNIT_PASSED:
+    if outcome.passed:
         return "passed"
-    if outcome.status in SUBUNIT_FAILED:
+    if outcome.failed:
         return "failed"
     return "skipped" if outcome.status in SUBUNIT_SKIPPED else "not_run"
 
@@ -44,7 +44,7 @@ def _outcomes(tests: Iterable[TestOutcome]) -> tuple[dict[str, TestOutcome], lis
     fixtures: list[TestOutcome] = []
     for o in tests:
         if o.scope is not None:
-            if o.status not in SUBUNIT_PASSED:
+            if not o.passed:
                 fixtures.append(o)
         else:
             by_name[split_test(o.test_id)[0]] = o

@@ -17,6 +17,7 @@ from typing import Any
 
 from farm_worker.protocol import Wanted, describe_selection, idempotent_id, split_test
 from farm_worker.protocol.testlist import MATCHED_BY as HOW
+from farm_worker.protocol.testlist import first_names
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,9 @@ class Matched:
         """`of 13 listed: 10 by name, 1 by alias, 1 by id, 1 not found (a.b.C.test_x)`."""
         return describe_selection(self.to_dict())
 
-    def missing(self, shown: int = 3) -> str:
+    def missing(self) -> str:
         """The first names not found: `a.B.test_x, a.B.test_y and 4 more`."""
-        names = ", ".join(w.name for w in self.not_found[:shown])
-        more = len(self.not_found) - shown
-        return f"{names} and {more} more" if more > 0 else names
+        return first_names([w.name for w in self.not_found])
 
 
 class Index:

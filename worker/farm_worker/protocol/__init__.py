@@ -60,8 +60,10 @@ from farm_worker.protocol.names import (
 )
 from farm_worker.protocol.payload import (
     ACCOUNT_SCHEMA,
+    CAPABILITY_STATUSES,
     CONF_NAME_PATTERN,
     CONF_STRING_PATTERN,
+    GUIDELINE_NAME_PATTERN,
     MAX_ACCOUNTS,
     PAYLOAD_SCHEMA,
     SCHEMA_VERSION,
@@ -95,6 +97,7 @@ from farm_worker.protocol.testlist import (
 __all__ = [
     "ACCOUNT_SCHEMA",
     "CANCEL_PREFIX",
+    "CAPABILITY_STATUSES",
     "CONF_NAME_PATTERN",
     "CONF_STRING_PATTERN",
     "COUNT_KEYS",
@@ -102,6 +105,7 @@ __all__ = [
     "EXIT_ERROR",
     "FINAL_STATES",
     "FINAL_STATE_VALUES",
+    "GUIDELINE_NAME_PATTERN",
     "HTTP_URL",
     "KEEP",
     "MAX_ACCOUNTS",

@@ -35,7 +35,9 @@ _REGEX_LIST = {"type": "array", "maxItems": 20000,
 _TEST_NAME = {"type": "string", "maxLength": 1024, "allOf": [{
     "pattern": TEST_NAME_PATTERN,
     "x-error": "is not a test name (module.Class.test_method, optionally with [attributes])"}]}
-_NAMES = {"type": "string", "maxLength": 128, "pattern": r"^[A-Za-z0-9_.:-]+$"}
+# a guideline's version, target and capability names (2020.06, dns.2020.06, platform)
+GUIDELINE_NAME_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+_NAMES = {"type": "string", "maxLength": 128, "pattern": GUIDELINE_NAME_PATTERN}
 # The statuses a guideline gives its capabilities (interop schema 2.0)
 CAPABILITY_STATUSES = ("required", "advisory", "deprecated", "removed")
 GUIDELINE_SCHEMA: dict[str, Any] = {

@@ -92,6 +92,11 @@ def describe_selection(report: dict[str, Any]) -> str:
             + ", ".join(f"{report.get('by_' + how, 0)} by {how}" for how in MATCHED_BY))
     missing = list(report.get("not_found") or [])
     if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        text += f", {len(missing)} not found ({', '.join(missing[:3])}{more})"
+        text += f", {len(missing)} not found ({first_names(missing)})"
     return text
+
+
+def first_names(names: list[str], shown: int = 3) -> str:
+    """`a.B.test_x, a.B.test_y and 4 more`."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
