@@ -244,6 +244,16 @@ class Keystone:
                              "roles": [role]})
         return accounts
 
+    @staticmethod
+    def policy_conf() -> dict[str, dict[str, Any]]:
+        """What this Keystone's keystone.conf sets and its API does not show (the security
+        compliance rules): what an operator adds to a discovered conf."""
+        return {"identity": {"user_lockout_failure_attempts": LOCKOUT_ATTEMPTS,
+                             "user_lockout_duration": LOCKOUT_DURATION,
+                             "user_unique_last_password_count": UNIQUE_LAST_PW,
+                             "user_minimum_password_age": 0},
+                "identity-feature-enabled": {"security_compliance": True}}
+
     def tempest_conf(self, password: str = ADMIN_PASSWORD) -> dict[str, dict[str, Any]]:
         """The payload `conf` for an identity-only run against this Keystone."""
         return {
@@ -254,14 +264,11 @@ class Keystone:
             "identity": {"uri_v3": f"{self.public_url}/v3", "auth_version": "v3",
                          "region": "RegionOne", "v3_endpoint_type": "public",
                          "admin_role": "admin", "default_domain_id": "default",
-                         "user_lockout_failure_attempts": LOCKOUT_ATTEMPTS,
-                         "user_lockout_duration": LOCKOUT_DURATION,
-                         "user_unique_last_password_count": UNIQUE_LAST_PW,
-                         "user_minimum_password_age": 0},
+                         **self.policy_conf()["identity"]},
             "identity-feature-enabled": {"api_v2": False, "api_v2_admin": False,
                                          "api_v3": True, "trust": True, "access_rules": True,
-                                         "security_compliance": True,
-                                         "domain_specific_drivers": False},
+                                         "domain_specific_drivers": False,
+                                         **self.policy_conf()["identity-feature-enabled"]},
             "enforce_scope": {"keystone": True},
             "service_available": {s: False for s in
                                   ("cinder", "neutron", "glance", "swift", "nova", "horizon")},

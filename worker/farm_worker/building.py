@@ -28,6 +28,9 @@ from farm_worker import defaults, locks, tempest
 from farm_worker.exceptions import EnvironmentBuildError, TempestError
 from farm_worker.fsutil import make_read_only, remove_tree
 from farm_worker.locks import Lock
+from farm_worker.tempestconf_shim import SELF_CHECK
+
+SHIM = Path(__file__).with_name("tempestconf_shim.py")
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +190,10 @@ def build_template(builds: Path, key: CacheKey, lock: Lock, wheelhouse: Path,
         run_tool([uv, "pip", "check", "--python", str(staging / "bin" / "python"),
                   "--no-config", "--quiet"],
                  "checking the template's dependencies", key.version, 300)
-        listed = smoke_test(staging, key.version) if smoke else 0
+        listed = smoke_test(staging, key.version, lock.tempestconf is not None) if smoke else 0
         (staging / FILES).write_text("\n".join(file_listing(staging)) + "\n")
         info = {**asdict(key), "key": key.name, "lock": str(lock.path),
+                "tempestconf": lock.tempestconf,
                 "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "tests_listed": listed, "python_executable": sys.executable}
         (staging / READY).write_text(json.dumps(info, indent=1) + "\n")
@@ -205,8 +209,9 @@ def build_template(builds: Path, key: CacheKey, lock: Lock, wheelhouse: Path,
         pins.unlink(missing_ok=True)
 
 
-def smoke_test(env: Path, version: str) -> int:
-    """`tempest --version` is `version`, and `run --list-tests` lists > 1,000 tests."""
+def smoke_test(env: Path, version: str, discovery: bool = False) -> int:
+    """`tempest --version` is `version`, `run --list-tests` lists > 1,000 tests, and (with
+    `discovery`) python-tempestconf imports and has the hooks the worker uses."""
     with tempfile.TemporaryDirectory(prefix="farm-smoke-") as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
@@ -217,6 +222,11 @@ def smoke_test(env: Path, version: str) -> int:
                                             f"version {got}")
             ws = tempest.init_workspace(Path(tmp) / "job", env)
             tests = tempest.list_tests(ws, [])
+            if discovery:
+                tempest.run_short([str(env / "bin" / "python"), "-I", str(SHIM), SELF_CHECK],
+                                  cwd=home, env=tempest.tempest_environ(env, home),
+                                  what="python-tempestconf's self-check",
+                                  timeout_s=defaults.LIST_TIMEOUT_S)
         except TempestError as exc:
             raise EnvironmentBuildError(f"tempest {version}: smoke test failed: {exc}") \
                 from None

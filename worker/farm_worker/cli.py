@@ -153,7 +153,7 @@ def _execute_json(summary: Summary) -> dict[str, Any]:
     doc = summary.to_dict()
     keys = ("test_id", "state", *COUNT_KEYS, "not_run", "duration_s", "subunit")
     out = {k: doc[k] for k in keys}
-    extra = ("message", "field", "failures", "selection", "compliance")
+    extra = ("message", "field", "failures", "selection", "compliance", "conf")
     out.update({k: doc[k] for k in extra if doc[k]})
     return out
 

@@ -39,6 +39,14 @@ def parse(text: str) -> configparser.RawConfigParser:
     return parser
 
 
+def sections(text: str) -> dict[str, dict[str, str]]:
+    """A rendered tempest.conf as {section: {key: value}}, keys as written."""
+    conf = configparser.RawConfigParser(interpolation=None, default_section="__none__")
+    conf.optionxform = str  # type: ignore[assignment,method-assign]
+    conf.read_string(text)
+    return {section: dict(conf.items(section)) for section in conf.sections()}
+
+
 def get_option(conf: configparser.RawConfigParser, section: str, *keys: str) -> str | None:
     """The first of `keys` set (not blank) in `section`."""
     for key in keys:

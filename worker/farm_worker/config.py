@@ -58,6 +58,9 @@ CONFIG_SCHEMA: dict[str, Any] = {
         "results_keep_days": {"type": "number", "minimum": 0},
         "preflight": {"type": "boolean"},
         "preflight_timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
+        "discovery_image": {"type": ["string", "null"], "minLength": 1},
+        "discovery_timeout_s": {"type": "number", "exclusiveMinimum": 0,
+                                "maximum": defaults.MAX_TIMEOUT_S},
         "callbacks": {"type": "array", "items": {
             "type": "object", "additionalProperties": False, "required": ["url"],
             "properties": {"url": {"type": "string", "pattern": r"^https?://[^/]+"},
@@ -130,6 +133,10 @@ class WorkerConfig:
     results_keep_days: float = defaults.RESULTS_KEEP_DAYS
     preflight: bool = True
     preflight_timeout_s: float = defaults.PREFLIGHT_TIMEOUT_S
+    # a local image file the conf discovery uploads to a cloud without one (None: the
+    # discovery's image step is off); never downloaded
+    discovery_image: Path | None = None
+    discovery_timeout_s: float = defaults.DISCOVERY_TIMEOUT_S
     callbacks: tuple[CallbackAuth, ...] = ()
     tempest_defaults: Conf = field(default_factory=dict, repr=False)
     log_level: str = "INFO"
@@ -257,9 +264,16 @@ def build_config(doc: Mapping[str, Any], source: str,
     kwargs: dict[str, Any] = {"source": source, "origins": origins}
     for key in ("worker_id", "install_on_demand", "env_isolation", "index_url", "concurrency",
                 "default_timeout_s", "report_retry_s", "report_flush_s", "results_keep_days",
-                "preflight", "preflight_timeout_s", "log_level", "tempest_defaults"):
+                "preflight", "preflight_timeout_s", "log_level", "tempest_defaults",
+                "discovery_timeout_s"):
         if key in merged:
             kwargs[key] = merged[key]
+    if merged.get("discovery_image"):
+        image = Path(merged["discovery_image"]).expanduser()
+        if not image.is_file():
+            raise ConfigError(f"{origins['discovery_image']}: discovery_image: {image} is not "
+                              "a file (a local image for the conf discovery to upload)")
+        kwargs["discovery_image"] = image
     for key in ("cache_dir", "work_dir", "results_dir"):
         if key in merged:
             kwargs[key] = Path(merged[key]).expanduser()

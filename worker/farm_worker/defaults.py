@@ -17,6 +17,7 @@ TEMPEST_CONCURRENCY = 2  # stestr workers per job
 PROGRESS_INTERVAL_S = 0.5  # at most 2 progress events (and reports) per second
 KILL_GRACE_S = 3.0  # SIGTERM to the Tempest process group, then SIGKILL after this
 PREFLIGHT_TIMEOUT_S = 15.0  # each request of the check of the conf against its cloud
+DISCOVERY_TIMEOUT_S = 600.0  # python-tempestconf's discovery (an image upload included)
 LIST_TIMEOUT_S = 300  # `tempest run --list-tests` and other short Tempest commands
 
 # Reporting to the callback server

@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from farm_worker import cloud, compliance, defaults, matching, preflight, redaction, tempest
+from farm_worker import (
+    cloud,
+    compliance,
+    defaults,
+    discovery,
+    matching,
+    preflight,
+    redaction,
+    tempest,
+)
 from farm_worker.environments import Template
 from farm_worker.exceptions import (
     EnvironmentBuildError,
@@ -33,6 +42,7 @@ from farm_worker.isolation import job_environment, mounts_under, unmount
 from farm_worker.logs import TestLog
 from farm_worker.processes import Outcome, ProcessGroup, kill_group, kill_stale_group
 from farm_worker.protocol import (
+    Conf,
     Counts,
     Failure,
     Payload,
@@ -103,6 +113,7 @@ class Job:
         self.results: Collector | None = None  # from the listing on
         self.matched: matching.Matched | None = None  # an explicit list, once matched
         self.accounts: list[dict[str, Any]] | None = None  # pre-provisioned, once known
+        self.kept_conf: dict[str, dict[str, str]] | None = None  # tempest.conf, scrubbed
         self._last_progress = 0.0
         self.secrets: list[int] = []
         self.final: tuple[TestState, str] | None = None  # announced after the cleanup
@@ -179,7 +190,7 @@ class Job:
                        message=redaction.redact(message), worker=self.worker,
                        tempest_version=self.payload.tempest_version, failures=failures,
                        selection=self.matched.to_dict() if self.matched else None,
-                       compliance=self.compliance())
+                       compliance=self.compliance(), conf=self.kept_conf)
 
     def compliance(self) -> dict[str, Any] | None:
         """A guideline run's compliance report, once its list is matched."""
@@ -207,9 +218,12 @@ class Job:
             self._check_cancel()
             ws = tempest.init_workspace(self.job_dir, env, self.cancel)
             uses = tempest.write_accounts(ws, accounts) if accounts else None
-            conf_text = tempest.render_conf(ws, self.config.tempest_defaults, conf, uses)
             self.accounts = accounts
+            found = self._discover(ws, template, conf, uses) if p.discover is not None \
+                else None
+            conf_text = tempest.render_conf(ws, self.config.tempest_defaults, found, conf, uses)
             tempest.write_conf(ws, conf_text)
+            self.kept_conf = redaction.scrub_conf(cloud.sections(conf_text))
             checked = self._preflight(conf_text)
             deadline = self.runner.clock() + self.timeout_s
             if selection is not None and selection.listed:
@@ -228,7 +242,8 @@ class Job:
                                  f"dry run: {len(tests)} tests selected{listed}")
             notes = "; ".join(checked.notes) if checked else ""
             self.set_state(TestState.RUNNING, f"{len(tests)} tests{listed}"
-                           + (f" (preflight: {notes})" if notes else ""))
+                           + (f" (preflight: {notes})" if notes else ""),
+                           outcome={"conf": self.kept_conf})
             self._progress("")  # the total, before the first test ends
             subunit = self._run_tempest(ws, args, deadline)
             cpid = self._cpid(conf_text, checked)
@@ -245,6 +260,47 @@ class Job:
                                f"tests is in tempest {self.payload.tempest_version} "
                                f"(by name, alias or id): {self.matched.missing()}")
         return self.matched.tests
+
+    def _discover(self, ws: tempest.Workspace, template: Template, conf: Conf | None,
+                  uses: Conf | None) -> Conf | None:
+        """The conf python-tempestconf finds, the discovery's needs reported first (one
+        line each); none for a dry run, which never talks to the cloud."""
+        p = self.payload
+        assert p.discover is not None
+        if p.dry_run:
+            self.set_state(TestState.INSTALLING, "dry run: the conf is not discovered")
+            return None
+        version = template.info.get("tempestconf")
+        if not version:
+            raise EnvironmentBuildError(
+                f"tempest {p.tempest_version}: its lock has no python-tempestconf, so this "
+                f"worker cannot discover a conf (farm-worker lock {p.tempest_version} "
+                "makes one that has)")
+        self._check_cancel()
+        given = tempest.conf_text(conf, uses)
+        parsed = cloud.parse(given)
+        creds = discovery.Credentials.choose(parsed, self.accounts)
+        body, option = ((cloud.token_request(parsed), "[auth] admin_username, admin_password")
+                        if creds.admin else
+                        (cloud.account_token_request((self.accounts or [{}])[0]), "accounts[0]"))
+        assert body is not None
+        timeout_s = self.config.preflight_timeout_s
+        login = preflight.login(parsed, body, option, timeout_s)
+        needs = discovery.check_needs(parsed, login.catalog, login.token, creds, self.accounts,
+                                      p.discover, self.config.discovery_image, login.verify,
+                                      timeout_s)
+        for line in needs.lines:
+            self.set_state(TestState.INSTALLING, f"discovery: {line}")
+        self._check_cancel()
+        self.set_state(TestState.INSTALLING, f"discovering the conf with python-tempestconf "
+                                             f"{version}")
+        accounts_file = Path(str(uses["auth"]["test_accounts_file"])) if uses else None
+        found = discovery.discover(ws, given, creds, accounts_file, p.discover, needs,
+                                   self.config.discovery_timeout_s, self.cancel)
+        self.secrets.append(redaction.register(redaction.secrets_in_conf(found)))
+        options = sum(len(v) for v in found.values())
+        self.log.info("discovered %d options in %d sections", options, len(found))
+        return found
 
     def _preflight(self, conf_text: str) -> preflight.Checked | None:
         """The conf checked against its cloud before Tempest starts (not for a dry run,
@@ -397,7 +453,7 @@ class Job:
     def _announce_final(self) -> None:
         if self.final is not None:
             outcome = {"selection": self.matched.to_dict() if self.matched else None,
-                       "compliance": self.compliance()}
+                       "compliance": self.compliance(), "conf": self.kept_conf}
             self.set_state(*self.final, outcome={k: v for k, v in outcome.items() if v})
 
     def _flush_reports(self) -> None:

@@ -28,6 +28,11 @@ from farm_worker.exceptions import EnvironmentBuildError
 log = logging.getLogger(__name__)
 
 SHIPPED_LOCKS = Path(__file__).parent / "locks"
+# Locked with every Tempest version: its conf discovery (discovery.py), resolved as of the
+# same day, so each Tempest gets the python-tempestconf of its time; and setuptools, whose
+# pkg_resources some of the older dependencies import at run time (munch 2.5, in 33.0.0's).
+DISCOVERY_PACKAGE = "python-tempestconf"
+ALSO_LOCKED = (DISCOVERY_PACKAGE, "setuptools")
 _REQ_LINE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)")
 
 
@@ -46,6 +51,16 @@ class Lock:
     path: Path
     pins: tuple[str, ...]  # `name==version`, one per package of the closure
     digest: str  # sha256 over the pins and their hashes: part of every cache key
+
+    @property
+    def tempestconf(self) -> str | None:
+        """The python-tempestconf version the lock pins, if any (an operator's lock may
+        have none: its environments then cannot discover a conf)."""
+        for pin in self.pins:
+            name, _, version = pin.partition("==")
+            if name.lower().replace("_", "-") == DISCOVERY_PACKAGE:
+                return version
+        return None
 
     @property
     def short_digest(self) -> str:
@@ -138,7 +153,8 @@ def tool_env() -> dict[str, str]:
 def compile_lock(version: str, out: Path, *, index_url: str = defaults.INDEX_URL,
                  exclude_newer: dt.datetime | None = None, constraints: Path | None = None,
                  extra: tuple[str, ...] = ()) -> Lock:
-    """Resolve tempest==version for this Python into `out`, written atomically.
+    """Resolve tempest==version with ALSO_LOCKED for this Python into `out`, written
+    atomically.
 
     Without `constraints` or `exclude_newer`, dependencies are taken as of the release's
     upload time.
@@ -156,7 +172,7 @@ def compile_lock(version: str, out: Path, *, index_url: str = defaults.INDEX_URL
                 .strftime("%Y-%m-%dT%H:%M:%SZ")]
     if constraints is not None:
         cmd += ["--constraint", str(constraints)]
-    request = "\n".join([f"tempest=={version}", *extra]) + "\n"
+    request = "\n".join([f"tempest=={version}", *ALSO_LOCKED, *extra]) + "\n"
     log.info("locking tempest %s %s", version, basis)
     try:
         proc = subprocess.run(cmd, input=request, capture_output=True, text=True,

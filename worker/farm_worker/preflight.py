@@ -156,9 +156,9 @@ def _who(body: dict[str, Any]) -> str:
 
 
 def _token(uri: str, body: dict[str, Any], option: str, verify: bool | str,
-           timeout_s: float) -> list[dict[str, Any]]:
-    """The token's catalog (empty for an unscoped token); `option` is what to fix when the
-    credentials are refused."""
+           timeout_s: float) -> tuple[str, list[dict[str, Any]]]:
+    """The token and its catalog (empty for an unscoped token); `option` is what to fix
+    when the credentials are refused."""
     try:
         resp = cloud.post_token(uri, body, verify, timeout_s)
     except requests.RequestException as exc:
@@ -175,7 +175,28 @@ def _token(uri: str, body: dict[str, Any], option: str, verify: bool | str,
         raise PreflightError(option.split(" ", 1)[0], f"Keystone at {uri} refused the token "
                                                       f"request for {_who(body)} "
                                                       f"({resp.status_code}: {detail})")
-    return cloud.catalog_of(resp)
+    return resp.headers.get("X-Subject-Token", ""), cloud.catalog_of(resp)
+
+
+@dataclass
+class Login:
+    """A token of the cloud the conf points at, for the checks that need one."""
+
+    uri: str
+    verify: bool | str
+    token: str
+    catalog: list[dict[str, Any]]
+
+
+def login(conf: configparser.RawConfigParser, body: dict[str, Any], option: str,
+          timeout_s: float) -> Login:
+    """The identity endpoint checked, and one token request with `body` (refused
+    credentials name `option`)."""
+    uri = _identity_url(conf)
+    verify = _verify(conf)
+    _version_document(uri, verify, timeout_s)
+    token, catalog = _token(uri, body, option, verify, timeout_s)
+    return Login(uri, verify, token, catalog)
 
 
 def _services(conf: configparser.RawConfigParser, catalog: list[Any], uri: str) -> list[str]:
@@ -214,7 +235,7 @@ def check(conf_text: str, timeout_s: float,
     if body is None:
         checked.notes.append("credentials not checked: pre-provisioned accounts")
         return checked
-    catalog = _token(uri, body, option, verify, timeout_s)
+    _token_id, catalog = _token(uri, body, option, verify, timeout_s)
     if not catalog:
         checked.notes.append("services not checked: the admin token has no catalog "
                              "(unscoped: set admin_project_name or admin_system)")

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 MASK = "***"
-SECRET_KEY = re.compile(r"pass|secret|token|credential|private|_key$", re.IGNORECASE)
+REMOVED = "<removed>"  # a secret's value in a conf kept with its run
+SECRET_KEY = re.compile(r"pass|secret|token|private|_key$", re.IGNORECASE)
 _MIN_LEN = 4  # shorter values would mask ordinary words
 
 _lock = threading.Lock()
@@ -29,6 +30,14 @@ def secrets_in_conf(conf: Mapping[str, Mapping[str, Any]] | None) -> set[str]:
             if SECRET_KEY.search(key) and isinstance(value, str):
                 found.add(value)
     return found
+
+
+def scrub_conf(conf: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str]]:
+    """A conf to keep and show with its run: each secret-looking key's value removed, and
+    any registered secret in another value masked."""
+    return {section: {key: REMOVED if SECRET_KEY.search(key) else redact(str(value))
+                      for key, value in values.items()}
+            for section, values in conf.items()}
 
 
 def secrets_in_accounts(accounts: Iterable[Mapping[str, Any]] | None) -> set[str]:

@@ -82,10 +82,11 @@ def tempest_environ(env: Path, home: Path, workspace: Path | None = None,
     return out
 
 
-def _run_short(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], what: str,
-               timeout_s: float, cancel: threading.Event | None = None,
-               deadline: float | None = None) -> str:
-    """Run a short Tempest command; its stdout, or TempestError with the end of stderr."""
+def run_short(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], what: str,
+              timeout_s: float, cancel: threading.Event | None = None,
+              deadline: float | None = None, log_file: Path | None = None) -> str:
+    """Run a short Tempest command; its stdout, or TempestError with the end of stderr
+    (kept in `log_file` too, if given)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         group = ProcessGroup(argv, cwd=cwd, env=env, stdout=out, stderr=err)
         limit = time.monotonic() + timeout_s
@@ -94,6 +95,8 @@ def _run_short(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], what: 
         err.seek(0)
         stdout = out.read().decode("utf-8", "replace")
         stderr = err.read().decode("utf-8", "replace")
+    if log_file is not None:
+        log_file.write_text(stderr, encoding="utf-8")
     if outcome is Outcome.CANCELLED:
         raise JobCancelled(f"cancelled during {what}")
     if outcome is Outcome.TIMED_OUT:
@@ -108,7 +111,7 @@ def _run_short(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], what: 
 
 def tempest_version(env: Path, home: Path) -> str:
     """`tempest --version` -> "47.0.0"."""
-    out = _run_short([str(env / "bin" / "tempest"), "--version"], cwd=home,
+    out = run_short([str(env / "bin" / "tempest"), "--version"], cwd=home,
                      env=tempest_environ(env, home), what="tempest --version",
                      timeout_s=defaults.LIST_TIMEOUT_S)
     m = re.search(r"(\d+\.\d+\.\d+)", out)
@@ -122,7 +125,7 @@ def init_workspace(job_dir: Path, env: Path, cancel: threading.Event | None = No
     ws = Workspace(job_dir, env)
     ws.home.mkdir(parents=True, exist_ok=True)
     (job_dir / "global-etc").mkdir(exist_ok=True)  # must exist: FIELD_NOTES
-    _run_short([ws.tempest(), "init", "--config-dir", str(job_dir / "global-etc"),
+    run_short([ws.tempest(), "init", "--config-dir", str(job_dir / "global-etc"),
                 "--workspace-path", str(job_dir / "workspaces.yaml"), "--name",
                 f"job-{job_dir.name}"[:60], str(ws.path)],
                cwd=job_dir, env=tempest_environ(env, ws.home), what="tempest init",
@@ -223,7 +226,7 @@ def load_list_args(ws: Workspace, tests: Sequence[str]) -> list[str]:
 def list_tests(ws: Workspace, args: Sequence[str], cancel: threading.Event | None = None,
                deadline: float | None = None) -> list[str]:
     """The test ids `tempest run --list-tests` selects with `args`."""
-    out = _run_short([ws.tempest(), "run", "--list-tests", *args], cwd=ws.path,
+    out = run_short([ws.tempest(), "run", "--list-tests", *args], cwd=ws.path,
                      env=ws.environ(), what="tempest run --list-tests",
                      timeout_s=defaults.LIST_TIMEOUT_S, cancel=cancel, deadline=deadline)
     return [line.strip() for line in out.splitlines() if _TEST_ID.match(line.strip())]

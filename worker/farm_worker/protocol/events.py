@@ -175,6 +175,8 @@ class Summary:
     selection: dict[str, Any] | None = None
     # a guideline run: its compliance report, per capability (compliance.report)
     compliance: dict[str, Any] | None = None
+    # the tempest.conf the run used (discovered or given), each secret's value removed
+    conf: dict[str, dict[str, str]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,7 +185,7 @@ class Summary:
             "message": self.message, "field": self.field, "worker": self.worker,
             "tempest_version": self.tempest_version,
             "failures": [{"test": f.test, "detail": f.detail} for f in self.failures],
-            "selection": self.selection, "compliance": self.compliance,
+            "selection": self.selection, "compliance": self.compliance, "conf": self.conf,
         }
 
     @classmethod
@@ -196,6 +198,7 @@ class Summary:
             tempest_version=doc.get("tempest_version"),
             failures=[Failure(f["test"], f.get("detail", "")) for f in doc.get("failures", [])],
             selection=doc.get("selection"), compliance=doc.get("compliance"),
+            conf=doc.get("conf"),
         )
 
 

@@ -85,6 +85,21 @@ ACCOUNTS_SCHEMA: dict[str, Any] = {
     "then": {"const": "callback", "x-error": 'is not "callback" or a list of accounts'},
     "else": ACCOUNT_LIST_SCHEMA}
 
+# tempest.conf discovered by the worker with python-tempestconf: the conf's [identity] uri_v3
+# and its admin credentials (or the accounts) are what it starts from, the rest of the conf
+# overrides what it finds; these are the discovery's own options
+DISCOVER_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "network_id": {**_ACCOUNT_TEXT, "description": "the external network (id or name) "
+                                                       "instead of the one found"},
+        "flavor_min_mem": {"type": "integer", "minimum": 1, "maximum": 1024 * 1024,
+                           "description": "the smallest RAM (MB) of the flavors picked"},
+        "flavor_min_disk": {"type": "integer", "minimum": 0, "maximum": 100000,
+                            "description": "the smallest disk (GB) of the flavors picked"},
+    },
+}
+
 PAYLOAD_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://refstack-farm.invalid/schemas/payload-v1.json",
@@ -125,6 +140,7 @@ PAYLOAD_SCHEMA: dict[str, Any] = {
         },
         "guideline": GUIDELINE_SCHEMA,
         "accounts": ACCOUNTS_SCHEMA,
+        "discover": DISCOVER_SCHEMA,
         "callback": {
             "type": "object", "additionalProperties": False, "required": ["url"],
             "properties": {
@@ -193,6 +209,8 @@ class Payload:
     guideline: Mapping[str, Any] | None = None
     # Tempest's pre-provisioned accounts, or "callback" (fetch them from the callback)
     accounts: Accounts | str | None = dc_field(default=None, repr=False)
+    # discover the conf with python-tempestconf (its options; {} for the defaults)
+    discover: Mapping[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The payload as JSON-ready data; `parse_payload(to_dict())` gives it back."""
@@ -209,6 +227,8 @@ class Payload:
             out["guideline"] = dict(self.guideline)
         if self.accounts is not None:
             out["accounts"] = self.accounts
+        if self.discover is not None:
+            out["discover"] = dict(self.discover)
         if self.callback is not None:
             out["callback"] = {"url": self.callback.url}
             if self.callback.token:
@@ -265,6 +285,8 @@ def _semantic_errors(doc: Mapping[str, Any]) -> list[FieldError]:
             errors.append(FieldError("tests.list", f"cannot be combined with {', '.join(mixed)}"
                                                    ": a list names every test it runs"))
     errors.extend(_guideline_errors(doc.get("guideline"), tests.get("list")))
+    if "discover" in doc and isinstance(doc.get("conf"), Mapping):
+        errors.extend(discover_errors(doc["conf"], doc.get("accounts")))
     callback = doc.get("callback")
     if callback is None and doc.get("accounts") == "callback":
         errors.append(FieldError("accounts", '"callback" needs a callback to fetch them from '
@@ -291,6 +313,22 @@ def _guideline_errors(guideline: Mapping[str, Any] | None,
                 return [FieldError(f"guideline.capabilities[{i}].tests[{j}]",
                                    f"{show(test)} is not in tests.list")]
     return []
+
+
+def discover_errors(conf: Mapping[str, Any], accounts: Any) -> list[FieldError]:
+    """What a conf discovery starts from: the identity endpoint, and admin credentials or
+    pre-provisioned accounts to look at the cloud with."""
+    identity, auth = conf.get("identity") or {}, conf.get("auth") or {}
+    errors = []
+    if not identity.get("uri_v3"):
+        errors.append(FieldError("conf.identity.uri_v3", "is required to discover the conf: "
+                                                         "the cloud's Keystone v3 endpoint"))
+    admin = auth.get("admin_username") and auth.get("admin_password")
+    if not admin and not accounts:
+        errors.append(FieldError("conf.auth.admin_username",
+                                 "discover needs admin credentials ([auth] admin_username and "
+                                 "admin_password) or accounts to look at the cloud with"))
+    return errors
 
 
 def _regex_error(where: str, rx: str) -> list[FieldError]:
@@ -327,6 +365,7 @@ def parse_payload(raw: bytes | str | Mapping[str, Any]) -> Payload:
         dry_run=doc.get("dry_run", False),
         guideline=doc.get("guideline"),
         accounts=doc.get("accounts"),
+        discover=doc.get("discover"),
     )
 
 
