@@ -66,6 +66,23 @@ options:
         conf is; their passwords are masked like the conf's.
     type: list
     elements: dict
+  discover:
+    description:
+      - The worker discovers tempest.conf with python-tempestconf (locked with the Tempest
+        version) from O(conf)'s C([identity] uri_v3) and admin credentials, or from the
+        first of O(accounts); the rest of O(conf) overrides what it finds.
+      - An empty dict discovers with the defaults.
+    type: dict
+    suboptions:
+      network_id:
+        description: The external network (id or name) instead of the one it finds.
+        type: str
+      flavor_min_mem:
+        description: The smallest RAM (MB) of the flavors it picks.
+        type: int
+      flavor_min_disk:
+        description: The smallest disk (GB) of the flavors it picks.
+        type: int
   regex:
     description: Select tests by regular expression.
     type: str
@@ -224,6 +241,17 @@ EXAMPLES = r"""
     wait: true
   register: official
 
+- name: A run whose tempest.conf the worker discovers from clouds.yaml's credentials
+  gearman_job:
+    test_id: cloud-b-discovered-1
+    tempest_version: 47.0.0
+    os_cloud: cloud-b
+    discover: {network_id: public}
+    regex: tempest.api.identity
+    server_url: https://farm.example.org/
+    token: "{{ farm_token }}"
+    wait: true
+
 - name: Cancel a run
   gearman_job:
     test_id: cloud-a-2026-11-25
@@ -340,6 +368,8 @@ def payload_of(params):
         doc["conf"] = params["conf"]
     if params["accounts"]:
         doc["accounts"] = params["accounts"]
+    if params["discover"] is not None:
+        doc["discover"] = {k: v for k, v in params["discover"].items() if v is not None}
     if params["os_cloud"]:
         if params["os_cloud_account"] and params["accounts"]:
             raise clouds.CloudError("accounts: not with os_cloud_account (which makes the "
@@ -503,6 +533,9 @@ def main():
             tempest_version=dict(type="str"),
             conf=dict(type="dict", no_log=True),
             accounts=dict(type="list", elements="dict", no_log=True),
+            discover=dict(type="dict", options=dict(
+                network_id=dict(type="str"), flavor_min_mem=dict(type="int"),
+                flavor_min_disk=dict(type="int"))),
             os_cloud=dict(type="str"),
             os_cloud_account=dict(type="bool", default=False),
             regex=dict(type="str"),

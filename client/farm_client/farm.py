@@ -264,6 +264,10 @@ class Farm(abc.ABC):
     def history(self, test_id: str) -> dict[str, Any]:
         raise self._needs_server("history")
 
+    def test(self, test_id: str) -> dict[str, Any]:
+        """The test as the server shows it (GET /v1/tests/<id>: its tempest.conf too)."""
+        raise self._needs_server("a test's record")
+
     def tests(self, states: list[str] | None = None, version: str | None = None,
               limit: int = 50, offset: int = 0, *, guideline: str | None = None,
               target: str | None = None) -> dict[str, Any]:

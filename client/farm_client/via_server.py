@@ -108,6 +108,10 @@ class ViaServer(Farm):
     def history(self, test_id: str) -> dict[str, Any]:
         return self._test(test_id)
 
+    def test(self, test_id: str) -> dict[str, Any]:
+        view: dict[str, Any] = self._test(test_id)["test"]
+        return view
+
     def tests(self, states: list[str] | None = None, version: str | None = None,
               limit: int = 50, offset: int = 0, *, guideline: str | None = None,
               target: str | None = None) -> dict[str, Any]:

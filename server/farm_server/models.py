@@ -69,6 +69,10 @@ class TestRow(Base):
     compliance_json: Mapped[str | None] = mapped_column(Text)
     # added by migration 0006: pre-provisioned accounts (passwords): dropped with the conf
     accounts_json: Mapped[str | None] = mapped_column(Text)
+    # added by migration 0007: the conf discovery's options (a discovery run), and the
+    # tempest.conf the run used, without its secrets
+    discover_json: Mapped[str | None] = mapped_column(Text)
+    tempest_conf_json: Mapped[str | None] = mapped_column(Text)
 
 
 class ReportRow(Base):

@@ -98,3 +98,12 @@ def test_list_pages_with_offset(tmp_path: Path, server: FarmServer) -> None:
     assert [t["id"] for t in rest["tests"]] == ["page-0"] and rest["offset"] == 2
     table = farm(tmp_path, "list", "--limit", "2", "--offset", "2", env=env).stdout
     assert "3-3 of 3 tests" in table
+
+
+def test_discovery_and_conf_flags_go_together(tmp_path: Path) -> None:
+    proc = farm(tmp_path, "submit", "--tempest", "47.0.0", "--discover-network", "public")
+    assert proc.returncode == 2
+    assert one_line(proc) == "farm submit: --discover-network: only with --discover\n"
+    proc = farm(tmp_path, "results", "t-1", "--conf", "--format", "json")
+    assert proc.returncode == 2
+    assert one_line(proc) == "farm results: --conf: not with --upload or --format\n"

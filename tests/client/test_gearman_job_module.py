@@ -151,5 +151,12 @@ def test_the_cloud_from_clouds_yaml(capsys: pytest.CaptureFixture[str], server: 
     code, out = run(capsys, test_id="mod-cloud-1", os_cloud="lab", **base)
     assert code == 0 and out["state"] == "passed", out
     assert "Cloud-mod-pw-4" not in json.dumps(out)
+    # a discovery run: its options reach the worker (a dry run does not discover)
+    code, out = run(capsys, test_id="mod-cloud-3", os_cloud="lab",
+                    discover={"network_id": "public"}, **base)
+    assert code == 0 and out["state"] == "passed", out
+    record = server.api("GET", "/v1/tests/mod-cloud-3").json()
+    assert record["test"]["discover"] == {"network_id": "public"}
+    assert "dry run: the conf is not discovered" in [h["message"] for h in record["history"]]
     code, out = run(capsys, test_id="mod-cloud-2", os_cloud="nowhere", **base)
     assert code == 1 and out["msg"].startswith("--os-cloud: 'nowhere' is not a cloud of"), out

@@ -56,7 +56,7 @@ def new_test(store: Store, test_id: str = "t1", admin: str = "pw",
 
 
 def test_migrations_match_the_models(store: Store) -> None:
-    assert store.revision() == store.head() == "0006"
+    assert store.revision() == store.head() == "0007"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -73,12 +73,12 @@ def test_upgrade_keeps_existing_data(url: str) -> None:
                 " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
         token = s.add_worker("old-host", [])
         s.migrate()
-        assert s.revision() == "0006"
+        assert s.revision() == "0007"
         old = s.get("old-1")
         assert old is not None and old.message == "from 0001" and old.cancel_handle is None
         assert s.worker_for(token) is not None
         s.migrate()  # a second run changes nothing
-        assert s.revision() == "0006"
+        assert s.revision() == "0007"
     finally:
         s.engine.dispose()
 
@@ -160,6 +160,25 @@ def test_progress_is_stored(store: Store) -> None:
     assert test is not None
     assert (test.progress_done, test.progress_total, test.progress_current, test.passed) == (
         2, 5, "a.b", 2)
+
+
+def test_the_conf_a_run_uses_is_kept_without_its_secrets(store: Store) -> None:
+    new_test(store)
+    used = {"identity": {"uri_v3": "http://k/v3"},
+            "auth": {"admin_password": "slipped-through-1", "admin_username": "admin"}}
+    store.apply("t1", Report(S.RUNNING, "5 tests", "w1"), source="worker",
+                payload={"conf": used})
+    test = store.get("t1")
+    assert test is not None and test.tempest_conf_json is not None
+    kept = json.loads(test.tempest_conf_json)
+    assert kept == {"identity": {"uri_v3": "http://k/v3"},
+                    "auth": {"admin_password": "<removed>", "admin_username": "admin"}}
+    # a conf that is not {section: {key: text}} is not kept; the state still moves
+    store.apply("t1", Report(S.PASSED, "done", "w1"), source="worker",
+                payload={"conf": {"identity": ["x"]}})
+    test = store.get("t1")
+    assert test is not None and test.state == "passed"
+    assert json.loads(test.tempest_conf_json or "null") == kept
 
 
 def test_concurrent_reports_keep_a_consistent_history(store: Store) -> None:

@@ -12,7 +12,14 @@ from typing import Any
 import gear
 
 from farm_lab.gearmand import Gearmand, admin, status
-from farm_worker.protocol import cancel_function, format_checker, parse_payload, run_function
+from farm_server.lifecycle import Report
+from farm_worker.protocol import (
+    TestState,
+    cancel_function,
+    format_checker,
+    parse_payload,
+    run_function,
+)
 from harness.gearclient import take_job
 from harness.subunit_streams import stream
 from server.conftest import App, json_of, make_app
@@ -45,6 +52,31 @@ def test_create_queues_a_background_job_without_the_password(farm_app: App,
     assert payload.callback.url == farm_app.config.callback_url
     assert payload.tests is not None and payload.tests.regex == "tempest.api.identity"
     assert payload.dry_run and payload.timeout_s == 600 and unique == b"c1"
+
+
+def test_a_discovery_run_is_queued_with_its_options(farm_app: App,
+                                                   own_gearmand: Gearmand) -> None:
+    conf = {"identity": {"uri_v3": "http://127.0.0.1:5000/v3"},
+            "auth": {"admin_username": "admin", "admin_password": SECRET}}
+    r = create(farm_app, test_id="disc1", conf=conf, discover={"network_id": "public"})
+    assert r.status_code == 201, r.json
+    assert json_of(r)["test"]["discover"] == {"network_id": "public"}
+    raw, _unique = take_job(own_gearmand.port, run_function("47.0.0"))
+    assert SECRET.encode() not in raw
+    payload = parse_payload(raw)
+    assert payload.discover == {"network_id": "public"} and payload.conf is None
+    # what it starts from is checked at once: no Keystone, or no one to log in as
+    r = create(farm_app, test_id="disc2", conf={"auth": conf["auth"]}, discover={})
+    assert r.status_code == 400 and json_of(r)["field"] == "conf.identity.uri_v3"
+    r = create(farm_app, test_id="disc3", conf={"identity": conf["identity"]}, discover={})
+    assert r.status_code == 400 and json_of(r)["field"] == "conf.auth.admin_username"
+    # the conf a run used is in its record, not in a page of tests
+    farm_app.store.apply("disc1", Report(TestState.RUNNING, "1 test", "w1"), source="worker",
+                         payload={"conf": {"identity": {"uri_v3": "http://x/v3"}}})
+    shown = json_of(farm_app.client.get("/v1/tests/disc1", headers=farm_app.user()))
+    assert shown["test"]["tempest_conf"] == {"identity": {"uri_v3": "http://x/v3"}}
+    page = json_of(farm_app.client.get("/v1/tests", headers=farm_app.user()))
+    assert "tempest_conf" not in page["tests"][0]
 
 
 def test_create_validates_with_the_protocol_schema(farm_app: App) -> None:

@@ -39,6 +39,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="table",
                    help="table (default), json, junit, subunit or html")
     p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    p.add_argument("--conf", action="store_true",
+                   help="the tempest.conf the run used (discovered or given), its secrets "
+                        "removed: where \"why was this skipped\" starts")
     p.add_argument("--json", action="store_true", help="with --upload: the upload as JSON")
     g = p.add_argument_group("upload to RefStack (API v1, as refstack-client does)")
     g.add_argument("--upload", metavar="URL",
@@ -58,8 +61,12 @@ def register(p: argparse.ArgumentParser) -> None:
 def take_action(args: argparse.Namespace) -> int:
     if (args.key or args.cpid) and not args.upload:
         raise UsageError("--key and --cpid go with --upload URL")
+    if args.conf and (args.upload or args.format != "table"):
+        raise UsageError("--conf: not with --upload or --format")
     farm = farm_of(args)
     try:
+        if args.conf:
+            return show_conf(farm, args.test_id, args.output)
         if args.upload:
             return upload(farm, args.test_id, args.upload, key_file=args.key, cpid=args.cpid,
                           attempts=args.attempts, as_json=args.json)
@@ -90,15 +97,37 @@ def run(farm: Farm, test_id: str, fmt: str = "table", output: str | None = None)
             if output:
                 console.file.close()
             return 0
+    _write(data, test_id, fmt, output)
+    return 0
+
+
+def conf_text(conf: dict[str, dict[str, str]]) -> str:
+    """{section: {key: value}} as tempest.conf text."""
+    return "\n".join(f"[{section}]\n" + "".join(f"{key} = {value}\n"
+                                               for key, value in values.items())
+                     for section, values in conf.items())
+
+
+def show_conf(farm: Farm, test_id: str, output: str | None = None) -> int:
+    """`farm results ID --conf`: the run's tempest.conf, as the server keeps it."""
+    conf = farm.test(test_id).get("tempest_conf")
+    if not conf:
+        print(f"{test_id}: no tempest.conf kept (the run did not get as far as writing one, "
+              "or ran before the server kept them)", file=sys.stderr)
+        return 1
+    _write(conf_text(conf).encode(), test_id, "tempest.conf", output)
+    return 0
+
+
+def _write(data: bytes, test_id: str, what: str, output: str | None) -> None:
     if output:
         tmp = Path(output + ".part")
         tmp.write_bytes(data)
         tmp.replace(output)
-        print(f"{test_id}: {fmt} written to {output}", file=sys.stderr)
+        print(f"{test_id}: {what} written to {output}", file=sys.stderr)
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
-    return 0
 
 
 def upload_results(farm: Farm, test_id: str, target: str, *, key_file: str | None = None,

@@ -50,6 +50,14 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="Tempest's pre-provisioned accounts (accounts.yaml: a list of "
                         "username, password, project_name, roles, ...), used instead of "
                         "admin credentials; secrets as the conf's")
+    p.add_argument("--discover", action="store_true",
+                   help="the worker discovers tempest.conf with python-tempestconf (locked "
+                        "with the Tempest version) from the cloud's Keystone and the admin "
+                        "credentials or the accounts; the rest of --conf overrides what it "
+                        "finds")
+    p.add_argument("--discover-network", metavar="ID|NAME",
+                   help="with --discover: the external network to use (default: the one "
+                        "it finds)")
     p.add_argument("--regex", help="select tests by regex (e.g. tempest.api.identity)")
     p.add_argument("--include", metavar="FILE", help="a file of regexes, one per line, to run")
     p.add_argument("--exclude", metavar="FILE", help="a file of regexes, one per line, to skip")
@@ -224,6 +232,13 @@ def payload_from_args(args: argparse.Namespace) -> dict[str, Any]:
                              "Tempest's accounts.yaml: [{username: ..., password: ..., "
                              "project_name: ...}]")
         doc["accounts"] = accounts
+    if args.discover_network and not args.discover:
+        raise UsageError("--discover-network: only with --discover")
+    if args.discover:
+        discover = dict(doc.get("discover") or {})
+        if args.discover_network:
+            discover["network_id"] = args.discover_network
+        doc["discover"] = discover
     listed = _listed_tests(args)
     if listed is not None:
         lines, guideline = listed

@@ -89,7 +89,20 @@ def openapi_document() -> dict[str, Any]:
                              "compliance": {
                                  "type": ["object", "null"],
                                  "description": "a guideline run's compliance report: "
-                                                "capabilities, totals, summary"}}},
+                                                "capabilities, totals, summary"},
+                             "discover": {
+                                 "type": ["object", "null"],
+                                 "description": "a run whose conf python-tempestconf "
+                                                "discovered: the discovery's options"},
+                             "tempest_conf": {
+                                 "type": ["object", "null"],
+                                 "additionalProperties": {
+                                     "type": "object",
+                                     "additionalProperties": {"type": "string"}},
+                                 "description": "the tempest.conf the run used (discovered "
+                                                "or given), {section: {key: value}}, each "
+                                                "secret's value <removed>; not in a list "
+                                                "of tests"}}},
                 "Upload": openapi_schema(UPLOAD_RECORD),
                 "StatusUpdate": openapi_schema(STATUS_UPDATE),
                 "CreateTest": openapi_schema(CREATE_TEST),

@@ -90,6 +90,9 @@ def test_view(t: TestRow, brief: bool = False) -> dict[str, Any]:
             "types": (t.guideline_types or "").split(",")},
         **{key: _loads(text, _BRIEF[key] if brief else None) for key, text in
            (("selection", t.selection_json), ("compliance", t.compliance_json))},
+        "discover": _loads(t.discover_json),
+        # the tempest.conf the run used, its secrets removed (not in a page of tests)
+        **({} if brief else {"tempest_conf": _loads(t.tempest_conf_json)}),
     }
 
 
@@ -147,7 +150,8 @@ def create_test() -> tuple[Response, int]:
     job = Payload(payload.test_id, payload.tempest_version, conf=None, tests=tests,
                   callback=Callback(state.config.callback_url), timeout_s=payload.timeout_s,
                   dry_run=payload.dry_run, guideline=payload.guideline,
-                  accounts="callback" if payload.accounts else None)
+                  accounts="callback" if payload.accounts else None,
+                  discover=payload.discover)
     g = payload.guideline or {}
     row = TestRow(id=payload.test_id, state=TestState.QUEUED.value,
                   tempest_version=payload.tempest_version,
@@ -158,7 +162,9 @@ def create_test() -> tuple[Response, int]:
                   cpid=cpid, upload_to=upload_to or state.config.refstack_upload_url,
                   guideline=g.get("version"), guideline_target=g.get("target"),
                   guideline_types=",".join(g.get("types", [])) or None,
-                  guideline_json=json.dumps(g) if g else None)
+                  guideline_json=json.dumps(g) if g else None,
+                  discover_json=None if payload.discover is None
+                  else json.dumps(payload.discover))
 
     def submit() -> tuple[str, str]:
         server, handle = state.gearman.submit(function, job.encode(), unique=payload.test_id)

@@ -29,6 +29,7 @@ from farm_server.models import (
 from farm_server.store.engine import StoreBase, StoreError
 from farm_server.store.tokens import WORKERS
 from farm_worker.protocol import COUNT_KEYS, FINAL_STATE_VALUES, FINAL_STATES, TestState
+from farm_worker.redaction import scrub_conf
 
 TESTS: Table = TestRow.__table__  # type: ignore[assignment]
 REPORTS: Table = ReportRow.__table__  # type: ignore[assignment]
@@ -47,11 +48,34 @@ _UPDATE_TEST = (update(TESTS).where(TESTS.c.id == bindparam("tid"))
                 .values({name: bindparam(name) for name in _MOVING}))
 _FORGET_CONF = (update(TESTS).where(TESTS.c.id == bindparam("tid"))
                 .values(conf_json=None, accounts_json=None))
-# a final report's payload may carry the run's outcome beyond its counts
-OUTCOME_KEYS = {"selection": "selection_json", "compliance": "compliance_json"}
+# a report's payload may carry the run's outcome beyond its counts: the tempest.conf it
+# uses (from `running` on), what its test list matched and its compliance (final reports)
+OUTCOME_KEYS = {"selection": "selection_json", "compliance": "compliance_json",
+                "conf": "tempest_conf_json"}
 _FINAL = sorted(FINAL_STATE_VALUES)
 
 
+
+
+def outcome_columns(payload: Any) -> dict[str, str]:
+    """The outcome a report's payload carries, as column values; a conf is kept only as
+    {section: {key: text}}, with any secret-looking value removed (the worker removed them
+    already: this holds even for one that did not)."""
+    if not isinstance(payload, dict):
+        return {}
+    out = {}
+    for key, column in OUTCOME_KEYS.items():
+        value = payload.get(key)
+        if not value:
+            continue
+        if key == "conf":
+            if not (isinstance(value, dict) and all(
+                    isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+                    for v in value.values())):
+                continue
+            value = scrub_conf(value)
+        out[column] = json.dumps(value)
+    return out
 
 
 @dataclass(frozen=True)
@@ -200,8 +224,8 @@ class Tests(StoreBase):
             conn.execute(_UPDATE_TEST, {"tid": test_id, **values})
             if verdict is Verdict.APPLY and current in FINAL_STATES:
                 conn.execute(_FORGET_CONF, {"tid": test_id})  # its cloud's passwords
-                outcome = {column: json.dumps(payload[key]) for key, column in
-                           OUTCOME_KEYS.items() if isinstance(payload, dict) and payload.get(key)}
+            if verdict is Verdict.APPLY:
+                outcome = outcome_columns(payload)
                 if outcome:
                     conn.execute(update(TESTS).where(TESTS.c.id == test_id).values(**outcome))
             if worker_name and self._seen_long_ago(worker_name):
