@@ -3,6 +3,7 @@ for, and the cloud conf passes the preflight against the real Keystone."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -89,3 +90,25 @@ def test_clouds_yaml_is_what_os_cloud_reads() -> None:
     conf, accounts = cloud_layers("mycloud", environ=env)
     assert conf["identity"]["uri_v3"] == "https://keystone.example.org:5000/v3"
     assert conf["auth"]["admin_password"] == "CHANGE-ME" and accounts is None
+
+
+@pytest.mark.cloud
+@pytest.mark.tempest
+def test_discover_yaml_discovers_a_conf_that_runs(tmp_path: Path, worker_cache: Path,
+                                                  keystone: Keystone,
+                                                  tempest47: PrepareResult) -> None:
+    conf = parse_conf(yaml.safe_load((EXAMPLES / "discover.yaml").read_text()))
+    conf["identity"]["uri_v3"] = f"{keystone.public_url}/v3"  # the two lines a user edits
+    conf["auth"]["admin_password"] = ADMIN_PASSWORD
+    payload = tmp_path / "payload.json"
+    payload.write_text(json.dumps({
+        "schema": 1, "test_id": "example-discover", "tempest": {"version": "47.0.0"},
+        "conf": conf, "discover": {}, "tests": {"regex": r"^tempest\.api\.identity\.v3\."
+                                                         r"test_tokens"}}))
+    proc = subprocess.run([FARM_WORKER, "execute", str(payload), "--json", "--cache-dir",
+                           str(worker_cache), "--work-dir", str(tmp_path / "w"),
+                           "--results-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    doc = json.loads(proc.stdout)
+    assert doc["state"] == "passed" and doc["passed"] >= 1 and doc["failed"] == 0, doc

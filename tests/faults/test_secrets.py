@@ -1,5 +1,6 @@
 """Cloud passwords (a conf's, and pre-provisioned accounts') after runs that pass, fail,
-time out and are cancelled, straight through gearmand and through the status server: 0
+time out and are cancelled, or whose conf python-tempestconf discovered (as admin, and as
+the first account), straight through gearmand and through the status server: 0
 occurrences in worker and server logs, the status history, WORK_DATA events and results,
 gearmand's queue database and log, and anything left under the workers' directories and
 the status server's database files."""
@@ -51,6 +52,13 @@ def accounts_conf(keystone: Keystone) -> dict[str, Any]:
     return out
 
 
+def discover_conf(keystone: Keystone) -> dict[str, Any]:
+    """Credentials only: python-tempestconf discovers the rest (and writes its own files)."""
+    return {"identity": {"uri_v3": f"{keystone.public_url}/v3"},
+            "auth": {k: v for k, v in keystone.tempest_conf()["auth"].items()
+                     if k != "admin_system"}}
+
+
 def files_containing(root: Path, secrets: tuple[str, ...]) -> list[str]:
     found = []
     for path in root.rglob("*"):
@@ -67,7 +75,7 @@ def test_no_password_anywhere_after_every_kind_of_end(
     # are searched for its password (the preflight's own message: test_preflight.py)
     pool = [server_worker(workers, server, name, preflight=False) for name in ("sec-1", "sec-2")]
     run = run_function(TEMPEST)
-    accounts = {way: keystone.make_accounts(f"acct-sec-{way}", 3) for way in "ds"}
+    accounts = {way: keystone.make_accounts(f"acct-sec-{way}", 3) for way in "dsx"}
 
     # straight through gearmand: the conf rides the payload, the events come back to us
     direct = {
@@ -84,6 +92,9 @@ def test_no_password_anywhere_after_every_kind_of_end(
                                                conf=accounts_conf(keystone),
                                                accounts=accounts["d"], tests={"regex": SMOKE},
                                                dry_run=False)),
+        "d-discover": client.submit(run, valid(test_id="d-discover", conf=discover_conf(keystone),
+                                               discover={}, tests={"regex": SMOKE},
+                                               dry_run=False)),
     }
     # through the server: the conf and the accounts stay there until a worker fetches them
     submit(server, "s-pass", conf(keystone), SMOKE)
@@ -91,6 +102,8 @@ def test_no_password_anywhere_after_every_kind_of_end(
     submit(server, "s-timeout", conf(keystone), SLOW, timeout_s=10)
     submit(server, "s-cancel", conf(keystone), SLOW)
     submit(server, "s-accounts", accounts_conf(keystone), SMOKE, accounts=accounts["s"])
+    submit(server, "s-discover", {"identity": {"uri_v3": f"{keystone.public_url}/v3"}}, SMOKE,
+           accounts=accounts["x"], discover={})
 
     wait_for_state(direct["d-cancel"], "running", 600)
     wait(client.submit(cancel_function("d-cancel"), b""), 30)
@@ -98,13 +111,18 @@ def test_no_password_anywhere_after_every_kind_of_end(
     assert server.api("POST", "/v1/tests/s-cancel/cancel").status_code == 202
 
     ends = {tid: summary(wait(job, 600))["state"] for tid, job in direct.items()}
-    served = ("s-pass", "s-fail", "s-timeout", "s-cancel", "s-accounts")
+    served = ("s-pass", "s-fail", "s-timeout", "s-cancel", "s-accounts", "s-discover")
     for tid in served:
         ends[tid] = server.wait_state(tid, FINAL, 600)["test"]["state"]
     assert ends == {"d-pass": "passed", "d-fail": "failed", "d-timeout": "timed_out",
-                    "d-cancel": "cancelled", "d-accounts": "passed", "s-pass": "passed",
-                    "s-fail": "failed", "s-timeout": "timed_out", "s-cancel": "cancelled",
-                    "s-accounts": "passed"}, ends
+                    "d-cancel": "cancelled", "d-accounts": "passed", "d-discover": "passed",
+                    "s-pass": "passed", "s-fail": "failed", "s-timeout": "timed_out",
+                    "s-cancel": "cancelled", "s-accounts": "passed",
+                    "s-discover": "passed"}, ends
+    # the discovered confs are kept without their secrets (and said so)
+    for kept in (summary(wait(direct["d-discover"], 1))["conf"],
+                 server.api("GET", "/v1/tests/s-discover").json()["test"]["tempest_conf"]):
+        assert kept["identity-feature-enabled"]["api_v3"] == "True", kept
 
     secrets = (ADMIN_PASSWORD, WRONG, *(a["password"] for way in accounts.values()
                                         for a in way))
