@@ -8,6 +8,7 @@ token catalog the way Keystone returns it."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,58 @@ def test_the_templates_carry_the_discovery(tempest47: PrepareResult, tempest40: 
         proc = subprocess.run([f"{prepared.template}/bin/python", "-I", str(SHIM), SELF_CHECK],
                               capture_output=True, text=True, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+HOOKS_CHECK = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import tempestconf_shim as shim
+from config_tempest import main as discover
+from config_tempest.services.image import ImageService
+
+def fake_main():
+    assert sys.argv[1:] == ["--out", "x.conf"], sys.argv
+    assert ImageService.create_tempest_images is shim._no_image
+    try:
+        ImageService._download_file(None, "https://download.cirros-cloud.net/x.img", "y")
+    except RuntimeError as exc:
+        print(exc)
+
+discover.main = fake_main
+sys.exit(shim.main(["--farm-no-image", "--out", "x.conf"]))
+"""
+
+
+@pytest.mark.tempest
+def test_the_shim_turns_the_image_step_off_and_refuses_downloads(
+        tempest47: PrepareResult, tempest40: PrepareResult, tempest33: PrepareResult,
+        tmp_path: Path) -> None:
+    (tmp_path / "tempestconf_shim.py").write_bytes(SHIM.read_bytes())  # away from tempest.py
+    for prepared in (tempest33, tempest40, tempest47):
+        proc = subprocess.run([f"{prepared.template}/bin/python", "-I", "-c", HOOKS_CHECK,
+                               str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.splitlines()[-1] == (  # after Tempest's own log lines
+            "refusing to download https://download.cirros-cloud.net/x.img: this worker is "
+            "offline; set discovery_image in the worker's config (a local image file)"), \
+            (prepared.version, proc.stdout)
+
+
+def test_the_image_choice_reaches_python_tempestconf(tmp_path: Path) -> None:
+    from farm_worker.tempest import Workspace
+
+    ws = Workspace(tmp_path, tmp_path / "env")
+    creds = discovery.Credentials(False, {}, "account 'u'")
+    image = discovery.Needs(image=tmp_path / "cirros.img")
+    argv = discovery.discover_argv(ws, tmp_path, creds, tmp_path / "accounts.yaml",
+                                   {"network_id": "public", "flavor_min_mem": 128}, image)
+    assert argv[1:3] == ["-I", str(SHIM)]
+    assert argv[-9:] == ["--non-admin", "--test-accounts", str(tmp_path / "accounts.yaml"),
+                         "--network-id", "public", "--flavor-min-mem", "128", "--image",
+                         str(tmp_path / "cirros.img")]
+    off = discovery.discover_argv(ws, tmp_path, creds, None, {},
+                                  discovery.Needs(image_off=True))
+    assert off[-2:] == ["--non-admin", "--farm-no-image"]
 
 
 # ---- through the worker against the real Keystone ---------------------------------------
@@ -281,5 +334,10 @@ def test_the_discovery_reads_the_cloud_as_the_conf_says(tmp_path: Path) -> None:
     path = tmp_path / "found.conf"
     path.write_text("[DEFAULT]\ndebug = true\nlog_file = tempest.log\n[oslo-concurrency]\n"
                     "lock_path = /tmp\n[identity]\nRBAC_x = 1\n")
-    assert discovery.read_conf(path) == {"DEFAULT": {"debug": "true"},
-                                         "identity": {"RBAC_x": "1"}}
+    assert discovery.read_conf(path) == {"identity": {"RBAC_x": "1"}}
+    for bad, option in (("[auth]\nadmin_username = a\nadmin_password = pw-x-1\n",
+                         "[auth] admin_project_name"), ("", "accounts[0].project_name")):
+        with pytest.raises(PreflightError, match=rf"^preflight: {re.escape(option)}: not set"):
+            discovery.Credentials.choose(cloud.parse("[identity]\nuri_v3 = http://k/v3\n"
+                                                     + bad),
+                                         [{"username": "u", "password": "pw-y-1"}])

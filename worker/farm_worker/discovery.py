@@ -37,9 +37,9 @@ from farm_worker.protocol import Conf
 log = logging.getLogger(__name__)
 
 CLOUD_NAME = "refstack-farm-job"
-# what the worker owns in tempest.conf, or only python-tempestconf reads: not taken over
-_DROPPED = {"oslo-concurrency": None, "oslo_concurrency": None,
-            "DEFAULT": ("log_dir", "log_file")}
+# not taken over from what python-tempestconf writes: the paths and the logging, which are
+# the worker's (its debug = true would log every request of the run)
+_DROPPED = ("DEFAULT", "oslo-concurrency", "oslo_concurrency")
 
 
 @dataclass
@@ -74,10 +74,12 @@ class Credentials:
             auth = {"auth_url": uri, "username": user, "password": password,
                     "user_domain_name": domain}
             project = cloud.get_option(conf, "auth", "admin_project_name")
-            if project:
-                auth["project_name"] = project
-                auth["project_domain_name"] = cloud.get_option(
-                    conf, "auth", "admin_project_domain_name", "admin_domain_name") or "Default"
+            if not project:
+                raise PreflightError("[auth] admin_project_name",
+                                     "not set: the discovery logs in to the admin's project")
+            auth["project_name"] = project
+            auth["project_domain_name"] = cloud.get_option(
+                conf, "auth", "admin_project_domain_name", "admin_domain_name") or "Default"
             return cls(True, auth, f"admin {user!r}")
         if not accounts:
             raise PreflightError("[auth] admin_username, admin_password",
@@ -88,9 +90,11 @@ class Credentials:
                 "password": str(first["password"]),
                 "user_domain_name": str(first.get("user_domain_name") or "Default")}
         project = first.get("project_name") or first.get("tenant_name")
-        if project:
-            auth["project_name"] = str(project)
-            auth["project_domain_name"] = str(first.get("project_domain_name") or "Default")
+        if not project:
+            raise PreflightError("accounts[0].project_name",
+                                 "not set: the discovery logs in to the account's project")
+        auth["project_name"] = str(project)
+        auth["project_domain_name"] = str(first.get("project_domain_name") or "Default")
         return cls(False, auth, f"account {first['username']!r}")
 
 
@@ -253,15 +257,8 @@ def read_conf(path: Path) -> Conf:
         parser.read_string(path.read_text(encoding="utf-8"))
     except (OSError, configparser.Error) as exc:
         raise TempestError(f"discovery: cannot read the conf it wrote: {exc}") from None
-    out: Conf = {}
-    for section in parser.sections():
-        dropped = _DROPPED.get(section, ())
-        if dropped is None:
-            continue
-        values = {k: v for k, v in parser.items(section) if k not in dropped}
-        if values:
-            out[section] = dict(values)
-    return out
+    return {section: dict(parser.items(section)) for section in parser.sections()
+            if section not in _DROPPED and parser.items(section)}
 
 
 def discover(ws: tempest.Workspace, conf_text: str, creds: Credentials,
