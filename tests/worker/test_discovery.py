@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from farm_lab.keystone import ADMIN_PASSWORD, Keystone
 from farm_lab.loopback import Loopback, QuietHandler
@@ -26,13 +27,12 @@ from farm_worker.preflight import PreflightError
 from farm_worker.redaction import REMOVED
 from farm_worker.tempestconf_shim import SELF_CHECK
 from harness.checks import leftovers
+from harness.direct import direct_run
 from harness.payloads import valid
 
+from .test_accounts import SELECTION, without_admin
 from .test_execute_cli import execute
 
-# identity tests that need no admin, and an admin class (skipped without admin credentials)
-SELECTION = (r"^tempest\.api\.identity\.(v3\.(test_tokens|test_api_discovery|test_catalog)"
-             r"|admin\.v3\.test_domains)")
 TEMPESTCONF = {"33.0.0": "3.3.0", "40.0.0": "3.5.0", "47.0.0": "3.5.4"}
 
 
@@ -164,6 +164,15 @@ def test_accounts_instead_of_admin_discover_as_the_first_account(
     for account in accounts:
         assert account["password"] not in proc.stdout + proc.stderr
     assert leftovers(tmp_path / "work") == []
+    # plain Tempest with the hand-written conf and the same accounts file counts the same
+    path = tmp_path / "accounts.yaml"
+    path.write_text(yaml.safe_dump(accounts))
+    hand = without_admin(keystone)
+    hand["auth"].update(test_accounts_file=str(path), use_dynamic_credentials=False)
+    c = direct_run(Path(tempest47.template), hand, tmp_path / "direct",
+                   ["--regex", SELECTION]).counts()
+    assert (c.passed, c.failed, c.skipped, c.classes_skipped) == (
+        doc["passed"], doc["failed"], doc["skipped"], doc["classes_skipped"])
 
 
 @pytest.mark.tempest
@@ -245,7 +254,8 @@ def needs(base: str, kinds: tuple[str, ...], conf: dict[str, dict[str, str]] | N
           accounts: list[dict[str, Any]] | None = None) -> discovery.Needs:
     text = "[identity]\nuri_v3 = http://127.0.0.1:5000/v3\nregion = RegionOne\n"
     if accounts is None:
-        text += "[auth]\nadmin_username = admin\nadmin_password = pw-needs\n"
+        text += ("[auth]\nadmin_username = admin\nadmin_password = pw-needs\n"
+                 "admin_project_name = a\n")
     for section, values in (conf or {}).items():
         text += f"[{section}]\n" + "".join(f"{k} = {v}\n" for k, v in values.items())
     parsed = cloud.parse(text)
@@ -324,8 +334,6 @@ def test_the_discovery_reads_the_cloud_as_the_conf_says(tmp_path: Path) -> None:
                        "ca_certificates_file = /etc/ca.pem\n[auth]\nadmin_username = a\n"
                        "admin_password = pw-tls-1\nadmin_project_name = p\n")
     creds = discovery.Credentials.choose(conf, None)
-    import yaml
-
     entry = yaml.safe_load(discovery.clouds_yaml(conf, creds))["clouds"][discovery.CLOUD_NAME]
     assert entry == {"auth": {"auth_url": "https://k.example:5000/v3", "username": "a",
                               "password": "pw-tls-1", "user_domain_name": "Default",
