@@ -9,7 +9,11 @@
 - A state never goes back except to `installing` (the job was handed to another worker)
   or to `queued` (the monitor saw gearmand queue it again); only the monitor and the API
   may set `queued`.
-- The same report twice is one report: a worker retries when an answer was lost.
+- The same report twice is one report: a worker retries when an answer was lost (and one
+  it delivers again later, after newer ones, is recorded once).
+- Late news: a test the monitor ended `error` ("worker lost") while its worker could not
+  reach the server takes the final state that worker delivers later; only from the worker
+  that held it, and only a final state (what came before it is history).
 - One worker holds a test: the last to claim it (report `installing`). A job gearmand
   delivers twice (a restart reloads a running job from its persistent queue) is claimed
   by the second worker; the first one's later reports are `superseded`, which tells it to
@@ -36,6 +40,7 @@ ALLOWED: dict[TestState, frozenset[TestState]] = {
     **{final: frozenset() for final in FINAL_STATES},
 }
 REQUEUE_SOURCES = frozenset({"monitor", "api"})
+WORKER_LOST = "worker lost: "  # how the monitor's `error` for a silent worker begins
 
 
 class Verdict(str, enum.Enum):
@@ -63,11 +68,21 @@ def decide(current: TestState, last: Report | None, new: Report,
             and new.state is not S.INSTALLING \
             and last is not None and last.worker and new.worker and new.worker != last.worker:
         return Verdict.SUPERSEDED
+    if is_late_news(current, last, new, source):
+        return Verdict.APPLY
     if new.state is S.QUEUED:
         allowed = current not in FINAL_STATES and source in REQUEUE_SOURCES
     else:
         allowed = new.state in ALLOWED[current]
     return Verdict.APPLY if allowed else Verdict.KEEP
+
+
+def is_late_news(current: TestState, last: Report | None, new: Report,
+                 source: str = "worker") -> bool:
+    """A final state from the worker that held a test the monitor gave up as lost."""
+    return (current is S.ERROR and source == "worker" and new.state in FINAL_STATES
+            and last is not None and last.message.startswith(WORKER_LOST)
+            and bool(new.worker) and new.worker == last.worker)
 
 
 def can_cancel(current: TestState) -> bool:

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable
 
 from farm_client.gearman_client import Gearman, GearmanError, Server
-from farm_server.lifecycle import RUNNING_STATES, Report
+from farm_server.lifecycle import RUNNING_STATES, WORKER_LOST, Report
 from farm_server.models import TestRow, utcnow
 from farm_server.periodic import Periodic
 from farm_server.store import Store, as_utc
@@ -102,7 +102,7 @@ class Monitor(Periodic):
             return None
         silent = f"no report for {self._silent_for(test):.0f} s"
         if not known:
-            message = f"worker lost: {silent} and no gearmand has the job any more"
+            message = f"{WORKER_LOST}{silent} and no gearmand has the job any more"
             self.store.apply(test.id, Report(TestState.ERROR, message, None), source="monitor")
             return f"error ({message})"
         # asked by test id (GET_STATUS_UNIQUE), not by handle: handles change when gearmand

@@ -33,6 +33,16 @@ def test_worker_reports(current: TestState, new: TestState, verdict: Verdict) ->
     assert decide(current, None, r(new)) is verdict
 
 
+def test_late_news_only_from_the_holder_and_only_a_final_state() -> None:
+    lost = r(S.ERROR, "worker lost: no report for 600 s", worker="w1")
+    assert decide(S.ERROR, lost, r(S.PASSED)) is Verdict.APPLY
+    assert decide(S.ERROR, lost, r(S.RUNNING)) is Verdict.KEEP
+    assert decide(S.ERROR, lost, r(S.PASSED, worker="w2")) is Verdict.KEEP
+    assert decide(S.ERROR, lost, r(S.PASSED), "monitor") is Verdict.KEEP
+    other = r(S.ERROR, "preflight: [identity] uri_v3: is not set", worker="w1")
+    assert decide(S.ERROR, other, r(S.PASSED)) is Verdict.KEEP
+
+
 def test_only_monitor_and_api_requeue_and_never_a_final_test() -> None:
     assert decide(S.RUNNING, None, r(S.QUEUED), "monitor") is Verdict.APPLY
     assert decide(S.QUEUED, None, r(S.QUEUED), "api") is Verdict.APPLY

@@ -202,6 +202,36 @@ def test_a_superseded_worker_is_told_to_stop_and_its_results_refused(farm_app: A
     assert test is not None and test.worker == "host-1-1" and test.state == "installing"
 
 
+def test_late_news_from_the_holder_is_taken_with_its_results(farm_app: App) -> None:
+    """The monitor gave the test up ("worker lost") while its worker could not reach the
+    server; the worker delivers its results and final state later."""
+    from farm_server.lifecycle import WORKER_LOST, Report
+    from farm_worker.protocol import TestState
+
+    seed(farm_app)
+    r = farm_app.client.post(URL, json={"test_id": "t1", "status": "running",
+                                        "message": "1 tests", "worker": "host-1-0"},
+                             headers=farm_app.worker())
+    assert r.status_code == 202
+    farm_app.store.apply("t1", Report(TestState.ERROR, f"{WORKER_LOST}no report for 600 s",
+                                      None), source="monitor")
+    data = stream([("a.T.test_ok", "success", "")])
+    for worker, code in (("host-1-1", 409), ("host-1-0", 201)):  # only the holder's
+        r = farm_app.client.post(f"/post-result?test_id=t1&worker={worker}",
+                                 headers=farm_app.worker(),
+                                 data={"file": (io.BytesIO(data), "t1.subunit")})
+        assert r.status_code == code, worker
+    final = {"test_id": "t1", "status": "passed", "message": "1 passed", "worker": "host-1-0"}
+    for answer in ("apply", "duplicate"):  # delivered twice: taken once
+        r = farm_app.client.post(URL, json=final, headers=farm_app.worker())
+        assert r.status_code == 202 and json_of(r) == {"test_id": "t1", "state": "passed",
+                                                       "report": answer}
+    test = farm_app.store.get("t1")
+    assert test is not None and test.state == "passed" and test.passed == 1
+    assert test.message.startswith("1 passed (delivered late, after the monitor ended it: ")
+    assert history(farm_app) == ["queued", "running", "error", "passed"]
+
+
 def test_post_result_needs_the_file_and_a_known_test(farm_app: App) -> None:
     seed(farm_app)
     r = farm_app.client.post("/post-result?test_id=t1", headers=farm_app.worker(), data={})

@@ -140,8 +140,9 @@ def test_reports_move_the_state_and_are_all_kept(store: Store) -> None:
     steps = [(S.INSTALLING, Verdict.APPLY), (S.RUNNING, Verdict.APPLY),
              (S.RUNNING, Verdict.DUPLICATE), (S.CANCELLED, Verdict.APPLY),
              (S.RUNNING, Verdict.KEEP)]
-    for state, verdict in steps:
-        applied = store.apply("t1", Report(state, state.value, "w1"), source="worker")
+    for i, (state, verdict) in enumerate(steps):
+        message = "late" if i == len(steps) - 1 else state.value
+        applied = store.apply("t1", Report(state, message, "w1"), source="worker")
         assert applied is not None and applied.verdict is verdict, state
     test = store.get("t1")
     assert test is not None and test.state == "cancelled" and test.finished_at is not None
@@ -149,6 +150,12 @@ def test_reports_move_the_state_and_are_all_kept(store: Store) -> None:
     assert [(h.state, h.applied) for h in history] == [
         ("queued", True), ("installing", True), ("running", True), ("cancelled", True),
         ("running", False)]
+    # a report delivered again after newer ones (a worker's outbox, at least once): its
+    # verdict again, recorded once
+    for state, verdict in ((S.INSTALLING, Verdict.KEEP), (S.RUNNING, Verdict.KEEP)):
+        applied = store.apply("t1", Report(state, state.value, "w1"), source="worker")
+        assert applied is not None and applied.verdict is verdict
+    assert len(store.history("t1")) == len(history)
     assert store.apply("nope", Report(S.RUNNING, "", None), source="worker") is None
 
 
@@ -179,6 +186,30 @@ def test_the_conf_a_run_uses_is_kept_without_its_secrets(store: Store) -> None:
     test = store.get("t1")
     assert test is not None and test.state == "passed"
     assert json.loads(test.tempest_conf_json or "null") == kept
+
+
+def test_late_news_from_the_holder_after_the_monitor_gave_up(store: Store) -> None:
+    new_test(store)
+    store.apply("t1", Report(S.RUNNING, "5 tests", "w1"), source="worker")
+    lost = "worker lost: no report for 600 s and no gearmand has the job any more"
+    store.apply("t1", Report(S.ERROR, lost, None), source="monitor")
+    # what came before the final state is history; another worker's final is refused
+    for report, verdict in ((Report(S.UPLOADING, "1 bytes", "w1"), Verdict.KEEP),
+                            (Report(S.PASSED, "5 passed", "w2"), Verdict.KEEP)):
+        applied = store.apply("t1", report, source="worker")
+        assert applied is not None and applied.verdict is verdict, report
+    applied = store.apply("t1", Report(S.PASSED, "5 passed", "w1", (5, 5, "")),
+                          source="worker", progress={"done": 5, "total": 5, "passed": 5})
+    assert applied is not None and applied.verdict is Verdict.APPLY
+    test = store.get("t1")
+    assert test is not None and test.state == "passed" and test.passed == 5
+    assert test.message == f"5 passed (delivered late, after the monitor ended it: {lost})"
+    assert [(h.source, h.state, h.applied) for h in store.history("t1")][-4:] == [
+        ("monitor", "error", True), ("worker", "uploading", False),
+        ("worker", "passed", False), ("worker", "passed", True)]
+    # and once final, it stays so
+    applied = store.apply("t1", Report(S.FAILED, "again", "w1"), source="worker")
+    assert applied is not None and applied.verdict is Verdict.KEEP
 
 
 def test_concurrent_reports_keep_a_consistent_history(store: Store) -> None:

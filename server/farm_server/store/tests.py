@@ -20,7 +20,7 @@ from sqlalchemy import (
     update,
 )
 
-from farm_server.lifecycle import Report, Verdict, decide
+from farm_server.lifecycle import Report, Verdict, decide, is_late_news
 from farm_server.models import (
     ReportRow,
     TestRow,
@@ -44,6 +44,10 @@ _PROGRESS_COLUMNS = {**{key: key for key in COUNT_KEYS if key not in ("done", "t
 _SELECT_TEST = (select(*(TESTS.c[name] for name in _MOVING))
                 .where(TESTS.c.id == bindparam("tid")).with_for_update())
 _INSERT_REPORT = insert(REPORTS)
+_SAME_REPORT = (select(REPORTS.c.id).where(
+    REPORTS.c.test_id == bindparam("tid"), REPORTS.c.source == "worker",
+    REPORTS.c.state == bindparam("state"), REPORTS.c.message == bindparam("message"),
+    REPORTS.c.worker == bindparam("worker")).limit(1))
 _UPDATE_TEST = (update(TESTS).where(TESTS.c.id == bindparam("tid"))
                 .values({name: bindparam(name) for name in _MOVING}))
 _FORGET_CONF = (update(TESTS).where(TESTS.c.id == bindparam("tid"))
@@ -206,8 +210,22 @@ class Tests(StoreBase):
             shown = Report(current, row.message, row.worker,
                            (row.progress_done, row.progress_total, row.progress_current))
             verdict = decide(current, shown, report, source, fence)
+            if verdict is Verdict.KEEP and source == "worker" and conn.execute(
+                    _SAME_REPORT, {"tid": test_id, "state": report.state.value,
+                                   "message": report.message,
+                                   "worker": report.worker}).first() is not None:
+                # delivered again after newer ones: recorded once; a duplicate of the news
+                # the test shows, else the verdict still says stop to a worker whose test
+                # has ended
+                return Applied(Verdict.DUPLICATE if report.state is current else verdict,
+                               current, row.worker)
             if verdict is Verdict.DUPLICATE:
                 return Applied(verdict, current, row.worker)
+            moves = report  # what the test shows; the history keeps the report as sent
+            if is_late_news(current, shown, report, source):
+                moves = Report(report.state, f"{report.message} (delivered late, after the "
+                                             f"monitor ended it: {shown.message})"[:4096],
+                               report.worker, report.progress)
             now = utcnow()
             conn.execute(_INSERT_REPORT, {
                 "test_id": test_id, "at": now, "source": source, "worker": report.worker,
@@ -219,7 +237,7 @@ class Tests(StoreBase):
             if source == "worker" and verdict is not Verdict.SUPERSEDED:
                 values["last_report_at"] = now
             if verdict is Verdict.APPLY:
-                values.update(_moved(report, progress, now, row.started_at is None))
+                values.update(_moved(moves, progress, now, row.started_at is None))
                 current = report.state
             conn.execute(_UPDATE_TEST, {"tid": test_id, **values})
             if verdict is Verdict.APPLY and current in FINAL_STATES:
