@@ -9,8 +9,10 @@
 - A state never goes back except to `installing` (the job was handed to another worker)
   or to `queued` (the monitor saw gearmand queue it again); only the monitor and the API
   may set `queued`.
-- The same report twice is one report: a worker retries when an answer was lost (and one
-  it delivers again later, after newer ones, is recorded once).
+- The same report twice is one report: a worker retries when an answer was lost. A report
+  that carries a `report_id` the test's history already holds (a worker's outbox delivers
+  at least once, maybe after newer ones, maybe from a restarted process) is answered
+  `duplicate` and not recorded again.
 - Late news: a test the monitor ended `error` ("worker lost") while its worker could not
   reach the server takes the final state that worker delivers later; only from the worker
   that held it, and only a final state (what came before it is history).
@@ -26,7 +28,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from farm_worker.protocol import FINAL_STATES, KEEP, SUPERSEDED, TestState
+from farm_worker.protocol import DUPLICATE, FINAL_STATES, KEEP, SUPERSEDED, TestState
 
 S = TestState
 RUNNING_STATES = frozenset({S.INSTALLING, S.RUNNING, S.UPLOADING})
@@ -47,7 +49,7 @@ class Verdict(str, enum.Enum):
     APPLY = "apply"  # the state (or the progress) changes
     KEEP = KEEP  # history only: not a transition the test can make now
     SUPERSEDED = SUPERSEDED  # from a worker that no longer holds the test: it must stop
-    DUPLICATE = "duplicate"  # the very same report again: nothing to record
+    DUPLICATE = DUPLICATE  # the very same report again (or its report_id): not recorded
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -91,6 +101,11 @@ class ReportRow(Base):
     progress_json: Mapped[str | None] = mapped_column(Text)
     payload_json: Mapped[str | None] = mapped_column(Text)
     applied: Mapped[bool] = mapped_column(Boolean, default=True)
+    # added by migration 0008: the worker's id of the report, unique per test (a report
+    # delivered again is recorded once)
+    report_id: Mapped[str | None] = mapped_column(String(128))
+
+    __table_args__ = (Index("ix_reports_report_id", "test_id", "report_id", unique=True),)
 
 
 class WorkerRow(Base):
@@ -141,6 +156,8 @@ class ResultFileRow(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer)
     uploaded_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # added by migration 0008: an upload of the same bytes again is answered as such
+    sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 # UploadRow.state and UploadRow.source values

@@ -23,6 +23,7 @@ from farm_worker.protocol import (
     GUIDELINE_NAME_PATTERN,
     HTTP_URL,
     PAYLOAD_SCHEMA,
+    REPORT_ID_PATTERN,
     STATE_VALUES,
     TEST_ID_PATTERN,
     VERSION_PATTERN,
@@ -88,6 +89,10 @@ STATUS_UPDATE: dict[str, Any] = {
         "message": {"type": ["string", "null"], "maxLength": MESSAGE_MAX,
                     "x-error": f"is not a string of at most {MESSAGE_MAX} characters"},
         "worker": WORKER_ID,
+        "report_id": {"type": ["string", "null"], "pattern": REPORT_ID_PATTERN,
+                      "x-error": "is not a report id (letters, digits, . _ : -; up to 128)",
+                      "description": "unique per test: a report whose id the test's history "
+                                     "holds is answered `duplicate` and not recorded again"},
         "payload": {"description": f"anything, up to {PAYLOAD_MAX} bytes as JSON"},
         "progress": {
             "type": ["object", "null"], "x-error": "is not an object",

@@ -70,6 +70,8 @@ def test_repeated_and_late_reports(farm_app: App) -> None:
     ({"test_id": "t1", "status": "running", "message": 7}, "message", "is not a string"),
     ({"test_id": "t1", "status": "running", "message": "x" * 5000}, "message", "at most"),
     ({"test_id": "t1", "status": "running", "progress": [1]}, "progress", "not an object"),
+    ({"test_id": "t1", "status": "running", "report_id": "a b"}, "report_id",
+     "is not a report id"),
     ({"test_id": "t1", "status": "running", "progress": {"done": -1}}, "progress.done",
      "not a count"),
     ({"test_id": "t1", "status": "running", "progress": {"eta": 5}}, "progress.eta",
@@ -151,6 +153,10 @@ def test_post_result_parses_subunit(farm_app: App) -> None:
     assert r.status_code == 201
     assert r.json == {"test_id": "t1", "tests": 3, "passed": 1, "failed": 1, "skipped": 1,
                       "classes_failed": 0, "classes_skipped": 0}
+    # delivered again (a worker's outbox delivers at least once): 200, said, stored once
+    r = farm_app.client.post("/post-result?test_id=t1", headers=farm_app.worker(),
+                             data={"file": (io.BytesIO(data), "t1.subunit")})
+    assert r.status_code == 200 and json_of(r)["report"] == "duplicate"
     rows, raw = farm_app.store.results("t1")
     assert raw is not None and raw.data == data
     assert {r.name: r.status for r in rows} == {"a.T.test_ok": "success",
@@ -221,7 +227,8 @@ def test_late_news_from_the_holder_is_taken_with_its_results(farm_app: App) -> N
                                  headers=farm_app.worker(),
                                  data={"file": (io.BytesIO(data), "t1.subunit")})
         assert r.status_code == code, worker
-    final = {"test_id": "t1", "status": "passed", "message": "1 passed", "worker": "host-1-0"}
+    final = {"test_id": "t1", "status": "passed", "message": "1 passed", "worker": "host-1-0",
+             "report_id": "host-1-0:17"}
     for answer in ("apply", "duplicate"):  # delivered twice: taken once
         r = farm_app.client.post(URL, json=final, headers=farm_app.worker())
         assert r.status_code == 202 and json_of(r) == {"test_id": "t1", "state": "passed",

@@ -19,6 +19,7 @@ from farm_client.subunit_results import parse
 from farm_server.lifecycle import Report, Verdict
 from farm_server.models import Base, TestRow
 from farm_server.store import Store, StoreError, hash_token
+from farm_server.store.results import Stored
 from farm_worker.protocol import TestState
 from harness.postgres import Postgres
 from harness.subunit_streams import stream
@@ -56,7 +57,7 @@ def new_test(store: Store, test_id: str = "t1", admin: str = "pw",
 
 
 def test_migrations_match_the_models(store: Store) -> None:
-    assert store.revision() == store.head() == "0007"
+    assert store.revision() == store.head() == "0008"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -73,12 +74,12 @@ def test_upgrade_keeps_existing_data(url: str) -> None:
                 " CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
         token = s.add_worker("old-host", [])
         s.migrate()
-        assert s.revision() == "0007"
+        assert s.revision() == s.head()
         old = s.get("old-1")
         assert old is not None and old.message == "from 0001" and old.cancel_handle is None
         assert s.worker_for(token) is not None
         s.migrate()  # a second run changes nothing
-        assert s.revision() == "0007"
+        assert s.revision() == s.head()
     finally:
         s.engine.dispose()
 
@@ -141,8 +142,8 @@ def test_reports_move_the_state_and_are_all_kept(store: Store) -> None:
              (S.RUNNING, Verdict.DUPLICATE), (S.CANCELLED, Verdict.APPLY),
              (S.RUNNING, Verdict.KEEP)]
     for i, (state, verdict) in enumerate(steps):
-        message = "late" if i == len(steps) - 1 else state.value
-        applied = store.apply("t1", Report(state, message, "w1"), source="worker")
+        applied = store.apply("t1", Report(state, state.value, "w1"), source="worker",
+                              report_id=f"w1:{i}")
         assert applied is not None and applied.verdict is verdict, state
     test = store.get("t1")
     assert test is not None and test.state == "cancelled" and test.finished_at is not None
@@ -150,12 +151,21 @@ def test_reports_move_the_state_and_are_all_kept(store: Store) -> None:
     assert [(h.state, h.applied) for h in history] == [
         ("queued", True), ("installing", True), ("running", True), ("cancelled", True),
         ("running", False)]
-    # a report delivered again after newer ones (a worker's outbox, at least once): its
-    # verdict again, recorded once
-    for state, verdict in ((S.INSTALLING, Verdict.KEEP), (S.RUNNING, Verdict.KEEP)):
-        applied = store.apply("t1", Report(state, state.value, "w1"), source="worker")
-        assert applied is not None and applied.verdict is verdict
+    # reports delivered again after newer ones (a worker's outbox delivers at least once):
+    # known by their id, answered duplicate, recorded once
+    for i, (state, verdict) in enumerate(steps):
+        if verdict is Verdict.DUPLICATE:  # never recorded, so its id is not known
+            continue
+        applied = store.apply("t1", Report(state, state.value, "w1"), source="worker",
+                              report_id=f"w1:{i}")
+        assert applied is not None and applied.verdict is Verdict.DUPLICATE, state
+        assert applied.state is S.CANCELLED
     assert len(store.history("t1")) == len(history)
+    # the same news under a new id is a new report (RefStack-style clients send no id)
+    applied = store.apply("t1", Report(S.RUNNING, "running", "w1"), source="worker",
+                          report_id="w1:9")
+    assert applied is not None and applied.verdict is Verdict.KEEP
+    assert len(store.history("t1")) == len(history) + 1
     assert store.apply("nope", Report(S.RUNNING, "", None), source="worker") is None
 
 
@@ -235,15 +245,17 @@ def test_concurrent_reports_keep_a_consistent_history(store: Store) -> None:
 def test_results_replace_previous_upload(store: Store) -> None:
     new_test(store)
     first = stream([("a.T.test_1", "success", ""), ("a.T.test_2", "fail", "boom")])
-    assert store.store_results("t1", parse(first), first)
+    assert store.store_results("t1", parse(first), first) is Stored.STORED
     second = stream([("a.T.test_1", "success", "")])
-    assert store.store_results("t1", parse(second), second)
+    assert store.store_results("t1", parse(second), second) is Stored.STORED
+    # the same bytes again (an outbox delivers at least once): answered as such
+    assert store.store_results("t1", parse(second), second) is Stored.DUPLICATE
     rows, raw = store.results("t1")
     assert [r.name for r in rows] == ["a.T.test_1"]
     assert raw is not None and raw.data == second
     test = store.get("t1")
     assert test is not None and (test.passed, test.failed) == (1, 0)
-    assert not store.store_results("missing", parse(second), second)
+    assert store.store_results("missing", parse(second), second) is Stored.NO_TEST
 
 
 def test_find_filters_and_pages(store: Store) -> None:

@@ -27,7 +27,8 @@ from farm_server.schemas import (
     form_body,
 )
 from farm_server.state import farm
-from farm_worker.protocol import FINAL_STATES, SUPERSEDED, TestState, show
+from farm_server.store.results import Stored
+from farm_worker.protocol import DUPLICATE, FINAL_STATES, SUPERSEDED, TestState, show
 
 bp = Blueprint("refstack", __name__)
 
@@ -57,7 +58,7 @@ def update_test_status() -> tuple[Response, int]:
                     (p.get("done"), p.get("total"), p.get("current")))
     applied = farm().store.apply(test_id, report, source="worker", progress=progress,
                                  payload=body.get("payload"), worker_name=host.name,
-                                 fence=worker is not None)
+                                 fence=worker is not None, report_id=body.get("report_id"))
     if applied is None:
         raise _unknown(test_id)
     answer = {"test_id": test_id, "state": applied.state.value,
@@ -85,13 +86,16 @@ def post_result() -> tuple[Response, int]:
         return jsonify({"error": f"worker: test {test_id} is held by worker {test.worker}, "
                                  f"not {uploader}: results refused", "field": "worker",
                         "report": SUPERSEDED, "worker": test.worker}), 409
-    if not farm().store.store_results(test_id, parsed, data, cpid):
+    stored = farm().store.store_results(test_id, parsed, data, cpid)
+    if stored is Stored.NO_TEST:
         raise _unknown(test_id)
     c = parsed.counts()
-    return jsonify({"test_id": test_id, "tests": len(parsed.tests), "passed": c.passed,
-                    "failed": c.failed, "skipped": c.skipped,
-                    "classes_failed": c.classes_failed,
-                    "classes_skipped": c.classes_skipped}), 201
+    answer = {"test_id": test_id, "tests": len(parsed.tests), "passed": c.passed,
+              "failed": c.failed, "skipped": c.skipped, "classes_failed": c.classes_failed,
+              "classes_skipped": c.classes_skipped}
+    if stored is Stored.DUPLICATE:  # delivered again: the server has these results
+        return jsonify({**answer, "report": DUPLICATE}), 200
+    return jsonify(answer), 201
 
 
 def _requested_test() -> TestRow | tuple[Response, int]:

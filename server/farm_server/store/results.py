@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import enum
+import hashlib
+
 from sqlalchemy import (
     delete,
     select,
@@ -17,22 +20,33 @@ from farm_server.models import (
 from farm_server.store.engine import StoreBase
 
 
+class Stored(enum.Enum):
+    NO_TEST = "no test"
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # the same bytes as the test's results: nothing changed
+
+
 class Results(StoreBase):
     def store_results(self, test_id: str, parsed: Collector, data: bytes,
-                      cpid: str | None = None) -> bool:
-        """Replace the test's results (an upload retried is stored once); False if no test.
-        The worker's `cpid` is kept unless one was given at submit."""
+                      cpid: str | None = None) -> Stored:
+        """Replace the test's results; the same file again (a worker's outbox delivers at
+        least once) is a duplicate and changes nothing. The worker's `cpid` is kept unless
+        one was given at submit."""
+        digest = hashlib.sha256(data).hexdigest()
         with self.write() as s:
             test = s.scalar(select(TestRow).where(TestRow.id == test_id).with_for_update())
             if test is None:
-                return False
+                return Stored.NO_TEST
+            if s.scalar(select(ResultFileRow.sha256).where(
+                    ResultFileRow.test_id == test_id)) == digest:
+                return Stored.DUPLICATE
             s.execute(delete(ResultRow).where(ResultRow.test_id == test_id))
             s.execute(delete(ResultFileRow).where(ResultFileRow.test_id == test_id))
             tests = parsed.tests
             s.add_all(ResultRow(test_id=test_id, name=t.test_id, status=t.status,
                                 duration_s=t.duration_s, detail=t.detail)
                       for t in tests)
-            s.add(ResultFileRow(test_id=test_id, data=data, size=len(data)))
+            s.add(ResultFileRow(test_id=test_id, data=data, size=len(data), sha256=digest))
             counts = parsed.counts()  # the file's word over the reports' on the outcomes
             test.passed, test.failed, test.skipped = counts.passed, counts.failed, counts.skipped
             test.classes_failed, test.classes_skipped = (counts.classes_failed,
@@ -42,7 +56,7 @@ class Results(StoreBase):
             if cpid and not test.cpid:
                 test.cpid = cpid
             test.updated_at = utcnow()
-        return True
+        return Stored.STORED
 
     def results(self, test_id: str) -> tuple[list[ResultRow], ResultFileRow | None]:
         with self.read() as s:

@@ -44,10 +44,8 @@ _PROGRESS_COLUMNS = {**{key: key for key in COUNT_KEYS if key not in ("done", "t
 _SELECT_TEST = (select(*(TESTS.c[name] for name in _MOVING))
                 .where(TESTS.c.id == bindparam("tid")).with_for_update())
 _INSERT_REPORT = insert(REPORTS)
-_SAME_REPORT = (select(REPORTS.c.id).where(
-    REPORTS.c.test_id == bindparam("tid"), REPORTS.c.source == "worker",
-    REPORTS.c.state == bindparam("state"), REPORTS.c.message == bindparam("message"),
-    REPORTS.c.worker == bindparam("worker")).limit(1))
+_KNOWN_REPORT = select(REPORTS.c.id).where(REPORTS.c.test_id == bindparam("tid"),
+                                           REPORTS.c.report_id == bindparam("rid"))
 _UPDATE_TEST = (update(TESTS).where(TESTS.c.id == bindparam("tid"))
                 .values({name: bindparam(name) for name in _MOVING}))
 _FORGET_CONF = (update(TESTS).where(TESTS.c.id == bindparam("tid"))
@@ -195,8 +193,10 @@ class Tests(StoreBase):
 
     def apply(self, test_id: str, report: Report, *, source: str,
               progress: dict[str, Any] | None = None, payload: Any = None,
-              worker_name: str | None = None, fence: bool = True) -> Applied | None:
+              worker_name: str | None = None, fence: bool = True,
+              report_id: str | None = None) -> Applied | None:
         """Record a report and move the test as the state machine says; None if no test.
+        A `report_id` the test's history holds is a report delivered again: `duplicate`.
 
         The hot path of the server (workers report several times a second): prepared SQL
         statements, no ORM unit of work.
@@ -209,16 +209,10 @@ class Tests(StoreBase):
             # what the test shows now is the last report that moved it
             shown = Report(current, row.message, row.worker,
                            (row.progress_done, row.progress_total, row.progress_current))
+            if report_id is not None and conn.execute(
+                    _KNOWN_REPORT, {"tid": test_id, "rid": report_id}).first() is not None:
+                return Applied(Verdict.DUPLICATE, current, row.worker)
             verdict = decide(current, shown, report, source, fence)
-            if verdict is Verdict.KEEP and source == "worker" and conn.execute(
-                    _SAME_REPORT, {"tid": test_id, "state": report.state.value,
-                                   "message": report.message,
-                                   "worker": report.worker}).first() is not None:
-                # delivered again after newer ones: recorded once; a duplicate of the news
-                # the test shows, else the verdict still says stop to a worker whose test
-                # has ended
-                return Applied(Verdict.DUPLICATE if report.state is current else verdict,
-                               current, row.worker)
             if verdict is Verdict.DUPLICATE:
                 return Applied(verdict, current, row.worker)
             moves = report  # what the test shows; the history keeps the report as sent
@@ -232,7 +226,7 @@ class Tests(StoreBase):
                 "state": report.state.value, "message": report.message,
                 "progress_json": json.dumps(progress) if progress else None,
                 "payload_json": json.dumps(payload) if payload is not None else None,
-                "applied": verdict is Verdict.APPLY})
+                "applied": verdict is Verdict.APPLY, "report_id": report_id})
             values = dict(row._mapping)
             if source == "worker" and verdict is not Verdict.SUPERSEDED:
                 values["last_report_at"] = now

@@ -35,6 +35,7 @@ from farm_worker.protocol.fields import (
 )
 from farm_worker.protocol.names import (
     CANCEL_PREFIX,
+    DUPLICATE,
     EXIT_CODES,
     EXIT_ERROR,
     FINAL_STATE_VALUES,
@@ -42,6 +43,7 @@ from farm_worker.protocol.names import (
     KEEP,
     PING,
     PING_PREFIX,
+    REPORT_ID_PATTERN,
     RUN_ANY,
     RUN_PREFIX,
     STATE_VALUES,
@@ -100,6 +102,7 @@ __all__ = [
     "CAPABILITY_STATUSES",
     "CONF_NAME_PATTERN",
     "CONF_STRING_PATTERN",
+    "DUPLICATE",
     "COUNT_KEYS",
     "EXIT_CODES",
     "EXIT_ERROR",
@@ -113,6 +116,7 @@ __all__ = [
     "PAYLOAD_SCHEMA",
     "PING",
     "PING_PREFIX",
+    "REPORT_ID_PATTERN",
     "RUN_ANY",
     "RUN_PREFIX",
     "SCHEMA_VERSION",

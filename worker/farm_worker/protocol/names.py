@@ -93,6 +93,11 @@ def exit_code(state: TestState | str | None) -> int:
 # --- the callback server's answer to a status report ---------------------------------------
 SUPERSEDED = "superseded"  # the report's verdict when another worker holds the test
 KEEP = "keep"  # recorded, not applied; with a final state: the test has ended
+DUPLICATE = "duplicate"  # a report the server already has (delivered again): not recorded
+# A report's id (`report_id` of a status update): unique per test, so that a report a
+# worker's outbox delivers again (at least once) is recorded once. Workers send
+# "<worker id>:<sequence>".
+REPORT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,128}$"
 
 
 def stop_reason(test_id: str, answer: Any) -> str | None:
