@@ -85,6 +85,7 @@ def start_worker(base: Path, *, gearman: list[str], cache_dir: Path, versions: l
     keys: dict[str, Any] = {"worker_id": worker_id, "gearman_servers": gearman,
                             "tempest_versions": versions, "cache_dir": str(cache_dir),
                             "work_dir": str(work_dir), "results_dir": str(base / "results"),
+                            "outbox_dir": str(base / "outbox"),
                             "log_level": "INFO"}
     keys.update(extra)
     config = write_config(base / f"{worker_id}.yaml", **keys)

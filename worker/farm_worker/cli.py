@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from farm_worker import __version__, clikit, locks, redaction, reporting
+from farm_worker import __version__, clikit, locks, outbox_command, redaction
 from farm_worker.config import WorkerConfig, load_config
 from farm_worker.environments import EnvironmentCache
 from farm_worker.exceptions import ConfigError, FarmError, FieldError, PayloadError
@@ -115,7 +115,8 @@ def cmd_execute(args: argparse.Namespace) -> int:
                      results_dir=str(Path(args.results_dir).resolve()),
                      preflight=args.preflight)
     runner = JobRunner(config, _cache(config), resolve_mode(config.env_isolation,
-                                                              config.work_dir))
+                                                              config.work_dir),
+                       share_outbox=True)
     cancel = CancelEvent()
     give_up = threading.Event()  # a second signal: do not wait for reports either
 
@@ -140,11 +141,14 @@ def cmd_execute(args: argparse.Namespace) -> int:
                   f"skipped {c.skipped} {event.current}", file=sys.stderr)
 
     summary = runner.execute(raw, cancel, JobHooks(emit=emit))
-    if owed := reporting.pending_reports():  # the callback server is away
+    if owed := runner.courier.owed() if runner.courier else 0:  # the server is away
         print(f"[{summary.test_id}] the callback server does not answer: waiting up to "
-              f"{config.report_retry_s:.0f} s for {owed} reports (interrupt again to give up)",
-              file=sys.stderr)
-    reporting.wait_pending(config.report_retry_s, give_up)
+              f"{config.report_flush_s:.0f} s for {owed} reports (interrupt again to stop "
+              "waiting)", file=sys.stderr)
+    outbox = runner.courier.outbox.root if runner.courier else None
+    if left := runner.stop_courier(config.report_flush_s, give_up):
+        print(f"[{summary.test_id}] {left} reports stay in the outbox {outbox}: "
+              "`farm-worker outbox flush` delivers them", file=sys.stderr)
     _print(_execute_json(summary), args.json, _summary_text(summary))
     return exit_code(summary.state)
 
@@ -181,6 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _config(args, **overrides).for_slot(args.slot)
     cache = _cache(config)
     runner = JobRunner(config, cache, resolve_mode(config.env_isolation, config.work_dir))
+    runner.start_courier()  # what an earlier process owed goes beside the new jobs
     runner.clean_stale()
     runner.prune_results(config.results_keep_days)
     ready = []
@@ -379,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dry-run", action="store_true", help="only say what would go")
     c.add_argument("--json", action="store_true", help="print what is (or would be) removed")
     p.set_defaults(func=cmd_cache)
+
+    outbox_command.add_parser(command("outbox", "what this host's workers owe the status "
+                                      "servers: list, flush, drop",
+                                      "The durable outbox of each worker id under outbox_dir: "
+                                      "status reports and result uploads not yet delivered.",
+                                      "0 done, 1 flush left entries, 2 error", shared=False),
+                              common, _config)
 
     p = command("config", "print the effective configuration (secrets masked)",
                 "Each setting, its effective value and where it came from (worker.yaml:line, "

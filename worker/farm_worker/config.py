@@ -55,6 +55,10 @@ CONFIG_SCHEMA: dict[str, Any] = {
                               "maximum": defaults.MAX_TIMEOUT_S},
         "report_retry_s": {"type": "number", "minimum": 0},
         "report_flush_s": {"type": "number", "minimum": 0},
+        "report_backoff_max_s": {"type": "number", "exclusiveMinimum": 0},
+        "outbox_dir": {"type": "string", "minLength": 1},
+        "outbox_keep_s": {"type": "number", "exclusiveMinimum": 0},
+        "outbox_max_size": {"type": ["integer", "string"]},
         "results_keep_days": {"type": "number", "minimum": 0},
         "preflight": {"type": "boolean"},
         "preflight_timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 600},
@@ -102,13 +106,15 @@ def _default_dirs() -> dict[str, str]:
     if os.geteuid() == 0:
         return {"cache_dir": "/var/cache/refstack-farm-worker",
                 "work_dir": "/var/lib/refstack-farm-worker/work",
-                "results_dir": "/var/lib/refstack-farm-worker/results"}
+                "results_dir": "/var/lib/refstack-farm-worker/results",
+                "outbox_dir": "/var/lib/refstack-farm-worker/outbox"}
     home = Path.home()
     cache = Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache")
     state = Path(os.environ.get("XDG_STATE_HOME") or home / ".local" / "state")
     return {"cache_dir": str(cache / "refstack-farm-worker"),
             "work_dir": str(state / "refstack-farm-worker" / "work"),
-            "results_dir": str(state / "refstack-farm-worker" / "results")}
+            "results_dir": str(state / "refstack-farm-worker" / "results"),
+            "outbox_dir": str(state / "refstack-farm-worker" / "outbox")}
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,11 @@ class WorkerConfig:
     default_timeout_s: int = defaults.DEFAULT_TIMEOUT_S
     report_retry_s: float = defaults.REPORT_RETRY_S
     report_flush_s: float = defaults.FLUSH_TIMEOUT_S
+    report_backoff_max_s: float = defaults.REPORT_BACKOFF_S[1]
+    # what the worker owes the status servers, one directory per worker id under it
+    outbox_dir: Path = field(default_factory=lambda: Path(_default_dirs()["outbox_dir"]))
+    outbox_keep_s: float = defaults.OUTBOX_KEEP_S
+    outbox_max_size: int = defaults.OUTBOX_MAX_BYTES
     results_keep_days: float = defaults.RESULTS_KEEP_DAYS
     preflight: bool = True
     preflight_timeout_s: float = defaults.PREFLIGHT_TIMEOUT_S
@@ -149,6 +160,16 @@ class WorkerConfig:
         if slot is None:
             return self
         return replace(self, worker_id=f"{self.worker_id}-{slot}")
+
+    @property
+    def outbox(self) -> Path:
+        """This worker id's outbox directory."""
+        return self.outbox_dir / self.worker_id
+
+    def token_for(self, url: str) -> str | None:
+        """The configured token for a callback URL, if any."""
+        auth = self.callback_auth(url)
+        return auth.token if auth else None
 
     def callback_auth(self, url: str) -> CallbackAuth | None:
         """The configured callback whose URL prefixes `url`, if any."""
@@ -264,6 +285,7 @@ def build_config(doc: Mapping[str, Any], source: str,
     kwargs: dict[str, Any] = {"source": source, "origins": origins}
     for key in ("worker_id", "install_on_demand", "env_isolation", "index_url", "concurrency",
                 "default_timeout_s", "report_retry_s", "report_flush_s", "results_keep_days",
+                "report_backoff_max_s", "outbox_keep_s",
                 "preflight", "preflight_timeout_s", "log_level", "tempest_defaults",
                 "discovery_timeout_s"):
         if key in merged:
@@ -274,7 +296,7 @@ def build_config(doc: Mapping[str, Any], source: str,
             raise ConfigError(f"{origins['discovery_image']}: discovery_image: {image} is not "
                               "a file (a local image for the conf discovery to upload)")
         kwargs["discovery_image"] = image
-    for key in ("cache_dir", "work_dir", "results_dir"):
+    for key in ("cache_dir", "work_dir", "results_dir", "outbox_dir"):
         if key in merged:
             kwargs[key] = Path(merged[key]).expanduser()
     if "gearman_servers" in merged:
@@ -283,9 +305,9 @@ def build_config(doc: Mapping[str, Any], source: str,
             for i, s in enumerate(merged["gearman_servers"]))
     if "tempest_versions" in merged:
         kwargs["tempest_versions"] = tuple(dict.fromkeys(merged["tempest_versions"]))
-    if "cache_max_size" in merged:
-        kwargs["cache_max_size"] = parse_size(merged["cache_max_size"],
-                                              f"{origins['cache_max_size']}: cache_max_size")
+    for key in ("cache_max_size", "outbox_max_size"):
+        if key in merged:
+            kwargs[key] = parse_size(merged[key], f"{origins[key]}: {key}")
     callbacks = []
     for i, cb in enumerate(merged.get("callbacks", [])):
         where = f"{origins['callbacks']}: callbacks[{i}]"

@@ -22,9 +22,11 @@ LIST_TIMEOUT_S = 300  # `tempest run --list-tests` and other short Tempest comma
 
 # Reporting to the callback server
 REPORT_TIMEOUT_S = 10.0  # one HTTP request
-REPORT_RETRY_S = 300.0  # how long a state report or upload is retried before giving up
+REPORT_RETRY_S = 300.0  # how long a job's fetch (miniconf, testcases, accounts) is retried
 REPORT_BACKOFF_S = (0.5, 30.0)  # first and largest pause between retries
-FLUSH_TIMEOUT_S = 60.0  # at the end of a job, wait this long for queued reports
+FLUSH_TIMEOUT_S = 60.0  # at the end of a job (and at exit), wait this long for its reports
+OUTBOX_KEEP_S = 7 * 86400  # an outbox entry undelivered this long is set aside
+OUTBOX_MAX_BYTES = 1024**3  # an outbox this large takes no new job until it drains
 RESULTS_KEEP_DAYS = 7.0  # subunit files kept in results_dir after their job
 
 # Environments

@@ -8,6 +8,8 @@ only in the hooks they pass (where events go, how the cancel function is held).
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -15,12 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from farm_worker.config import WorkerConfig
+from farm_worker.courier import Courier
 from farm_worker.environments import EnvironmentCache
 from farm_worker.exceptions import FieldError, PayloadError
 from farm_worker.fsutil import remove_tree
 from farm_worker.isolation import mounts_under, unmount
 from farm_worker.job import CancelEvent, Job, JobHooks
 from farm_worker.logs import TestLog
+from farm_worker.outbox import Outbox, OutboxBusy
 from farm_worker.processes import kill_stale_group
 from farm_worker.protocol import (
     Payload,
@@ -45,6 +49,49 @@ class JobRunner:
     cache: EnvironmentCache
     isolation: str
     clock: Callable[[], float] = time.monotonic
+    courier: Courier | None = None  # delivers the outbox; started on first need
+    # when another process holds this worker id's outbox (`farm-worker execute` beside a
+    # running worker of the same id), use one of this process's own beside it
+    share_outbox: bool = False
+
+    def start_courier(self, directory: Path | None = None) -> int:
+        """Start delivering the outbox in `directory` (this worker id's by default); how
+        many entries an earlier process left."""
+        if self.courier is not None:
+            return 0
+        directory = directory or self.config.outbox
+        courier = self._courier(directory)
+        try:
+            owed = courier.start()
+        except OutboxBusy:
+            if not self.share_outbox:
+                raise
+            courier = self._courier(directory.with_name(f"{directory.name}.{os.getpid()}"))
+            owed = courier.start()
+        self.courier = courier
+        return owed
+
+    def _courier(self, directory: Path) -> Courier:
+        c = self.config
+        return Courier(Outbox(directory), c.token_for, keep_s=c.outbox_keep_s,
+                       max_bytes=c.outbox_max_size, backoff_max_s=c.report_backoff_max_s)
+
+    def stop_courier(self, wait_s: float, stop: threading.Event | None = None) -> int:
+        """Before the process exits: wait up to `wait_s` for what is owed, stop delivering;
+        the number of entries left in the outbox (delivered by the next process)."""
+        if self.courier is None:
+            return 0
+        courier, self.courier = self.courier, None
+        left = courier.wait(wait_s, stop=stop)
+        courier.stop()
+        entries = int(courier.depth()["entries"])
+        if entries:
+            log.warning("%d entries left in the outbox %s: the next start of this worker "
+                        "(or `farm-worker outbox flush`) delivers them", entries,
+                        courier.outbox.root)
+        elif left == 0 and courier.outbox.root.name.endswith(f".{os.getpid()}"):
+            courier.outbox.remove_dir()
+        return entries
 
     @property
     def worker_dir(self) -> Path:

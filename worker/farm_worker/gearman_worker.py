@@ -24,7 +24,7 @@ from typing import Any
 
 import gear
 
-from farm_worker import defaults, reporting
+from farm_worker import defaults
 from farm_worker.execution import CancelEvent, JobHooks, JobRunner
 from farm_worker.logs import TestLog
 from farm_worker.protocol import (
@@ -115,11 +115,13 @@ class FarmWorker:
         self._jobs_done = 0
 
     # ---- set-up -----------------------------------------------------------------------------
+    def _run_functions(self) -> list[str]:
+        return [*map(run_function, self.versions),
+                *([RUN_ANY] if self.config.install_on_demand else [])]
+
     def connect(self) -> None:
-        for version in self.versions:
-            self.jobs.registerFunction(run_function(version))
-        if self.config.install_on_demand:
-            self.jobs.registerFunction(RUN_ANY)
+        for name in self._run_functions():
+            self.jobs.registerFunction(name)
         self.control.registerFunction(PING)
         self.control.registerFunction(ping_function(self.worker_id))
         for server in self.config.gearman_servers:
@@ -158,6 +160,9 @@ class FarmWorker:
     def serve(self) -> int:
         try:
             while not self.draining.is_set():
+                self._pause_while_the_outbox_is_full()
+                if self.draining.is_set():
+                    break
                 try:
                     job = self.jobs.getJob()
                 except gear.InterruptedError:
@@ -167,11 +172,31 @@ class FarmWorker:
                              "hand to another worker", job.handle)
                     break
                 self._handle(job)
-            reporting.wait_pending(self.config.report_retry_s, self._give_up)
-            log.info("worker %s stopped after %d jobs", self.worker_id, self._jobs_done)
+            left = self.runner.stop_courier(self.config.report_flush_s, self._give_up)
+            log.info("worker %s stopped after %d jobs; %d entries left in its outbox",
+                     self.worker_id, self._jobs_done, left)
             return 0
         finally:
             self.shutdown()
+
+    def _pause_while_the_outbox_is_full(self) -> None:
+        """An outbox at its size cap takes no new job (it refuses, rather than drop what is
+        owed): the run functions are withdrawn until it drains below the cap."""
+        courier = self.runner.courier
+        if courier is None or not courier.full:
+            return
+        depth = courier.depth()
+        log.error("outbox %s is full (%d entries, %d of %d bytes): taking no new job until "
+                  "the status server takes them", depth["dir"], depth["entries"],
+                  depth["bytes"], depth["max_bytes"])
+        for name in self._run_functions():
+            with contextlib.suppress(KeyError):
+                self.jobs.unRegisterFunction(name)
+        courier.wait_not_full(self.draining)
+        for name in self._run_functions():
+            self.jobs.registerFunction(name)
+        if not self.draining.is_set():
+            log.info("outbox below its cap again: taking jobs")
 
     def shutdown(self) -> None:
         for w in (self.jobs, self.control):
@@ -265,5 +290,6 @@ class FarmWorker:
                 "busy": current[0] if current else None, "draining": self.draining.is_set(),
                 "load": [load1, load5, load15], "pid": os.getpid(),
                 "isolation": self.runner.isolation, "jobs_done": self._jobs_done,
+                "outbox": self.runner.courier.depth() if self.runner.courier else None,
                 "uptime_s": round(time.time() - self._started, 1)}
 

@@ -118,12 +118,16 @@ class Job:
         self.secrets: list[int] = []
         self.final: tuple[TestState, str] | None = None  # announced after the cleanup
         client = None
-        if payload.callback is not None:
-            auth = self.config.callback_auth(payload.callback.url)
-            token = payload.callback.token or (auth.token if auth else None)
-            client = CallbackClient(payload.callback.url, token)
+        url = payload.callback.url if payload.callback is not None else None
+        if url is not None:
+            token = payload.callback.token if payload.callback else None
+            client = CallbackClient(url, token or self.config.token_for(url))
+            runner.start_courier()
+            assert runner.courier is not None
+            if token:
+                runner.courier.remember_token(url, token)
         self.client = client
-        self.reporter = Reporter(client, payload.test_id, self.worker, self.config.report_retry_s,
+        self.reporter = Reporter(runner.courier, url, payload.test_id, self.worker,
                                  on_stop=cancel.cancel)
 
     def counts(self) -> Counts:
@@ -458,5 +462,6 @@ class Job:
 
     def _flush_reports(self) -> None:
         if not self.reporter.close(self.config.report_flush_s) and not self.reporter.pending:
-            self.log.error("some reports did not reach %s", self.client)
+            self.log.error("some reports did not reach %s: %s", self.client,
+                           "; ".join(self.reporter.failures))
 

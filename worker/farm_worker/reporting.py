@@ -1,40 +1,31 @@
-"""HTTP to the callback server: status reports, the subunit upload, miniconf and testcases.
+"""HTTP to the callback server: the job's fetches (miniconf, testcases, accounts) and its
+reports.
 
-Reports go through one background thread per job so a slow or absent server never
-stalls Tempest's output pipe. They are delivered in order; progress reports are
-coalesced (only the newest waiting one is sent). Connection errors, 5xx, 408 and 429 are
-retried with exponential backoff until `retry_s` has passed; other 4xx are logged and
-dropped. A failed report never fails the job. The bearer token is never logged.
-
-A job waits `report_flush_s` for its last reports; what is still undelivered then (the
-server is down) keeps being retried in the background while the worker takes the next job,
-and the worker waits for it before it exits (`wait_pending`).
+A job's fetches are retried (connection errors, 5xx, 408, 429) with exponential backoff
+until `report_retry_s` has passed; the job cannot go on without them. Its status reports
+and its result upload go through the worker's durable outbox (`Reporter` -> `Courier` ->
+`Outbox`) and are never dropped for a server that is away. The bearer token is never
+logged.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import requests
 
 from farm_worker import defaults
+from farm_worker.courier import RETRYABLE_STATUS, Courier
 from farm_worker.exceptions import ReportError
 from farm_worker.logs import TestLog
 from farm_worker.protocol import Counts, TestState, stop_reason
 
 log = logging.getLogger(__name__)
-
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_pending: set[Reporter] = set()  # closed, still delivering in the background
-_pending_lock = threading.Lock()
 
 
 class CallbackClient:
@@ -64,20 +55,16 @@ class CallbackClient:
                                     timeout=self.timeout_s, **kwargs)
 
     def call(self, method: str, path: str, *, retry_s: float,
-             upload: tuple[str, Path] | None = None,
              sleep: Callable[[float], None] = time.sleep,
              clock: Callable[[], float] = time.monotonic,
              stop: threading.Event | None = None, **kwargs: Any) -> requests.Response:
-        """Retry transient failures until `retry_s` passes; ReportError when it gives up.
-
-        `upload` is (file name, path) of a file sent as multipart field `file`.
-        """
+        """Retry transient failures until `retry_s` passes; ReportError when it gives up."""
         end = clock() + retry_s
         pause = defaults.REPORT_BACKOFF_S[0]
         where = f"{method} {path.split('?')[0]}"
         while True:
             try:
-                resp = self._attempt(method, path, upload, **kwargs)
+                resp = self.request(method, path, **kwargs)
             except requests.RequestException as exc:
                 reason = exc.__class__.__name__
             else:
@@ -92,121 +79,73 @@ class CallbackClient:
             sleep(pause)
             pause = min(pause * 2, defaults.REPORT_BACKOFF_S[1])
 
-    def _attempt(self, method: str, path: str, upload: tuple[str, Path] | None,
-                 **kwargs: Any) -> requests.Response:
-        if upload is None:
-            return self.request(method, path, **kwargs)
-        with upload[1].open("rb") as fh:
-            return self.request(method, path, files={
-                "file": (upload[0], fh, "application/octet-stream")}, **kwargs)
-
-
-@dataclass
-class _Item:
-    kind: str  # "status", "progress" (a status report a newer one may replace) or "upload"
-    body: dict[str, Any]
-    path: Path | None = None
-
 
 class Reporter:
-    """Ordered, retried, non-blocking delivery of one job's reports."""
+    """One job's reports and result upload, through the worker's outbox (`Courier`): a
+    state report or an upload is on disk before the job goes on, and delivered beside
+    the jobs, in order, however long the server is away. The server's answers reach the
+    job while it runs (`on_stop`: another worker holds the test, or it ended there)."""
 
-    def __init__(self, client: CallbackClient | None, test_id: str, worker: str,
-                 retry_s: float = defaults.REPORT_RETRY_S,
+    def __init__(self, courier: Courier | None, url: str | None, test_id: str, worker: str,
                  on_stop: Callable[[str], None] | None = None):
-        self.client = client
+        self.courier = courier if url else None
+        self.url = url or ""
         self.test_id = test_id
         self.log = TestLog(log, test_id)
         self.worker = worker
-        self.retry_s = retry_s
         self.on_stop = on_stop  # called once when the server's answer says the job must stop
         self.stopped: str | None = None
-        self.pending = False  # closed with reports left: they go on in the background
-        self.failures: list[str] = []
-        self._queue: collections.deque[_Item] = collections.deque()
-        self._cond = threading.Condition()
-        self._closing = False
-        self._abandon = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.pending = False  # closed with reports left: they stay in the outbox
+        self._lost: list[str] = []
+        self._closed = False
+        if self.courier is not None:
+            self.courier.listen(test_id, self._answered)
 
-    def _put(self, item: _Item, coalesce: bool = False) -> None:
-        if self.client is None:
-            return
-        with self._cond:
-            if coalesce and self._queue and self._queue[-1].kind == "progress" \
-                    and self._queue[-1].body.get("status") == item.body.get("status"):
-                self._queue[-1] = item
-            else:
-                self._queue.append(item)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, daemon=True,
-                                                name=f"reporter-{self.test_id}")
-                self._thread.start()
-            self._cond.notify()
+    @property
+    def failures(self) -> list[str]:
+        """Reports the server refused or the outbox could not keep (set aside later, once
+        the job has closed, they are only logged)."""
+        live = self.courier is not None and not self._closed
+        return [*self._lost, *(self.courier.problems(self.test_id)  # type: ignore[union-attr]
+                               if live else [])]
+
+    def _keep(self, what: str, add: Callable[[], None]) -> None:
+        try:
+            add()
+        except OSError as exc:  # the outbox cannot be written (a full disk): said, not fatal
+            self._lost.append(f"{what}: {exc}")
+            self.log.error("outbox: cannot keep the %s report: %s", what, exc)
 
     def state(self, state: TestState, message: str = "", counts: Counts | None = None,
               outcome: dict[str, Any] | None = None) -> None:
         """A state report; a final one may carry the run's `outcome` as its `payload` (a
         test list's selection report, a guideline's compliance report)."""
+        if self.courier is None:
+            return
         body: dict[str, Any] = {"test_id": self.test_id, "status": state.value,
                                 "message": message, "worker": self.worker}
         if counts is not None:
             body["progress"] = {"current": "", **counts.to_dict()}
         if outcome:
             body["payload"] = outcome
-        self._put(_Item("status", body))
+        courier = self.courier
+        self._keep(state.value, lambda: courier.add_status(self.test_id, self.url, body))
 
     def progress(self, state: TestState, current: str, counts: Counts) -> None:
-        self._put(_Item("progress", {"test_id": self.test_id, "status": state.value,
-                                     "message": f"{counts.done}/{counts.total}",
-                                     "worker": self.worker,
-                                     "progress": {"current": current, **counts.to_dict()}}),
-                  coalesce=True)
+        if self.courier is None:
+            return
+        self.courier.add_progress(self.test_id, self.url, {
+            "status": state.value, "message": f"{counts.done}/{counts.total}",
+            "worker": self.worker, "progress": {"current": current, **counts.to_dict()}})
 
     def upload(self, subunit_path: Path, cpid: str | None = None) -> None:
-        self._put(_Item("upload", {"cpid": cpid} if cpid else {}, subunit_path))
-
-    def _run(self) -> None:
-        assert self.client is not None
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                item = self._queue[0]
-            try:
-                self._deliver(item)
-            except ReportError as exc:
-                self.log.error("report lost: %s", exc)
-                self.failures.append(str(exc))
-            with self._cond:
-                self._queue.popleft()
-                if not self._queue and self._closing:
-                    with _pending_lock:
-                        _pending.discard(self)
-                    if self.pending:
-                        self.log.info("the reports pending since the job ended are delivered")
-                    self.pending = False
-                    return
-
-    def _deliver(self, item: _Item) -> None:
-        assert self.client is not None
-        if item.kind == "upload":
-            assert item.path is not None
-            cpid = item.body.get("cpid")
-            query = urlencode({"test_id": self.test_id, "worker": self.worker,
-                               **({"cpid": cpid} if cpid else {})})
-            self.client.call("POST", f"post-result?{query}",
-                             retry_s=self.retry_s, stop=self._abandon,
-                             upload=(f"{self.test_id}.subunit", item.path))
+        if self.courier is None:
             return
-        resp = self.client.call("POST", "update-test-status/", json=item.body,
-                                retry_s=self.retry_s, stop=self._abandon)
-        try:
-            answer = resp.json()
-        except ValueError:  # a callback server that answers 202 with no body: fine
-            return
+        courier = self.courier
+        self._keep("upload", lambda: courier.add_upload(self.test_id, self.url, subunit_path,
+                                                        self.worker, cpid))
+
+    def _answered(self, answer: Any) -> None:
         reason = stop_reason(self.test_id, answer)
         if reason and self.stopped is None:
             self.stopped = reason
@@ -215,63 +154,19 @@ class Reporter:
                 self.on_stop(reason)
 
     def close(self, timeout_s: float = defaults.FLUSH_TIMEOUT_S) -> bool:
-        """Wait up to `timeout_s` for what is queued; True when all of it was delivered.
-        What is left keeps being retried in the background (`pending`), each report up to
-        `retry_s`, unless `abandon()` is called."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is None:
-            return not self.failures
-        with _pending_lock:
-            _pending.add(self)
-        thread.join(timeout_s)
-        if thread.is_alive():
-            with self._cond:
-                left = len(self._queue)
-                self.pending = left > 0  # the thread may have just finished
-            if not left:
-                return not self.failures
-            self.log.warning("%d reports not delivered after %.0f s; retrying them in the "
-                             "background", left, timeout_s)
+        """Wait up to `timeout_s` for this job's reports; True when all of them were
+        delivered. What is left stays in the outbox and is delivered beside the next jobs
+        (and by the next process, if this one stops)."""
+        if self.courier is None:
+            return not self._lost
+        left = self.courier.wait(timeout_s, self.test_id)
+        self._lost.extend(self.courier.problems(self.test_id))
+        self._closed = True
+        self.courier.listen(self.test_id, None)
+        if left:
+            self.pending = True
+            self.log.warning("%d reports not delivered after %.0f s; they stay in the outbox "
+                             "%s and go when the server answers", left, timeout_s,
+                             self.courier.outbox.root)
             return False
-        with _pending_lock:
-            _pending.discard(self)
         return not self.failures
-
-    def abandon(self) -> int:
-        """Stop retrying; the number of reports lost."""
-        with self._cond:
-            lost = len(self._queue)
-        self._abandon.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(defaults.REPORT_TIMEOUT_S + 1)
-        if lost:
-            self.failures.append(f"{lost} reports abandoned")
-            self.log.error("%d reports abandoned", lost)
-        with _pending_lock:
-            _pending.discard(self)
-        return lost
-
-
-def pending_reports() -> int:
-    """Reports of ended jobs still being retried."""
-    with _pending_lock:
-        reporters = list(_pending)
-    return sum(len(r._queue) for r in reporters if r.pending)
-
-
-def wait_pending(timeout_s: float, stop: threading.Event | None = None) -> int:
-    """Before the worker exits: wait up to `timeout_s` (or until `stop`) for the reports of
-    ended jobs, then abandon what is left. The number of reports lost."""
-    if pending_reports():
-        log.info("waiting up to %.0f s for %d reports of ended jobs (signal again to give "
-                 "up)", timeout_s, pending_reports())
-    end = time.monotonic() + timeout_s
-    while pending_reports() and time.monotonic() < end and not (stop and stop.is_set()):
-        time.sleep(0.2)
-    with _pending_lock:
-        reporters = list(_pending)
-    return sum(r.abandon() for r in reporters)
