@@ -25,17 +25,20 @@ def add_parser(p: argparse.ArgumentParser, common: argparse.ArgumentParser,
                load: Callable[[argparse.Namespace], WorkerConfig]) -> None:
     actions = p.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
 
-    def action(name: str, help_: str) -> argparse.ArgumentParser:
-        a = actions.add_parser(name, parents=[common], help=help_, description=f"{help_}.")
+    def action(name: str, help_: str, exits: str = "0, 2 error") -> argparse.ArgumentParser:
+        a = actions.add_parser(name, parents=[common], help=help_,
+                               description=f"{help_}.\n\nexit: {exits}",
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
         a.add_argument("--json", action="store_true", help="print the outcome as JSON")
         return a
 
     action("list", "each entry owed: worker id, test, kind, state, age, size")
-    a = action("flush", "deliver the outboxes no running worker holds, now")
+    a = action("flush", "deliver the outboxes no running worker holds, now",
+               "0 all delivered, 1 entries left, 2 error")
     a.add_argument("--timeout", type=float, default=60.0, metavar="S",
                    help="stop waiting for a server after S seconds (default 60)")
     a = action("drop", "remove a test's entries (they are not owed any more)")
-    a.add_argument("test_id", metavar="TEST_ID")
+    a.add_argument("test_id", metavar="TEST_ID", help="the test whose entries go")
     p.set_defaults(func=lambda args: run(args, load(args)))
 
 

@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 NAME = "ping"
 HELP = "ask every worker for its state; round-trip times"
 DESCRIPTION = (
-    "Every worker answers farm:ping:<id> with its versions and current job; prints "
-    "the round-trip time of each.\n\nexit: 0 all answered, 2 none registered or "
+    "Every worker answers farm:ping:<id> with its versions, current job and outbox (what "
+    "it still owes the status servers); prints the round-trip time of each.\n\nexit: 0 all answered, 2 none registered or "
     "one did not answer")
 
 
@@ -33,6 +33,14 @@ def take_action(args: argparse.Namespace) -> int:
         farm.close()
 
 
+def _outbox(depth: object) -> str:
+    """What the worker owes its status servers: its outbox, when it holds anything."""
+    if not isinstance(depth, dict) or not depth.get("entries"):
+        return ""
+    full = ("  OUTBOX FULL: taking no job until it drains" if depth.get("full") else "")
+    return f"  outbox {depth['entries']} entries ({depth.get('bytes', 0)} bytes){full}"
+
+
 def run(farm: Farm, *, timeout_s: float = 5.0, as_json: bool = False) -> int:
     answers = farm.ping(timeout_s)
     if as_json:
@@ -47,5 +55,6 @@ def run(farm: Farm, *, timeout_s: float = 5.0, as_json: bool = False) -> int:
         print(f"{a.worker:<20} {a.rtt_ms:7.2f} ms  tempest "
               f"{','.join(a.answer.get('versions', [])) or '-'}  "
               f"{'busy with ' + busy if busy else 'idle'}"
-              + ("  draining" if a.answer.get("draining") else ""))
+              + ("  draining" if a.answer.get("draining") else "")
+              + _outbox(a.answer.get("outbox")))
     return 0 if answers and all(a.error is None for a in answers) else 2
