@@ -171,24 +171,29 @@ def test_sigint_cancels_and_exits_3(tmp_path: Path, worker_cache: Path, keystone
     assert leftovers(tmp_path / "work") == []
 
 
-def test_reports_pending_at_the_end_are_delivered_before_exit(
-        tmp_path: Path, worker_cache: Path, tempest47: PrepareResult) -> None:
-    """The callback server is down when the job ends: execute waits for it (the reports
-    go on in the background) and exits once they are delivered."""
-    port = free_port()
-    env = {**os.environ, "FARM_WORKER_REPORT_FLUSH_S": "0.5"}
+def _execute_late(tmp_path: Path, worker_cache: Path, port: int, flush_s: float) \
+        -> tuple[subprocess.Popen[str], Path, dict[str, str]]:
+    """`farm-worker execute` of a dry run whose callback server is down."""
+    env = {**os.environ, "FARM_WORKER_REPORT_FLUSH_S": str(flush_s),
+           "FARM_WORKER_OUTBOX_DIR": str(tmp_path / "outbox")}
     path = tmp_path / "payload.json"
     path.write_text(json.dumps(valid(test_id="late", callback={
         "url": f"http://127.0.0.1:{port}/"})))
     errors = tmp_path / "stderr.txt"
-    with errors.open("w") as err_file, subprocess.Popen(
+    with errors.open("w") as err_file:
+        proc = subprocess.Popen(
             [FARM_WORKER, "execute", str(path), "--json", "--cache-dir", str(worker_cache),
              "--work-dir", str(tmp_path / "work"), "--results-dir", str(tmp_path / "results")],
-            stdout=subprocess.PIPE, stderr=err_file, text=True, env=env) as proc:
-        _deliver_late(proc, errors, port)
+            stdout=subprocess.PIPE, stderr=err_file, text=True, env=env)
+    return proc, errors, env
 
 
-def _deliver_late(proc: subprocess.Popen[str], errors: Path, port: int) -> None:
+def test_reports_pending_at_the_end_are_delivered_before_exit(
+        tmp_path: Path, worker_cache: Path, tempest47: PrepareResult) -> None:
+    """The callback server is down when the job ends: execute waits for it up to
+    report_flush_s (its reports are in the outbox) and exits once they are delivered."""
+    port = free_port()
+    proc, errors, _ = _execute_late(tmp_path, worker_cache, port, 300)
     try:
         end = time.monotonic() + 300  # the job has ended and its reports wait
         while "waiting up to" not in (err := errors.read_text()):
@@ -203,8 +208,35 @@ def _deliver_late(proc: subprocess.Popen[str], errors: Path, port: int) -> None:
             assert proc.returncode == 0, err
             assert rec.states("late") == ["installing", "passed"]
             assert json.loads(out)["state"] == "passed"
+            assert "stay in the outbox" not in err
         finally:
             rec.stop()
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_reports_left_at_exit_stay_in_the_outbox_for_flush(
+        tmp_path: Path, worker_cache: Path, tempest47: PrepareResult) -> None:
+    """The server stays away past report_flush_s: execute exits with its result and says
+    the reports stay in the outbox; `farm-worker outbox flush` delivers them later."""
+    port = free_port()
+    proc, errors, env = _execute_late(tmp_path, worker_cache, port, 0.5)
+    try:
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = errors.read_text()
+    assert proc.returncode == 0 and json.loads(out)["state"] == "passed", err
+    assert "[late] 2 reports stay in the outbox " in err and "outbox flush" in err
+    rec = Recorder().start(port)
+    try:
+        flushed = subprocess.run([FARM_WORKER, "outbox", "flush", "--json"], env=env,
+                                 capture_output=True, text=True, timeout=120)
+        assert flushed.returncode == 0, flushed.stderr
+        assert [r["left"] for r in json.loads(flushed.stdout).values()] == [0]
+        assert rec.states("late") == ["installing", "passed"]
+    finally:
+        rec.stop()
+

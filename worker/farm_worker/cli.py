@@ -116,7 +116,7 @@ def cmd_execute(args: argparse.Namespace) -> int:
                      preflight=args.preflight)
     runner = JobRunner(config, _cache(config), resolve_mode(config.env_isolation,
                                                               config.work_dir),
-                       share_outbox=True)
+                       share_outbox=True, job_flush_s=0)
     cancel = CancelEvent()
     give_up = threading.Event()  # a second signal: do not wait for reports either
 

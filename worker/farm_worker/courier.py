@@ -191,15 +191,21 @@ class Courier:
             return self._bytes >= self.max_bytes
 
     def wait(self, timeout_s: float, test_id: str | None = None,
-             stop: threading.Event | None = None) -> int:
+             stop: threading.Event | None = None, while_answered: bool = False) -> int:
         """Wait up to `timeout_s` (or until `stop`) until nothing (of `test_id`) is owed;
-        what is still owed. Progress left behind by an ended job is dropped."""
+        what is still owed. `while_answered`: stop waiting as soon as an attempt for the
+        test fails (its server is away: what it owes is safe on disk)."""
         end = self.clock() + timeout_s
         with self._cond:
             while self._owed_locked(test_id) and self.clock() < end \
-                    and not (stop is not None and stop.is_set()):
+                    and not (stop is not None and stop.is_set()) \
+                    and not (while_answered and self._failing(test_id)):
                 self._cond.wait(min(0.2, max(0.0, end - self.clock())))
             return self._owed_locked(test_id)
+
+    def _failing(self, test_id: str | None) -> bool:
+        test = self._tests.get(test_id) if test_id else None
+        return test is not None and test.attempts > 0
 
     def _owed_locked(self, test_id: str | None) -> int:
         tests = [self._tests.get(test_id)] if test_id else list(self._tests.values())

@@ -53,6 +53,9 @@ class JobRunner:
     # when another process holds this worker id's outbox (`farm-worker execute` beside a
     # running worker of the same id), use one of this process's own beside it
     share_outbox: bool = False
+    # how long a job waits for its reports at its end (None: report_flush_s); a one-shot
+    # `execute` waits once, at exit, for the whole outbox instead
+    job_flush_s: float | None = None
 
     def start_courier(self, directory: Path | None = None) -> int:
         """Start delivering the outbox in `directory` (this worker id's by default); how

@@ -136,12 +136,13 @@ class Job:
     def set_state(self, state: TestState, message: str = "",
                   outcome: dict[str, Any] | None = None) -> None:
         """Announce a state; from the listing on, the status server gets the counts with
-        it, so a run that ended shows its final counts, not its last progress."""
+        it, so a run that ended shows its final counts, not its last progress. The report
+        is in the outbox, on disk, before the state is logged or sent to gearmand."""
         message = redaction.redact(message)
-        self.log.info("%s%s", state.value, f": {message}" if message else "")
-        self.hooks.emit(state_event(self.test_id, state, self.worker, message))
         self.reporter.state(state, message,
                             self.counts() if self.results is not None else None, outcome)
+        self.log.info("%s%s", state.value, f": {message}" if message else "")
+        self.hooks.emit(state_event(self.test_id, state, self.worker, message))
 
     def run(self) -> Summary:
         p = self.payload
@@ -461,7 +462,9 @@ class Job:
             self.set_state(*self.final, outcome={k: v for k, v in outcome.items() if v})
 
     def _flush_reports(self) -> None:
-        if not self.reporter.close(self.config.report_flush_s) and not self.reporter.pending:
+        flush_s = self.runner.job_flush_s
+        if not self.reporter.close(self.config.report_flush_s if flush_s is None else flush_s) \
+                and not self.reporter.pending:
             self.log.error("some reports did not reach %s: %s", self.client,
                            "; ".join(self.reporter.failures))
 

@@ -154,19 +154,21 @@ class Reporter:
                 self.on_stop(reason)
 
     def close(self, timeout_s: float = defaults.FLUSH_TIMEOUT_S) -> bool:
-        """Wait up to `timeout_s` for this job's reports; True when all of them were
+        """Wait up to `timeout_s` for this job's reports (and the server's answers to
+        them), but not for a server that does not answer; True when all of them were
         delivered. What is left stays in the outbox and is delivered beside the next jobs
-        (and by the next process, if this one stops)."""
+        (and by the next process, if this one stops): the job ends at once, so gearmand
+        never hands a run that has ended to another worker because this one was killed
+        while it waited."""
         if self.courier is None:
             return not self._lost
-        left = self.courier.wait(timeout_s, self.test_id)
+        left = self.courier.wait(timeout_s, self.test_id, while_answered=True)
         self._lost.extend(self.courier.problems(self.test_id))
         self._closed = True
         self.courier.listen(self.test_id, None)
         if left:
             self.pending = True
-            self.log.warning("%d reports not delivered after %.0f s; they stay in the outbox "
-                             "%s and go when the server answers", left, timeout_s,
-                             self.courier.outbox.root)
+            self.log.warning("%d reports not delivered: they stay in the outbox %s and go "
+                             "when the server answers", left, self.courier.outbox.root)
             return False
         return not self.failures
