@@ -64,9 +64,13 @@ def test_services_ports_and_files(deployed: DeployedFarm) -> None:
         assert "preflight: false\n" in conf.content_string  # the role's variable
         assert w.process.get(user="farm-worker", comm="farm-worker")
         assert w.file("/var/cache/refstack-farm-worker/envs").is_directory
+        box = w.file(f"/var/lib/refstack-farm-worker/outbox/{name}-1")  # held by slot 1
+        assert (box.user, box.mode, box.is_directory) == ("farm-worker", 0o700, True)
+        assert 'outbox_dir: "/var/lib/refstack-farm-worker/outbox"' in conf.content_string
     pong = json.loads(deployed.farm("ping", "--json"))
     assert sorted(p["worker"] for p in pong) == ["h2-1", "h3-1"]
     assert all(p["answer"]["versions"] == ["47.0.0"] for p in pong)
+    assert all(p["answer"]["outbox"]["full"] is False for p in pong)
 
 
 def test_a_dry_run_through_the_module(deployed: DeployedFarm) -> None:
@@ -183,5 +187,8 @@ def test_scale_out_then_drain_a_busy_worker(deployed: DeployedFarm) -> None:
     w = host(deployed, busy)
     assert not w.service("farm-worker@1").is_running
     assert not w.service("farm-worker@1").is_enabled
+    # the drained worker owes nothing: its outbox was flushed before the play ended
+    owed = deployed.on(busy, "find /var/lib/refstack-farm-worker/outbox -name '*.json' | wc -l")
+    assert int(owed) == 0
     pong = json.loads(deployed.farm("ping", "--json"))
     assert f"{busy}-1" not in [p["worker"] for p in pong]
