@@ -2,8 +2,8 @@
 time out and are cancelled, or whose conf python-tempestconf discovered (as admin, and as
 the first account), straight through gearmand and through the status server: 0
 occurrences in worker and server logs, the status history, WORK_DATA events and results,
-gearmand's queue database and log, and anything left under the workers' directories and
-the status server's database files."""
+gearmand's queue database and log, and anything left under the workers' directories (their
+outboxes included) and the status server's database files."""
 
 from __future__ import annotations
 
@@ -136,7 +136,9 @@ def test_no_password_anywhere_after_every_kind_of_end(
         texts[f"{tid} status+history"] = server.api("GET", f"/v1/tests/{tid}").text
         texts[f"{tid} results"] = server.api("GET", f"/v1/tests/{tid}/results").text
     leaks = [f"{where}: {s}" for where, text in texts.items() for s in secrets if s in text]
-    roots = [gearmand.state, *(w.work_dir.parent for w in pool)]  # queue db, log; workers
+    # gearmand's queue db and log; each worker's directories: work, results and its outbox
+    roots = [gearmand.state, *(w.work_dir.parent for w in pool)]
+    assert all((w.work_dir.parent / "outbox" / w.worker_id).is_dir() for w in pool)
     for root in roots:
         leaks += files_containing(root, secrets)
     assert leaks == [], leaks

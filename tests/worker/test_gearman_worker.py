@@ -13,6 +13,7 @@ import pytest
 
 from farm_lab.gearmand import Gearmand, admin, status
 from farm_lab.keystone import ADMIN_PASSWORD, Keystone
+from farm_lab.loopback import free_port
 from farm_lab.workers import TEMPEST, WorkerFactory
 from farm_worker.environments import PrepareResult
 from farm_worker.protocol import RUN_ANY, cancel_function, run_function
@@ -213,6 +214,35 @@ def test_ping_answers_with_worker_facts(workers: WorkerFactory, client: TestClie
     doc = json.loads(answer.data[-1])
     assert doc["worker"] == "pinged" and doc["versions"] == [TEMPEST]
     assert doc["busy"] is None and len(doc["load"]) == 3
+
+
+def test_a_full_outbox_takes_no_job_until_it_drains(
+        workers: WorkerFactory, client: TestClient, gearmand: Gearmand,
+        tempest47: PrepareResult) -> None:
+    """At outbox_max_size the worker withdraws its run functions (a job waits in gearmand
+    for another worker), says so in its log and its ping, and serves again once the
+    status server has taken what it owed."""
+    port = free_port()
+    w = workers.start("full", outbox_max_size=1, report_flush_s=1)
+    done = client.submit(RUN, valid(test_id="full-1", callback={
+        "url": f"http://127.0.0.1:{port}/"}))
+    assert summary(wait(done, 300))["state"] == "passed"
+    w.wait_for(r"outbox \S+ is full \(\d+ entries, \d+ of 1 bytes\): taking no new job")
+    end = time.monotonic() + 60
+    while status(gearmand.port).get(RUN, (0, 0, 0))[2] != 0:
+        assert time.monotonic() < end, "the run function is still registered"
+        time.sleep(0.1)
+    pong = json.loads(wait(client.submit("farm:ping:full", b""), 10).data[-1])
+    assert pong["outbox"]["full"] and pong["outbox"]["entries"] == 2  # installing, passed
+    waiting = client.submit(RUN, valid(test_id="full-2"))
+    assert status(gearmand.port)[RUN] == (1, 0, 0)  # queued, and no worker can take it
+    rec = Recorder().start(port)
+    try:
+        assert summary(wait(waiting, 300))["state"] == "passed"
+        assert rec.states("full-1") == ["installing", "passed"]
+        w.wait_for("outbox below its cap again: taking jobs")
+    finally:
+        rec.stop()
 
 
 def test_worker_reconnects_after_gearmand_restarts(
