@@ -261,7 +261,7 @@ class Courier:
         if result is Result.RETRY:
             with self._cond:
                 self._busy = False
-                test = self._tests[test_id]
+                test = self._tests.setdefault(test_id, _Test())
                 test.attempts += 1
                 test.pause = min(max(test.pause * 2, defaults.REPORT_BACKOFF_S[0]),
                                  self.backoff_max_s)
@@ -281,7 +281,8 @@ class Courier:
             tlog.warning("%s refused: %s", describe(item), answer)
         if result is Result.DELIVERED and (isinstance(item, Progress) or item.kind == STATUS):
             with self._cond:
-                listener = self._tests[test_id].listener
+                held = self._tests.get(test_id)
+                listener = held.listener if held else None
             if listener is not None:  # before the item counts as delivered: a job that
                 try:  # waited for its reports has had their answers
                     listener(answer)
@@ -289,7 +290,7 @@ class Courier:
                     tlog.exception("the job's answer handler failed")
         with self._cond:
             self._busy = False
-            test = self._tests[test_id]
+            test = self._tests.setdefault(test_id, _Test())
             if test.items and test.items[0] is item:
                 test.items.popleft()
             if isinstance(item, Entry):
