@@ -83,11 +83,12 @@ def test_reports_arrive_in_order_with_token_and_an_id(recorder: Recorder, tmp_pa
 def test_progress_reports_are_coalesced_while_waiting(recorder: Recorder,
                                                       couriers: Couriers) -> None:
     recorder.fail_next = 1  # hold the first report back for one retry
-    rep = Reporter(couriers(), recorder.url, "t2", "w1")
+    courier = couriers()
+    rep = Reporter(courier, recorder.url, "t2", "w1")
     rep.state(TestState.RUNNING, "50 tests", Counts(total=50))
     for done in range(1, 51):
         rep.progress(TestState.RUNNING, f"t{done}", Counts(total=50, done=done, passed=done))
-    assert rep.close(20)
+    assert courier.wait(20) == 0
     reports = recorder.status_reports("t2")
     dones = [r["progress"]["done"] for r in reports if "report_id" not in r]
     assert dones == [50]  # the newest only
@@ -97,9 +98,12 @@ def test_progress_reports_are_coalesced_while_waiting(recorder: Recorder,
 def test_transient_errors_are_retried(recorder: Recorder, couriers: Couriers) -> None:
     recorder.fail_next = 2
     recorder.fail_status = 503
-    rep = Reporter(couriers(), recorder.url, "t3", "w1")
+    courier = couriers()
+    rep = Reporter(courier, recorder.url, "t3", "w1")
     rep.state(TestState.PASSED)
-    assert rep.close(30)
+    # the job stops waiting at the first failure (the report is safe on disk) ...
+    assert rep.close(30) is False and rep.pending
+    assert courier.wait(30) == 0  # ... and the courier goes on
     assert recorder.states("t3") == ["passed"]
     assert [r.answered for r in recorder.requests] == [503, 503, 202]
 
