@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set this machine up for `make test` and `make demo`, idempotently and quickly when done:
 #   1. Debian packages the farm needs (gearmand, gearadmin, a compiler for sdists) and the
-#      tests need (PostgreSQL, wrk, systemd-nspawn and debootstrap for the Ansible hosts)
+#      tests need (PostgreSQL, wrk, Prometheus, systemd-nspawn and debootstrap for the
+#      Ansible hosts)
 #   2. the virtualenv .venv with uv, the worker (and client) packages and the test tools
 # Downloads are cached under $FARM_CACHE (outside the clone) and reused.
 set -euo pipefail
@@ -25,6 +26,7 @@ command -v gcc >/dev/null || need+=(gcc)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)  # tests
 command -v mariadbd >/dev/null || need+=(mariadb-server)  # tests: the real RefStack server
 command -v wrk >/dev/null || need+=(wrk)  # bench/status_api.py
+command -v prometheus >/dev/null || need+=(prometheus)  # tests: the metrics, scraped for real
 # the deployment tests: real systemd hosts with systemd-nspawn, reached over SSH
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 command -v debootstrap >/dev/null || need+=(debootstrap)

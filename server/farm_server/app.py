@@ -10,7 +10,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from farm_client.gearman_client import Gearman
-from farm_server.api import refstack, v1
+from farm_server.api import health, refstack, v1
 from farm_server.config import ServerConfig, load_server_config
 from farm_server.exceptions import FarmServerError
 from farm_server.schemas import FieldError
@@ -46,6 +46,7 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None, *,
         """For load balancers and probes: the process answers (no database access)."""
         return jsonify({"ok": True})
 
+    app.register_blueprint(health.bp)
     app.register_blueprint(refstack.bp)
     app.register_blueprint(v1.bp, url_prefix="/v1")
 

@@ -7,10 +7,13 @@ import argparse
 import ipaddress
 import json
 import logging
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -62,12 +65,17 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServerConfig:
 def cmd_serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
+    from farm_server import metrics
     from farm_server.app import create_app
 
     config = _config(args, listen=args.listen, processes=args.processes,
                      monitor=False if args.no_monitor else None)
     create_app(config)  # fail here, with a clear message, before forking anything
     check_listen(config.listen)
+    # every process (gunicorn's and the monitor) counts into one directory: a scrape of
+    # any of them adds them up; a new one each start (the counters start again)
+    metrics_dir = tempfile.mkdtemp(prefix="farm-metrics-")
+    os.environ[metrics.MULTIPROC_ENV] = metrics_dir
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -82,6 +90,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             self.cfg.set("proc_name", "farm-serve")
             if "control_socket_disable" in self.cfg.settings:  # gunicorn >= 25.1
                 self.cfg.set("control_socket_disable", True)
+            self.cfg.set("child_exit", lambda _arbiter, worker:
+                         metrics.mark_process_dead(worker.pid))
 
         def load(self) -> Any:
             return create_app(config)
@@ -106,6 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 monitor.kill()
                 monitor.wait()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

@@ -6,6 +6,7 @@ file is -c, else $FARM_SERVER_CONFIG, else /etc/refstack-farm/server.yaml.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -69,6 +70,8 @@ class ServerConfig:
     refstack_key_file: str | None = None
     refstack_upload_attempts: int = 5
     refstack_retry_s: float = 30.0
+    # who may read /metrics without a user token (e.g. the Prometheus hosts): networks
+    metrics_allow: tuple[str, ...] = ()
     source: str = "<defaults>"
 
     def serve_processes(self) -> int:
@@ -85,12 +88,21 @@ _KINDS: dict[str, type] = {
     "processes": int, "open_reads": bool, "max_body_bytes": int, "stale_after_s": float,
     "monitor": bool, "monitor_interval_s": float, "log_level": str,
     "refstack_upload_url": str, "refstack_key_file": str, "refstack_upload_attempts": int,
-    "refstack_retry_s": float,
+    "refstack_retry_s": float, "metrics_allow": tuple,
 }
 
 
 def _coerce(key: str, value: Any, where: str) -> Any:
     kind = _KINDS[key]
+    if kind is tuple:  # networks
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise invalid(where, key, f"{value!r} is not a list of networks (e.g. 10.0.0.0/8)")
+        try:
+            return tuple(str(ipaddress.ip_network(str(i).strip(), strict=False))
+                         for i in items if str(i).strip())
+        except ValueError as exc:
+            raise invalid(where, key, f"{exc}") from None
     if kind is list:
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, list) or not items:

@@ -23,11 +23,20 @@ import logging
 from collections.abc import Callable
 
 from farm_client.gearman_client import Gearman, GearmanError, Server
+from farm_server import metrics
 from farm_server.lifecycle import RUNNING_STATES, WORKER_LOST, Report
 from farm_server.models import TestRow, utcnow
 from farm_server.periodic import Periodic
+from farm_server.queue import functions as queue_functions
 from farm_server.store import Store, as_utc
-from farm_worker.protocol import Callback, Payload, Selection, TestState, run_function
+from farm_worker.protocol import (
+    Callback,
+    Payload,
+    Selection,
+    TestState,
+    run_function,
+    version_of_function,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +56,7 @@ class Monitor(Periodic):
         self.callback_url = callback_url
         self.clock = clock
         self.max_resubmits = MAX_RESUBMITS
+        self.queue = metrics.QueueGauges()
 
     def run_once(self) -> list[str]:
         """One pass over the tests that are not final; what it did, as sentences."""
@@ -58,8 +68,10 @@ class Monitor(Periodic):
             try:
                 uniques |= self.gearman.unique_jobs(server)
             except GearmanError as exc:
+                self.queue.observe(str(server), False, [])
                 log.warning("monitor: %s; not deciding anything this round", exc)
                 return []
+            self._observe_queue(server)
         actions = []
         for test in self.store.active():  # read after: what ended since is not judged
             try:
@@ -68,10 +80,26 @@ class Monitor(Periodic):
                 action = f"not checked: {exc}"
             if action:
                 actions.append(f"{test.id}: {action}")
+                metrics.m().monitor_actions.labels(action.split(" ", 1)[0]).inc()
         actions += self._clean_cancel_jobs()
         for line in actions:
             log.info("monitor: %s", line)
         return actions
+
+    def _observe_queue(self, server: Server) -> None:
+        """The queue per Tempest version on one gearmand, for the metrics."""
+        try:
+            found = queue_functions(self.gearman, self.store, server)
+        except GearmanError:
+            self.queue.observe(str(server), False, [])
+            return
+        rows = []
+        for f in found.functions:
+            version = version_of_function(f["name"])
+            if version is not None:
+                rows.append((version, max(0, f["queued"] - f["running"]), f["running"],
+                             f["workers"]))
+        self.queue.observe(str(server), True, rows)
 
     def _silent_for(self, test: TestRow) -> float:
         last = as_utc(test.last_report_at or test.updated_at or test.created_at)
@@ -142,5 +170,6 @@ class Monitor(Periodic):
             self.gearman.cancel_queued(Server.parse(test.cancel_server), test.cancel_handle)
             self.store.set_cancel_job(test.id, None, None)
             done.append(f"{test.id}: removed the cancel job left after {test.state}")
+            metrics.m().monitor_actions.labels("cancel_job_removed").inc()
         return done
 

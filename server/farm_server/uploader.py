@@ -21,6 +21,7 @@ from typing import Any
 
 from farm_client.refstack_upload import SigningKey, UploadError, encode, refstack_payload, upload
 from farm_client.subunit_results import parse
+from farm_server import metrics
 from farm_server.exceptions import FarmServerError
 from farm_server.models import FAILED, UPLOADED, UploadRow, utcnow
 from farm_server.periodic import Periodic
@@ -116,12 +117,14 @@ class Uploader(Periodic):
         except NotUploadable as exc:
             self.store.update_upload(row.id, state=FAILED, attempts=attempts,
                                      message=str(exc), next_at=None)
+            metrics.m().uploads.labels(FAILED).inc()
             return f"{row.test_id}: not uploaded: {exc}"
         except UploadError as exc:
             if exc.retryable and attempts < self.attempts:
                 delay = self.retry_s * 2 ** (attempts - 1)
                 self.store.update_upload(row.id, attempts=attempts, message=exc.problem,
                                          next_at=self.clock() + dt.timedelta(seconds=delay))
+                metrics.m().uploads.labels("retrying").inc()
                 return (f"{row.test_id}: attempt {attempts} failed, again in {delay:g} s: "
                         f"{exc.problem}")
             message = exc.problem if not exc.retryable else (
@@ -129,7 +132,9 @@ class Uploader(Periodic):
                 f"UTC; `farm results {row.test_id} --upload {row.target}` uploads it by hand")
             self.store.update_upload(row.id, state=FAILED, attempts=attempts, message=message,
                                      next_at=None)
+            metrics.m().uploads.labels(FAILED).inc()
             return f"{row.test_id}: upload failed: {message}"
         self.store.update_upload(row.id, state=UPLOADED, attempts=attempts, message="",
                                  result_id=up.result_id, result_url=up.url, next_at=None)
+        metrics.m().uploads.labels(UPLOADED).inc()
         return f"{row.test_id}: uploaded to {row.target}: {up.url}"

@@ -39,7 +39,7 @@ def require_worker() -> WorkerRow:
         _deny(405, "not a known testing host: a worker token is required")
     assert worker is not None
     allowed = json.loads(worker.allow_json or "[]")
-    if allowed and not _address_in(request.remote_addr or "", allowed):
+    if allowed and not address_in(request.remote_addr or "", allowed):
         log.warning("worker %s called from %s, outside %s", worker.name, request.remote_addr,
                     allowed)
         _deny(405, f"not a known testing host: {request.remote_addr} is not allowed for "
@@ -47,7 +47,7 @@ def require_worker() -> WorkerRow:
     return worker
 
 
-def _address_in(address: str, networks: list[str]) -> bool:
+def address_in(address: str, networks: list[str]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -8,11 +8,13 @@ nothing is stored from a rejected request.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
 from farm_client.subunit_results import NotSubunit, parse
+from farm_server import metrics
 from farm_server.api.auth import require_worker
 from farm_server.lifecycle import Report, Verdict
 from farm_server.models import TestRow
@@ -49,6 +51,18 @@ def _unknown(test_id: str) -> FieldError:
 
 @bp.post("/update-test-status/", strict_slashes=False)
 def update_test_status() -> tuple[Response, int]:
+    started = time.perf_counter()
+    outcome = "rejected"  # a 400 or a 405 (raised)
+    try:
+        answer, verdict = _update_test_status()
+        outcome = "superseded" if verdict is Verdict.SUPERSEDED else "accepted"
+        return answer, 202
+    finally:
+        metrics.m().reports.labels(outcome).inc()
+        metrics.m().report_seconds.observe(time.perf_counter() - started)
+
+
+def _update_test_status() -> tuple[Response, Verdict]:
     host = require_worker()
     body = _body()
     test_id, worker = body["test_id"], body.get("worker")
@@ -65,7 +79,7 @@ def update_test_status() -> tuple[Response, int]:
               "report": applied.verdict.value}
     if applied.verdict is Verdict.SUPERSEDED:
         answer["worker"] = applied.worker
-    return jsonify(answer), 202
+    return jsonify(answer), applied.verdict
 
 
 @bp.post("/post-result", strict_slashes=False)
@@ -95,6 +109,11 @@ def post_result() -> tuple[Response, int]:
               "classes_skipped": c.classes_skipped}
     if stored is Stored.DUPLICATE:  # delivered again: the server has these results
         return jsonify({**answer, "report": DUPLICATE}), 200
+    for result, count in (("passed", c.passed), ("failed", c.failed), ("skipped", c.skipped),
+                          ("class_failed", c.classes_failed),
+                          ("class_skipped", c.classes_skipped)):
+        if count:
+            metrics.m().tests.labels(result).inc(count)
     return jsonify(answer), 201
 
 

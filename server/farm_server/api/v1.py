@@ -15,6 +15,7 @@ from farm_server.api.openapi import openapi_document
 from farm_server.junit import junit_xml
 from farm_server.lifecycle import Report, can_cancel
 from farm_server.models import BY_CLIENT, ReportRow, TestRow, UploadRow
+from farm_server.queue import functions as queue_functions
 from farm_server.schemas import (
     CREATE_TEST,
     LIST_QUERY,
@@ -290,22 +291,6 @@ def results(test_id: str) -> tuple[Response, int]:
         for r in rows]}), 200
 
 
-def _discount_withdrawn(functions: list[dict[str, Any]], server: str,
-                        handles: list[str]) -> int:
-    """gearmand keeps counting a job withdrawn with `cancel job` (it is marked ignored
-    and dropped when a worker takes it): take it off its function's `queued` and count it
-    as `withdrawn`. A handle the store does not know (a job queued straight to gearmand)
-    cannot be put to a function: the number of those is returned."""
-    versions = farm().store.versions_of_handles(server, handles)
-    by_name = {f["name"]: f for f in functions}
-    for version in versions.values():
-        f = by_name.get(run_function(version))
-        if f is not None and f["queued"] > f["running"]:
-            f["queued"] -= 1
-            f["withdrawn"] += 1
-    return len(handles) - len(versions)
-
-
 @bp.get("/queue")
 def queue() -> tuple[Response, int]:
     require_user()
@@ -313,13 +298,11 @@ def queue() -> tuple[Response, int]:
     servers = []
     for server in gm.servers:
         try:
-            functions = [dict(f.__dict__, withdrawn=0) for f in gm.status(server)]
-            workers = gm.workers(server)
-            ignored = gm.withdrawn(server)
-            unknown = _discount_withdrawn(functions, str(server), ignored)
+            found = queue_functions(gm, farm().store, server)
             servers.append({"server": str(server), "reachable": True,
-                            "functions": functions, "workers": workers,
-                            "withdrawn": len(ignored), "withdrawn_unknown": unknown})
+                            "functions": found.functions, "workers": gm.workers(server),
+                            "withdrawn": found.withdrawn,
+                            "withdrawn_unknown": found.withdrawn_unknown})
         except GearmanError as exc:
             servers.append({"server": str(server), "reachable": False, "error": str(exc),
                             "functions": [], "workers": []})

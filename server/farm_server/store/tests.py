@@ -20,13 +20,14 @@ from sqlalchemy import (
     update,
 )
 
+from farm_server import metrics
 from farm_server.lifecycle import Report, Verdict, decide, is_late_news
 from farm_server.models import (
     ReportRow,
     TestRow,
     utcnow,
 )
-from farm_server.store.engine import StoreBase, StoreError
+from farm_server.store.engine import StoreBase, StoreError, as_utc
 from farm_server.store.tokens import WORKERS
 from farm_worker.protocol import COUNT_KEYS, FINAL_STATE_VALUES, FINAL_STATES, TestState
 from farm_worker.redaction import scrub_conf
@@ -41,7 +42,8 @@ _MOVING = ("state", "message", "worker", "progress_done", "progress_total",
 _PROGRESS_COLUMNS = {**{key: key for key in COUNT_KEYS if key not in ("done", "total")},
                      "done": "progress_done", "total": "progress_total",
                      "current": "progress_current"}
-_SELECT_TEST = (select(*(TESTS.c[name] for name in _MOVING))
+_SELECT_TEST = (select(*(TESTS.c[name] for name in _MOVING), TESTS.c.tempest_version,
+                       TESTS.c.created_at)
                 .where(TESTS.c.id == bindparam("tid")).with_for_update())
 _INSERT_REPORT = insert(REPORTS)
 _KNOWN_REPORT = select(REPORTS.c.id).where(REPORTS.c.test_id == bindparam("tid"),
@@ -149,6 +151,13 @@ class Tests(StoreBase):
                 ReportRow.test_id == test_id, ReportRow.source == source,
                 ReportRow.message.startswith(message_prefix))) or 0)
 
+    def active_counts(self) -> list[tuple[str, int]]:
+        """(state, tests) of the tests not in a final state (for the metrics)."""
+        with self.read() as s:
+            rows = s.execute(select(TestRow.state, func.count()).where(
+                TestRow.state.not_in(_FINAL)).group_by(TestRow.state))
+            return [(str(state), int(count)) for state, count in rows]
+
     def active(self) -> list[TestRow]:
         """Tests not in a final state (for the monitor)."""
         with self.read() as s:
@@ -213,6 +222,7 @@ class Tests(StoreBase):
                     _KNOWN_REPORT, {"tid": test_id, "rid": report_id}).first() is not None:
                 return Applied(Verdict.DUPLICATE, current, row.worker)
             verdict = decide(current, shown, report, source, fence)
+            ended: tuple[str, str, float | None, float | None] | None = None
             if verdict is Verdict.DUPLICATE:
                 return Applied(verdict, current, row.worker)
             moves = report  # what the test shows; the history keeps the report as sent
@@ -227,7 +237,7 @@ class Tests(StoreBase):
                 "progress_json": json.dumps(progress) if progress else None,
                 "payload_json": json.dumps(payload) if payload is not None else None,
                 "applied": verdict is Verdict.APPLY, "report_id": report_id})
-            values = dict(row._mapping)
+            values = {name: row._mapping[name] for name in _MOVING}
             if source == "worker" and verdict is not Verdict.SUPERSEDED:
                 values["last_report_at"] = now
             if verdict is Verdict.APPLY:
@@ -236,6 +246,8 @@ class Tests(StoreBase):
             conn.execute(_UPDATE_TEST, {"tid": test_id, **values})
             if verdict is Verdict.APPLY and current in FINAL_STATES:
                 conn.execute(_FORGET_CONF, {"tid": test_id})  # its cloud's passwords
+                ended = _ended(row.tempest_version, current, row.created_at,
+                               values["started_at"], values["finished_at"])
             if verdict is Verdict.APPLY:
                 outcome = outcome_columns(payload)
                 if outcome:
@@ -243,7 +255,10 @@ class Tests(StoreBase):
             if worker_name and self._seen_long_ago(worker_name):
                 conn.execute(update(WORKERS).where(WORKERS.c.name == worker_name)
                              .values(last_seen_at=now))
-            return Applied(verdict, current, values.get("worker"))
+            applied = Applied(verdict, current, values.get("worker"))
+        if ended is not None:  # counted once it is committed
+            metrics.run_ended(*ended)
+        return applied
 
     def _seen_long_ago(self, worker: str) -> bool:
         """Write a worker's last_seen_at at most once a minute per process."""
@@ -270,6 +285,16 @@ class Tests(StoreBase):
             test = s.get(TestRow, test_id)
             if test is not None:
                 test.cancel_server, test.cancel_handle = server, handle
+
+
+def _ended(version: str, state: TestState, created: dt.datetime, started: dt.datetime | None,
+           finished: dt.datetime | None) -> tuple[str, str, float | None, float | None]:
+    """A run's end as the metrics count it: version, state, queue wait, duration."""
+    begun, ended, submitted = as_utc(started), as_utc(finished), as_utc(created)
+    if begun is None or ended is None or submitted is None:  # never taken by a worker
+        return version, state.value, None, None
+    return (version, state.value, (begun - submitted).total_seconds(),
+            (ended - begun).total_seconds())
 
 
 def _moved(report: Report, progress: dict[str, Any] | None, now: dt.datetime,
