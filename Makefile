@@ -23,7 +23,7 @@ bootstrap:
 lint: bootstrap
 	$(VENV)/bin/ruff check worker client server lab tests bench scripts library
 	$(VENV)/bin/mypy
-	$(VENV)/bin/yamllint -s roles playbooks inventories docs/examples
+	$(VENV)/bin/yamllint -s roles playbooks inventories docs/examples monitoring
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/ansible-lint -q
 
 test: lint

@@ -66,6 +66,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, farm_cache: Path,
                                                            server_wheel)],
             "farm_server_index_url": index_url,
             "farm_server_users": ["operator"],
+            "farm_server_metrics_allow": ["127.0.0.1/32"],  # scraped from h1 itself
             "farm_server_refstack_key": str(refstack_key),
         }
         groups = {"gearman": ["h1"], "farm_servers": ["h1"], "workers": ["h2", "h3"]}

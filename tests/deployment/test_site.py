@@ -5,6 +5,7 @@ and in (with a drain). The tests share one deployment and run in this order."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -88,6 +89,22 @@ def test_a_dry_run_through_the_module(deployed: DeployedFarm) -> None:
     assert [h["state"] for h in view["history"]] == ["queued", "installing", "passed"]
     r = deployed.playbook("cancel_test.yml", "-e", "test_id=ans-dry-1")
     assert "nothing to cancel" in r.stdout and changed_counts(r.stdout)["h1"] == 0
+
+
+def test_the_server_is_ready_and_scraped(deployed: DeployedFarm) -> None:
+    """/health/ready and /metrics as a probe and a Prometheus on an allowed address
+    read them (after the dry run above)."""
+    get = ("python3 -c 'import sys, urllib.request; "
+           "print(urllib.request.urlopen(sys.argv[1]).read().decode())' "
+           "http://127.0.0.1:8080/")
+    ready = json.loads(deployed.on("h1", get + "health/ready"))
+    assert ready["ok"] and ready["checked"]["database"] == "ok", ready
+    text = deployed.on("h1", get + "metrics")
+    passed = re.search(r'^farm_runs_total\{state="passed",tempest_version="47.0.0"\} '
+                       r"(\d+)", text, re.M) or re.search(
+        r'^farm_runs_total\{tempest_version="47.0.0",state="passed"\} (\d+)', text, re.M)
+    assert passed and float(passed.group(1)) >= 1, text[-3000:]
+    assert 'farm_runs_active{state="running"}' in text
 
 
 def test_an_identity_smoke_run_through_the_module(deployed: DeployedFarm, cloud: Keystone,

@@ -14,8 +14,8 @@ NAME = "ping"
 HELP = "ask every worker for its state; round-trip times"
 DESCRIPTION = (
     "Every worker answers farm:ping:<id> with its versions, current job and outbox (what "
-    "it still owes the status servers); prints the round-trip time of each.\n\nexit: 0 all answered, 2 none registered or "
-    "one did not answer")
+    "it still owes the status servers); prints the round-trip time of each.\n\nexit: 0 "
+    "all answered, 2 none registered or one did not answer")
 
 
 def register(p: argparse.ArgumentParser) -> None:
