@@ -7,8 +7,12 @@ SQLite) on loopback, creates a test, then drives `POST /update-test-status/` wit
 thread, 8 connections, so the load generator takes one of the 2 cores): each report a new
 progress (so every request is a real write: a report row and the test row), the worker
 token checked on each. The baseline, measured in the same run against the same server:
-`GET /healthz` (no database). Prints requests/s and p99 of both; the last line is e.g.
+`GET /healthz` (no database). Prints requests/s and p99 of both, and e.g.
 `update-test-status 812 req/s, p99 23 ms (0.71x of a trivial endpoint)`.
+
+Then the cost of being watched: the same reports while a scraper reads `/metrics` every
+second (as Prometheus does), in rounds alternating with rounds without it; the last line
+is e.g. `with /metrics scraped every second: 0.98x of the reports without`.
 """
 
 from __future__ import annotations
@@ -18,7 +22,10 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
+
+import requests
 
 from farm_lab.gearmand import Gearmand
 from farm_lab.server import FarmServer
@@ -57,6 +64,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds with and without /metrics scraped (default 3)")
     parser.add_argument("--processes", type=int, help="gunicorn processes (default: farm "
                                                       "serve's own)")
     args = parser.parse_args()
@@ -77,6 +86,13 @@ def main() -> int:
             rate, p99 = wrk(server.url + "update-test-status/", args.seconds,
                             args.connections, script)
             reports = len(server.api("GET", "/v1/tests/bench-1").json()["history"])
+            plain, scraped = [], []
+            for _ in range(args.rounds):
+                plain.append(wrk(server.url + "update-test-status/", args.seconds,
+                                 args.connections, script)[0])
+                with Scraper(server.url + "metrics", server.user_token) as scraper:
+                    scraped.append(wrk(server.url + "update-test-status/", args.seconds,
+                                       args.connections, script)[0])
         finally:
             server.stop()
             gearmand.stop()
@@ -84,7 +100,40 @@ def main() -> int:
     print(f"stored {reports} reports")
     print(f"update-test-status {rate:.0f} req/s, p99 {p99:.1f} ms "
           f"({rate / base_rate:.2f}x of a trivial endpoint)")
+    with_metrics, without = sum(scraped) / len(scraped), sum(plain) / len(plain)
+    print(f"rounds without /metrics scraped: {', '.join(f'{r:.0f}' for r in plain)} req/s; "
+          f"with: {', '.join(f'{r:.0f}' for r in scraped)} req/s "
+          f"({scraper.scrapes} scrapes in the last round)")
+    print(f"with /metrics scraped every second: {with_metrics / without:.2f}x of the reports "
+          "without")
     return 0
+
+
+class Scraper:
+    """GET /metrics every second in a thread, as Prometheus would, while wrk runs."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+        self.scrapes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        with requests.Session() as s:
+            while not self._stop.is_set():
+                r = s.get(self.url, headers={"Authorization": f"Bearer {self.token}"},
+                          timeout=30)
+                r.raise_for_status()
+                self.scrapes += 1
+                self._stop.wait(1.0)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,15 @@ RESUBMITTED = "resubmitted"
 MAX_RESUBMITS = 3  # a job that keeps vanishing is consumed by workers that cannot report
 
 
+# an action sentence's first word -> the metrics' `action` label (a bounded set)
+_ACTIONS = {"resubmitted": "resubmitted", "resubmitting": "resubmit_failed",
+            "error": "error", "queued": "queued", "not": "not_checked"}
+
+
+def action_label(sentence: str) -> str:
+    return _ACTIONS.get(sentence.split(" ", 1)[0], "other")
+
+
 class Monitor(Periodic):
     name = "monitor"
 
@@ -80,7 +89,7 @@ class Monitor(Periodic):
                 action = f"not checked: {exc}"
             if action:
                 actions.append(f"{test.id}: {action}")
-                metrics.m().monitor_actions.labels(action.split(" ", 1)[0]).inc()
+                metrics.m().monitor_actions.labels(action_label(action)).inc()
         actions += self._clean_cancel_jobs()
         for line in actions:
             log.info("monitor: %s", line)
