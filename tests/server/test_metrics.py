@@ -101,9 +101,12 @@ def test_a_real_prometheus_scrapes_a_real_farm(tmp_path: Path, gearmand: Gearman
     server = FarmServer(tmp_path / "server", [gearmand.address], extra={
         "metrics_allow": ["127.0.0.1/32"], "monitor_interval_s": 1}).start()
     prom = Prometheus(tmp_path / "prometheus")
+    worker_port = free_port()
     try:
         prom.start([{"job_name": "refstack-farm-server", "metrics_path": "/metrics",
-                     "static_configs": [{"targets": [f"127.0.0.1:{server.port}"]}]}],
+                     "static_configs": [{"targets": [f"127.0.0.1:{server.port}"]}]},
+                    {"job_name": "refstack-farm-worker",
+                     "static_configs": [{"targets": [f"127.0.0.1:{worker_port}"]}]}],
                    rules=[RULES / "farm-rules.yml"])
         prom.wait_value('up{job="refstack-farm-server"}', 1)
         prom.wait_value("max(farm_gearmand_up)", 1)
@@ -117,7 +120,7 @@ def test_a_real_prometheus_scrapes_a_real_farm(tmp_path: Path, gearmand: Gearman
             cancel(server, f"m-wait-{i}")
         prom.wait_value('sum(farm_queue_jobs{tempest_version="40.0.0",state="queued"})', 0)
         # a pass and a fail on a real worker
-        server_worker(workers, server, "mw", preflight=False)
+        server_worker(workers, server, "mw", preflight=False, metrics_port=worker_port)
         submit(server, "m-pass", "47.0.0", dry_run=True)
         submit(server, "m-fail", "47.0.0", conf=REFUSED,
                regex=r"tempest\.api\.identity\.v3\.test_tokens")
@@ -138,6 +141,16 @@ def test_a_real_prometheus_scrapes_a_real_farm(tmp_path: Path, gearmand: Gearman
                            "(rate(farm_report_seconds_bucket[1m])))") or 0) > 0
         prom.wait_value("sum(farm_runs_active)", 0)
         prom.wait_value('sum(farm_queue_workers{tempest_version="47.0.0"})', 1)
+        # the worker's own: its jobs, where their time went, what it serves and holds
+        prom.wait_value('farm_worker_jobs_total{state="passed"}', 1)
+        prom.wait_value('farm_worker_jobs_total{state="failed"}', 1)
+        for phase, jobs in (("env", 2), ("conf", 2), ("list", 2), ("run", 1),
+                            ("upload", 1), ("cleanup", 2)):
+            prom.wait_value(f'farm_worker_phase_seconds_count{{phase="{phase}"}}', jobs)
+        assert prom.value('farm_worker_versions{tempest_version="47.0.0"}') == 1
+        assert (prom.value("farm_worker_cache_bytes") or 0) > 10**6
+        prom.wait_value("farm_worker_busy", 0)
+        prom.wait_value("farm_worker_outbox_entries", 0)
 
         # labels stay bounded: 100 more runs add no series beyond their state and version
         series = prom.value('count({__name__=~"farm_.+"})')
@@ -146,7 +159,8 @@ def test_a_real_prometheus_scrapes_a_real_farm(tmp_path: Path, gearmand: Gearman
             cancel(server, f"m-many-{i}")
         prom.wait_value('sum(farm_runs_total{state="cancelled"})', 103)
         assert prom.value('count({__name__=~"farm_.+"})') == series
-        assert prom.targets_up() == {"refstack-farm-server": "up"}
+        assert prom.targets_up() == {"refstack-farm-server": "up",
+                                     "refstack-farm-worker": "up"}
     finally:
         prom.stop()
         server.stop()

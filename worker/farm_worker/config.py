@@ -80,6 +80,8 @@ CONFIG_SCHEMA: dict[str, Any] = {
                     {"type": ["boolean", "number"]},
                     {"type": "array", "items": {"type": ["string", "boolean", "number"]}}]}}},
         "log_level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
+        "metrics_port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535},
+        "metrics_address": {"type": "string", "minLength": 1},
     },
 }
 _VALIDATOR = validator(CONFIG_SCHEMA)
@@ -151,6 +153,9 @@ class WorkerConfig:
     callbacks: tuple[CallbackAuth, ...] = ()
     tempest_defaults: Conf = field(default_factory=dict, repr=False)
     log_level: str = "INFO"
+    # Prometheus metrics (farm_worker/metrics.py): off unless a port is given
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"
     source: str = "<defaults>"
     # key -> where its value came from: file:line, $FARM_WORKER_KEY or --flag (else default)
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -159,7 +164,8 @@ class WorkerConfig:
         """The config of one worker process among several on a host."""
         if slot is None:
             return self
-        return replace(self, worker_id=f"{self.worker_id}-{slot}")
+        port = self.metrics_port + slot - 1 if self.metrics_port else None
+        return replace(self, worker_id=f"{self.worker_id}-{slot}", metrics_port=port)
 
     @property
     def outbox(self) -> Path:
@@ -285,7 +291,7 @@ def build_config(doc: Mapping[str, Any], source: str,
     kwargs: dict[str, Any] = {"source": source, "origins": origins}
     for key in ("worker_id", "install_on_demand", "env_isolation", "index_url", "concurrency",
                 "default_timeout_s", "report_retry_s", "report_flush_s", "results_keep_days",
-                "report_backoff_max_s", "outbox_keep_s",
+                "report_backoff_max_s", "outbox_keep_s", "metrics_port", "metrics_address",
                 "preflight", "preflight_timeout_s", "log_level", "tempest_defaults",
                 "discovery_timeout_s"):
         if key in merged:

@@ -56,6 +56,8 @@ class JobRunner:
     # how long a job waits for its reports at its end (None: report_flush_s); a one-shot
     # `execute` waits once, at exit, for the whole outbox instead
     job_flush_s: float | None = None
+    # where a job's phases (env, conf, list, run, upload, cleanup) report their seconds
+    on_phase: Callable[[str, float], None] = lambda _phase, _seconds: None
 
     def start_courier(self, directory: Path | None = None) -> int:
         """Start delivering the outbox in `directory` (this worker id's by default); how

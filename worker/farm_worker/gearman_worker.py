@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gear
 
@@ -37,6 +37,9 @@ from farm_worker.protocol import (
     run_function,
     version_of_function,
 )
+
+if TYPE_CHECKING:
+    from farm_worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,15 @@ class FarmWorker:
         self._lock = threading.RLock()
         self._started = time.time()
         self._jobs_done = 0
+        self.metrics: WorkerMetrics | None = None
+        if self.config.metrics_port:
+            from farm_worker.metrics import WorkerMetrics
+
+            def depth() -> dict[str, Any] | None:
+                return runner.courier.depth() if runner.courier else None
+
+            self.metrics = WorkerMetrics(depth)
+            runner.on_phase = self.metrics.phase
 
     # ---- set-up -----------------------------------------------------------------------------
     def _run_functions(self) -> list[str]:
@@ -133,6 +145,10 @@ class FarmWorker:
             log.warning("no gearmand answers yet (%s); still trying",
                         ", ".join(map(str, self.config.gearman_servers)))
         threading.Thread(target=self._control_loop, name="control", daemon=True).start()
+        if self.metrics is not None and self.config.metrics_port:
+            self.metrics.serve(self.config.metrics_address, self.config.metrics_port)
+            self.metrics.serving(self.versions)
+            self._measure_cache()
         log.info("worker %s serving tempest %s on %s", self.worker_id,
                  ", ".join(self.versions) or "(none)",
                  ", ".join(map(str, self.config.gearman_servers)))
@@ -231,9 +247,13 @@ class FarmWorker:
         version = version_of_function(job.name)
         log.info("job %s on %s (%d bytes)", job.handle.decode(errors="replace"), job.name,
                  len(job.arguments))
+        if self.metrics is not None:
+            self.metrics.busy.set(1)
         try:
             summary = self.runner.execute(bytes(job.arguments), cancel, self._hooks(job),
                                           function_version=version)
+            if self.metrics is not None:
+                self.metrics.jobs.labels(summary.state.value).inc()
             self._register_new_versions()
             _send("WORK_COMPLETE", job.sendWorkComplete,
                   json.dumps(summary.to_dict()).encode())
@@ -245,6 +265,16 @@ class FarmWorker:
             with self._lock:
                 self._current = None
             self._jobs_done += 1
+            if self.metrics is not None:
+                self.metrics.busy.set(0)
+                self._measure_cache()
+
+    def _measure_cache(self) -> None:
+        assert self.metrics is not None
+        try:
+            self.metrics.cache_bytes.set(sum(e.size_bytes for e in self.runner.cache.entries()))
+        except OSError as exc:  # a cache being pruned meanwhile: measured next time
+            log.debug("cache size: %s", exc)
 
     def _register_new_versions(self) -> None:
         """After an install on demand, route that version's jobs here too."""
@@ -255,6 +285,8 @@ class FarmWorker:
                 self.versions.append(entry.version)
                 self.jobs.registerFunction(run_function(entry.version))
                 log.info("now serving tempest %s", entry.version)
+                if self.metrics is not None:
+                    self.metrics.serving([entry.version])
 
     # ---- control: ping and cancel -------------------------------------------------------------
     def _control_loop(self) -> None:

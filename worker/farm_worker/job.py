@@ -115,6 +115,7 @@ class Job:
         self.accounts: list[dict[str, Any]] | None = None  # pre-provisioned, once known
         self.kept_conf: dict[str, dict[str, str]] | None = None  # tempest.conf, scrubbed
         self._last_progress = 0.0
+        self._lap = started  # when the phase now timed began
         self.secrets: list[int] = []
         self.final: tuple[TestState, str] | None = None  # announced after the cleanup
         client = None
@@ -129,6 +130,12 @@ class Job:
         self.client = client
         self.reporter = Reporter(runner.courier, url, payload.test_id, self.worker,
                                  on_stop=cancel.cancel)
+
+    def lap(self, phase: str) -> None:
+        """The phase that began at the last lap ends now: its seconds to the metrics."""
+        now = self.runner.clock()
+        self.runner.on_phase(phase, now - self._lap)
+        self._lap = now
 
     def counts(self) -> Counts:
         return self.results.counts() if self.results is not None else Counts()
@@ -168,7 +175,9 @@ class Job:
             self._end(TestState.ERROR, f"internal error: {exc.__class__.__name__}: {exc}")
             raise
         finally:
+            self._lap = self.runner.clock()
             self._cleanup()
+            self.lap("cleanup")
             self.hooks.release(self.test_id)
             for handle in self.secrets:
                 redaction.unregister(handle)
@@ -216,6 +225,7 @@ class Job:
         self._check_cancel()
         with self.runner.cache.in_use(template), \
                 job_environment(template.path, self.job_dir, self.runner.isolation) as env:
+            self.lap("env")
             conf = p.conf if p.conf is not None else self._fetch_conf()
             selection = p.tests if p.tests is not None else self._fetch_tests()
             accounts = self._fetch_accounts() if p.accounts == "callback" else \
@@ -230,6 +240,7 @@ class Job:
             tempest.write_conf(ws, conf_text)
             self.kept_conf = redaction.scrub_conf(cloud.sections(conf_text))
             checked = self._preflight(conf_text)
+            self.lap("conf")
             deadline = self.runner.clock() + self.timeout_s
             if selection is not None and selection.listed:
                 tests = self._match(ws, selection, deadline)
@@ -241,6 +252,7 @@ class Job:
                 raise TempestError(f"the selection {show(selection.to_dict() if selection else {})}"
                                    " matches no test")
             self.results = Collector(on_test=self._on_test, selected=tests)
+            self.lap("list")
             listed = f" ({self.matched.describe()})" if self.matched else ""
             if p.dry_run:
                 return self._end(TestState.PASSED,
@@ -251,6 +263,7 @@ class Job:
                            outcome={"conf": self.kept_conf})
             self._progress("")  # the total, before the first test ends
             subunit = self._run_tempest(ws, args, deadline)
+            self.lap("run")
             cpid = self._cpid(conf_text, checked)
         return self._finish(subunit, cpid)
 
@@ -414,6 +427,7 @@ class Job:
         if self.client is not None:
             self.set_state(TestState.UPLOADING, f"{subunit.stat().st_size} bytes of subunit")
             self.reporter.upload(subunit, cpid)
+            self.lap("upload")
         counts = self.counts()
         message = counts.describe()
         report = self.compliance()
