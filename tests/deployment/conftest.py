@@ -62,6 +62,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, farm_cache: Path,
             # the busy-worker runs reach a cloud that never answers, on purpose: Tempest
             # must be running when the worker is drained, not stopped by the preflight
             "farm_worker_preflight": False,
+            "farm_worker_metrics_port": 9731,
             "farm_server_package_files": [str(w) for w in (worker_wheel, client_wheel,
                                                            server_wheel)],
             "farm_server_index_url": index_url,

@@ -105,6 +105,10 @@ def test_the_server_is_ready_and_scraped(deployed: DeployedFarm) -> None:
         r'^farm_runs_total\{tempest_version="47.0.0",state="passed"\} (\d+)', text, re.M)
     assert passed and float(passed.group(1)) >= 1, text[-3000:]
     assert 'farm_runs_active{state="running"}' in text
+    pages = [deployed.on(h, get.replace("8080/", "9731/") + "metrics")  # slot 1
+             for h in ("h2", "h3")]
+    assert all('farm_worker_versions{tempest_version="47.0.0"} 1.0' in p for p in pages)
+    assert any('farm_worker_jobs_total{state="passed"} 1.0' in p for p in pages)  # the dry run
 
 
 def test_an_identity_smoke_run_through_the_module(deployed: DeployedFarm, cloud: Keystone,
