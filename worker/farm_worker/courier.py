@@ -94,7 +94,6 @@ class Courier:
         self._sessions: dict[str, requests.Session] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._busy = False  # an item is being sent
 
     def __repr__(self) -> str:
         return f"Courier({self.outbox!r})"
@@ -170,8 +169,7 @@ class Courier:
     def owed(self, test_id: str | None = None) -> int:
         """Entries (and progress reports) not yet delivered, of one test or of all."""
         with self._cond:
-            tests = [self._tests.get(test_id)] if test_id else list(self._tests.values())
-            return sum(len(t.items) for t in tests if t is not None)
+            return self._owed_locked(test_id)
 
     def problems(self, test_id: str) -> list[str]:
         with self._cond:
@@ -208,8 +206,9 @@ class Courier:
         return test is not None and test.attempts > 0
 
     def _owed_locked(self, test_id: str | None) -> int:
+        """(An item being sent counts until it is settled: it is still in its test's.)"""
         tests = [self._tests.get(test_id)] if test_id else list(self._tests.values())
-        return sum(len(t.items) for t in tests if t is not None) + (self._busy and not test_id)
+        return sum(len(t.items) for t in tests if t is not None)
 
     def wait_not_full(self, stop: threading.Event) -> None:
         with self._cond:
@@ -243,7 +242,6 @@ class Courier:
                     self._cond.wait(due)
                     continue
                 test_id, item = due
-                self._busy = True
             try:
                 result, answer = self._deliver(item)
             except Exception as exc:  # a bug must not stop delivery for good
@@ -260,7 +258,6 @@ class Courier:
                                               f"(outbox_keep_s {self.keep_s:.0f}): {answer}")
         if result is Result.RETRY:
             with self._cond:
-                self._busy = False
                 test = self._tests.setdefault(test_id, _Test())
                 test.attempts += 1
                 test.pause = min(max(test.pause * 2, defaults.REPORT_BACKOFF_S[0]),
@@ -289,7 +286,6 @@ class Courier:
                 except Exception:
                     tlog.exception("the job's answer handler failed")
         with self._cond:
-            self._busy = False
             test = self._tests.setdefault(test_id, _Test())
             if test.items and test.items[0] is item:
                 test.items.popleft()
