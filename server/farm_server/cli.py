@@ -143,6 +143,37 @@ def check_listen(listen: str) -> None:
             raise FarmServerError(f"listen {listen}: {why}") from None
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    import time
+
+    import requests
+
+    config = _config(args)
+    host, _, port = config.listen.rpartition(":")
+    host = host.strip("[]")
+    try:  # a server listening on every address is asked on loopback
+        if not host or ipaddress.ip_address(host).is_unspecified:
+            host = "::1" if ":" in host else "127.0.0.1"
+    except ValueError:
+        pass  # a host name
+    url = (f"http://{f'[{host}]' if ':' in host else host}:{port}/health/"
+           f"{'ready' if args.ready else 'live'}")
+    end = time.monotonic() + args.wait
+    while True:
+        try:
+            answer = requests.get(url, timeout=5)
+            why = answer.text.strip()
+            if answer.status_code == 200:
+                print(why)
+                return 0
+        except requests.RequestException as exc:
+            why = f"{url}: {exc.__class__.__name__}"
+        if time.monotonic() >= end:
+            print(why)
+            return 1
+        time.sleep(0.5)
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     from farm_client.refstack_upload import SigningKey
     from farm_server.monitor import Monitor
@@ -295,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="do not start the monitor (run `farm-server monitor` elsewhere)")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)
+
+    p = command("health", "ask the running server's /health/live or /health/ready",
+                "Ask the server on `listen` (its own host) whether it is live, or with "
+                "--ready ready (its database and a gearmand answer), waiting up to --wait "
+                "seconds for it; prints its answer. The systemd unit runs it after a start.",
+                "0 live (ready), 1 not within --wait, 2 a config problem")
+    p.add_argument("--ready", action="store_true", help="ask /health/ready")
+    p.add_argument("--wait", type=float, default=0.0, metavar="S",
+                   help="keep asking for up to S seconds (default: once)")
+    p.set_defaults(func=cmd_health)
 
     p = command("monitor", "reconcile the store with gearmand (lost and stale jobs)",
                 "Reconcile the store with gearmand: tests whose job was lost, stale running "

@@ -4,6 +4,7 @@ processes adding up) while real workers run real jobs."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 
 from farm_lab.gearmand import Gearmand
 from farm_lab.loopback import free_port
-from farm_lab.server import FarmServer, server_worker
+from farm_lab.server import FARM_SERVER, FarmServer, server_worker
 from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
 from harness.prometheus import PROMTOOL, Prometheus
@@ -164,3 +165,20 @@ def test_a_real_prometheus_scrapes_a_real_farm(tmp_path: Path, gearmand: Gearman
     finally:
         prom.stop()
         server.stop()
+
+
+@pytest.mark.gearman
+def test_farm_server_health_asks_the_running_server(tmp_path: Path, gearmand: Gearmand) -> None:
+    """What the systemd unit runs after a start: live, ready, and not (exit 1, why)."""
+    server = FarmServer(tmp_path / "server", [gearmand.address],
+                        extra={"monitor": False}).start()
+    try:
+        assert json.loads(server.admin("health", "--wait", "30")) == {
+            "ok": True, "checked": {"process": "ok"}}
+        ready = json.loads(server.admin("health", "--ready"))
+        assert ready["ok"] and ready["checked"]["database"] == "ok"
+    finally:
+        server.stop()
+    down = subprocess.run([FARM_SERVER, "health", "-c", str(server.config), "--wait", "1"],
+                          capture_output=True, text=True, timeout=60)
+    assert down.returncode == 1 and "ConnectionError" in down.stdout
