@@ -96,10 +96,11 @@ def cancel(server: FarmServer, test_id: str) -> None:
 
 @pytest.mark.gearman
 @pytest.mark.tempest
-def test_a_real_prometheus_scrapes_a_real_farm(tmp_path: Path, gearmand: Gearmand,
+def test_a_real_prometheus_scrapes_a_real_farm(tmp_path: Path, own_gearmand: Gearmand,
                                                workers: WorkerFactory,
                                                tempest47: PrepareResult) -> None:
-    server = FarmServer(tmp_path / "server", [gearmand.address], extra={
+    # a gearmand of its own: the queue it counts is this test's alone
+    server = FarmServer(tmp_path / "server", [own_gearmand.address], extra={
         "metrics_allow": ["127.0.0.1/32"], "monitor_interval_s": 1}).start()
     prom = Prometheus(tmp_path / "prometheus")
     worker_port = free_port()
@@ -121,7 +122,8 @@ def test_a_real_prometheus_scrapes_a_real_farm(tmp_path: Path, gearmand: Gearman
             cancel(server, f"m-wait-{i}")
         prom.wait_value('sum(farm_queue_jobs{tempest_version="40.0.0",state="queued"})', 0)
         # a pass and a fail on a real worker
-        server_worker(workers, server, "mw", preflight=False, metrics_port=worker_port)
+        server_worker(workers, server, "mw", preflight=False, metrics_port=worker_port,
+                      gearman=[own_gearmand.address])
         submit(server, "m-pass", "47.0.0", dry_run=True)
         submit(server, "m-fail", "47.0.0", conf=REFUSED,
                regex=r"tempest\.api\.identity\.v3\.test_tokens")
