@@ -64,8 +64,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="rounds with and without /metrics scraped (default 3)")
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="rounds with and as many without /metrics scraped (default 4)")
     parser.add_argument("--processes", type=int, help="gunicorn processes (default: farm "
                                                       "serve's own)")
     args = parser.parse_args()
@@ -86,13 +86,23 @@ def main() -> int:
             rate, p99 = wrk(server.url + "update-test-status/", args.seconds,
                             args.connections, script)
             reports = len(server.api("GET", "/v1/tests/bench-1").json()["history"])
-            plain, scraped = [], []
-            for _ in range(args.rounds):
-                plain.append(wrk(server.url + "update-test-status/", args.seconds,
-                                 args.connections, script)[0])
-                with Scraper(server.url + "metrics", server.user_token) as scraper:
-                    scraped.append(wrk(server.url + "update-test-status/", args.seconds,
-                                       args.connections, script)[0])
+            # rounds in the order A B B A A B B A ... (each on a test of its own), so that
+            # drift (the database growing, the machine's other load) weighs on both alike
+            plain: list[float] = []
+            scraped: list[float] = []
+            scrapes = 0
+            for i in range(2 * args.rounds):
+                watched = i % 4 in (1, 2)
+                test_id = f"bench-m{i}"
+                server.queue_test(test_id)
+                script.write_text(LUA.replace("TOKEN", server.worker_token)
+                                  .replace("bench-1", test_id))
+                with Scraper(server.url + "metrics", server.user_token,
+                             on=watched) as scraper:
+                    rate_i = wrk(server.url + "update-test-status/", args.seconds,
+                                 args.connections, script)[0]
+                (scraped if watched else plain).append(rate_i)
+                scrapes += scraper.scrapes
         finally:
             server.stop()
             gearmand.stop()
@@ -103,7 +113,7 @@ def main() -> int:
     with_metrics, without = sum(scraped) / len(scraped), sum(plain) / len(plain)
     print(f"rounds without /metrics scraped: {', '.join(f'{r:.0f}' for r in plain)} req/s; "
           f"with: {', '.join(f'{r:.0f}' for r in scraped)} req/s "
-          f"({scraper.scrapes} scrapes in the last round)")
+          f"({scrapes} scrapes of /metrics in all)")
     print(f"with /metrics scraped every second: {with_metrics / without:.2f}x of the reports "
           "without")
     return 0
@@ -112,19 +122,21 @@ def main() -> int:
 class Scraper:
     """GET /metrics every second in a thread, as Prometheus would, while wrk runs."""
 
-    def __init__(self, url: str, token: str) -> None:
-        self.url, self.token = url, token
+    def __init__(self, url: str, token: str, on: bool = True) -> None:
+        self.url, self.token, self.on = url, token, on
         self.scrapes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> Scraper:
-        self._thread.start()
+        if self.on:
+            self._thread.start()
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._stop.set()
-        self._thread.join(30)
+        if self.on:
+            self._thread.join(30)
 
     def _run(self) -> None:
         with requests.Session() as s:
