@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from farm_client.gearman_client import Gearman, GearmanError, Server
-from farm_lab.loopback import free_port
+from farm_lab.loopback import free_port, stop_process
 
 
 def find_gearmand() -> str | None:
@@ -80,12 +80,7 @@ class Gearmand:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc, 10)
         self.proc = None
 
     @property

@@ -27,6 +27,16 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout_s: float,
     return f"did not answer on {url} within {timeout_s:g} s"
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    """SIGTERM, wait up to `timeout_s`, then SIGKILL; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:

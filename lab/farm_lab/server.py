@@ -4,7 +4,6 @@ user token, stopped by PID."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from typing import Any
 import requests
 import yaml
 
-from farm_lab.loopback import free_port, wait_http
+from farm_lab.loopback import free_port, stop_process, wait_http
 from farm_lab.workers import WorkerFactory, WorkerProcess
 
 FARM = str(Path(sys.executable).parent / "farm")
@@ -87,12 +86,7 @@ class FarmServer:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     # ---- the API, as a user ------------------------------------------------------------------

@@ -327,16 +327,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.set_defaults(func=cmd_serve)
 
-    p = command("health", "ask the running server's /health/live or /health/ready",
-                "Ask the server on `listen` (its own host) whether it is live, or with "
-                "--ready ready (its database and a gearmand answer), waiting up to --wait "
-                "seconds for it; prints its answer. The systemd unit runs it after a start.",
-                "0 live (ready), 1 not within --wait, 2 a config problem")
-    p.add_argument("--ready", action="store_true", help="ask /health/ready")
-    p.add_argument("--wait", type=float, default=0.0, metavar="S",
-                   help="keep asking for up to S seconds (default: once)")
-    p.set_defaults(func=cmd_health)
-
     p = command("monitor", "reconcile the store with gearmand (lost and stale jobs)",
                 "Reconcile the store with gearmand: tests whose job was lost, stale running "
                 "tests, due uploads to RefStack; every monitor_interval_s, or once.",
@@ -384,6 +374,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("kind", choices=["user", "worker"], help="user or worker")
         p.add_argument("name", type=_name, metavar="NAME", help="its name")
         p.set_defaults(func=func)
+
+    p = command("health", "ask the running server's /health/live or /health/ready",
+                "Ask the server on `listen` (its own host) whether it is live, or with "
+                "--ready ready (its database and a gearmand answer), waiting up to --wait "
+                "seconds for it; prints its answer. The systemd unit runs it after a start.",
+                "0 live (ready), 1 not within --wait, 2 a config problem")
+    p.add_argument("--ready", action="store_true", help="ask /health/ready")
+    p.add_argument("--wait", type=float, default=0.0, metavar="S",
+                   help="keep asking for up to S seconds (default: once)")
+    p.set_defaults(func=cmd_health)
+
     return parser
 
 

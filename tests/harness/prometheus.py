@@ -4,7 +4,6 @@ every second; queried through its HTTP API; stopped by PID."""
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from typing import Any
 import requests
 import yaml
 
-from farm_lab.loopback import free_port, wait_http
+from farm_lab.loopback import free_port, stop_process, wait_http
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -54,12 +53,7 @@ class Prometheus:
     def stop(self) -> None:
         if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def query(self, expr: str) -> list[dict[str, Any]]:
