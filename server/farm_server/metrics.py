@@ -1,8 +1,9 @@
 """The status server's Prometheus metrics (docs/metrics.md has each with its labels).
 
 Under `farm-server serve` every gunicorn process and the monitor write their counts into
-one multiprocess directory (`PROMETHEUS_MULTIPROC_DIR`, set by `serve` before anything
-imports prometheus_client), so a scrape of any process adds them all up. Without it
+one multiprocess directory (`PROMETHEUS_MULTIPROC_DIR`, set by `serve` before it forks;
+the metrics are made on first use, `m()`, after it), so a scrape of any process adds them
+all up. Without it
 (tests, `create_app` in a process of its own) the counts are the process's own.
 
 What the store knows is read from it at scrape time (`farm_runs_active`); the queue is
