@@ -38,6 +38,8 @@ class Recorder:
     fail_next: int = 0  # answer this many requests with fail_status first
     status_answer: dict[str, Any] = field(default_factory=lambda: {"accepted": True})
     requests: list[Request] = field(default_factory=list)
+    # cleared: every request waits (up to a minute) until it is set again
+    gate: threading.Event = field(default_factory=threading.Event)
     _server: Loopback | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -48,11 +50,13 @@ class Recorder:
 
     def start(self, port: int = 0) -> Recorder:
         recorder = self
+        self.gate.set()
 
         class Handler(QuietHandler):
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                recorder.gate.wait(60)
                 parts = urlsplit(self.path)
                 req = Request(self.command, parts.path, parse_qs(parts.query),
                               dict(self.headers.items()), body)

@@ -61,13 +61,17 @@ def test_reports_arrive_in_order_with_token_and_an_id(recorder: Recorder, tmp_pa
     sub = tmp_path / "r.subunit"
     sub.write_bytes(b"\xb3subunit-bytes")
     rep = Reporter(couriers(token="tok-abc123"), recorder.url, "t1", "w1")
+    # the server holds the first report until all are queued: whether the progress report
+    # went out before UPLOADING replaced it is otherwise a race (CI on 5c06526 saw it go)
+    recorder.gate.clear()
     rep.state(TestState.INSTALLING, "tempest 47.0.0")
     rep.state(TestState.RUNNING, "3 tests")
     rep.progress(TestState.RUNNING, "a", Counts(total=3, done=1, passed=1))
     rep.state(TestState.UPLOADING)
     rep.upload(sub, "cloud-1")
     rep.state(TestState.PASSED, "3 passed")
-    assert rep.close(10)
+    recorder.gate.set()
+    assert rep.close(30)
     assert recorder.states("t1") == ["installing", "running", "uploading", "passed"]
     assert recorder.uploads("t1") == [b"\xb3subunit-bytes"]
     upload = next(r for r in recorder.requests if r.path == "/post-result")
@@ -82,12 +86,13 @@ def test_reports_arrive_in_order_with_token_and_an_id(recorder: Recorder, tmp_pa
 
 def test_progress_reports_are_coalesced_while_waiting(recorder: Recorder,
                                                       couriers: Couriers) -> None:
-    recorder.fail_next = 1  # hold the first report back for one retry
     courier = couriers()
     rep = Reporter(courier, recorder.url, "t2", "w1")
+    recorder.gate.clear()  # the server holds the first report until all are queued
     rep.state(TestState.RUNNING, "50 tests", Counts(total=50))
     for done in range(1, 51):
         rep.progress(TestState.RUNNING, f"t{done}", Counts(total=50, done=done, passed=done))
+    recorder.gate.set()
     assert courier.wait(20) == 0
     reports = recorder.status_reports("t2")
     dones = [r["progress"]["done"] for r in reports if "report_id" not in r]
