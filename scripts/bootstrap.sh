@@ -27,6 +27,8 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)  
 command -v mariadbd >/dev/null || need+=(mariadb-server)  # tests: the real RefStack server
 command -v wrk >/dev/null || need+=(wrk)  # bench/status_api.py
 command -v prometheus >/dev/null || need+=(prometheus)  # tests: the metrics, scraped for real
+command -v chromium >/dev/null || need+=(chromium)  # tests: the dashboard, in a real browser
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 # the deployment tests: real systemd hosts with systemd-nspawn, reached over SSH
 command -v systemd-nspawn >/dev/null || need+=(systemd-container)
 command -v debootstrap >/dev/null || need+=(debootstrap)

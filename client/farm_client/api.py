@@ -107,6 +107,13 @@ class FarmAPI:
     def queue(self) -> dict[str, Any]:
         return self._json("GET", "v1/queue")
 
+    def compare(self, a: str, b: str | None, ratio: float, min_delta_s: float
+                ) -> dict[str, Any]:
+        params: dict[str, Any] = {"a": a, "ratio": ratio, "min_delta_s": min_delta_s}
+        if b:
+            params["b"] = b
+        return self._json("GET", "v1/compare", params=params)
+
     def refstack_document(self, test_id: str, cpid: str | None = None) -> dict[str, Any]:
         """What RefStack's POST /v1/results gets for the run."""
         return self._json("GET", f"v1/tests/{test_id}/refstack",

@@ -255,6 +255,10 @@ class Farm(abc.ABC):
     def results_raw(self, test_id: str, fmt: str) -> bytes:
         raise self._needs_server("results")
 
+    def compare(self, a: str, b: str | None, ratio: float, min_delta_s: float
+                ) -> dict[str, Any]:
+        raise self._needs_server("compare")
+
     def refstack_document(self, test_id: str, cpid: str | None = None) -> dict[str, Any]:
         raise self._needs_server("uploading to RefStack")
 

@@ -1,4 +1,11 @@
-"""A test's results as one HTML page (`farm results --html`)."""
+"""The HTML of refstack-farm: one set of Jinja templates (farm_client/templates) renders
+the self-contained report (`farm results --format html`, `GET /v1/tests/ID/results?
+format=html`), `farm compare --format html`, and the status server's dashboard pages.
+
+A report is one file: its stylesheet and script are inlined and it loads nothing, so it
+works opened from disk. Every value is escaped (autoescape); the script puts what it
+receives into the page as text only.
+"""
 
 from __future__ import annotations
 
@@ -6,95 +13,114 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from jinja2 import Environment
+from jinja2 import Environment, PackageLoader, select_autoescape
 
-from farm_client.failures import class_line, failure_groups
+from farm_client.compare import outcome
+from farm_client.failures import class_line, failure_groups, last_line
 from farm_worker.protocol import SUBUNIT_FAILED, Counts, describe_selection
 
-_HTML = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>refstack-farm: {{ test.id }} {{ test.state }}</title>
-<style>
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:70em;color:#222}
-h1{font-size:1.4em} h2{font-size:1.15em;margin-top:2em}
-table{border-collapse:collapse} td,th{padding:.25em .8em;border-bottom:1px solid #ddd;
-text-align:left} td.n{text-align:right;font-variant-numeric:tabular-nums}
-.state{font-weight:bold;padding:.1em .5em;border-radius:.3em;color:#fff;background:#777}
-.passed{background:#2e7d32}.failed,.error,.timed_out,.rejected{background:#c62828}
-.cancelled{background:#ef6c00}
-pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:12px}
-details{margin:.4em 0} summary{cursor:pointer;font-family:monospace}
-.yes{color:#2e7d32;font-weight:bold}.no{color:#c62828;font-weight:bold}
-</style></head><body>
-<h1>Test run {{ test.id }} <span class="state {{ test.state }}">{{ test.state }}</span></h1>
-<table>
-<tr><th>Tempest</th><td>{{ test.tempest_version or "-" }}</td></tr>
-<tr><th>Worker</th><td>{{ test.worker or "-" }}</td></tr>
-<tr><th>Started</th><td>{{ test.started_at or "-" }}</td></tr>
-<tr><th>Finished</th><td>{{ test.finished_at or "-" }}</td></tr>
-<tr><th>Message</th><td>{{ test.message or "" }}</td></tr>
-</table>
-<h2>Summary</h2>
-<table><tr><th>passed</th><th>failed</th><th>skipped</th><th>not run</th><th>selected</th>
-<th>test time</th></tr>
-<tr><td class="n">{{ c.passed }}</td><td class="n">{{ c.failed }}</td>
-<td class="n">{{ c.skipped }}</td><td class="n">{{ c.not_run }}</td>
-<td class="n">{{ c.total }}</td>
-<td class="n">{{ "%.1f"|format(total_s) }} s</td></tr></table>
-{% if classes %}<p>{{ classes }}</p>{% endif %}
-{% if selection %}<h2>Test list</h2>
-<p>{{ selection_line }}</p>
-{% if selection.renamed %}<table><tr><th>listed</th><th>ran</th><th>found by</th></tr>
-{% for r in selection.renamed %}<tr><td><code>{{ r.listed }}</code></td>
-<td><code>{{ r.ran }}</code></td><td>{{ r.by }}</td></tr>{% endfor %}</table>{% endif %}
-{% if selection.not_found %}<p>Not found in this Tempest:</p><ul>
-{% for name in selection.not_found %}<li><code>{{ name }}</code></li>{% endfor %}</ul>
-{% endif %}{% endif %}
-{% if compliance %}<h2>Guideline {{ compliance.version }} {{ compliance.target }}
-({{ compliance.types|join(", ") }})</h2>
-<p><b>{{ compliance.summary }}</b></p>
-<table><tr><th>capability</th><th>status</th><th>passed</th><th>complete</th>
-<th>tests not passed</th></tr>
-{% for cap in compliance.capabilities %}<tr><td>{{ cap.name }}</td><td>{{ cap.status }}</td>
-<td class="n">{{ cap.passed }}/{{ cap.total }}</td>
-<td class="{{ 'yes' if cap.complete else 'no' }}">{{ "yes" if cap.complete else "no" }}</td>
-<td>{% for t in cap.tests if t.result != "passed" %}<div><code>{{ t.name }}</code>:
-{{ t.result }}{% if t.flagged %} (flagged){% endif %}{% if t.reason %}: {{ t.reason }}
-{% endif %}</div>{% endfor %}</td></tr>{% endfor %}</table>{% endif %}
-<h2>Failures ({{ failed }})</h2>
-{% for g in groups %}<details{% if loop.index <= 5 %} open{% endif %}><summary>
-{%- if g.tests|length == 1 %}{{ g.tests[0] }}{% else %}{{ g.tests|length }} tests, same
-error: {{ g.error }}{% endif %}</summary>
-{% if g.tests|length > 1 %}<ul>{% for name in g.tests %}<li><code>{{ name }}</code></li>
-{% endfor %}</ul>{% endif %}
-<pre>{{ g.detail or "(no detail)" }}</pre></details>
-{% else %}<p>None.</p>{% endfor %}
-<h2>Slowest tests</h2>
-<table><tr><th>test</th><th>status</th><th>seconds</th></tr>
-{% for r in slowest %}<tr><td>{{ r.name }}</td><td>{{ r.status }}</td>
-<td class="n">{{ "%.2f"|format(r.duration_s) }}</td></tr>{% endfor %}
-</table>
-<p><small>refstack-farm report, made {{ now }}</small></p>
-</body></html>
-"""
-_ENV = Environment(autoescape=True)
+# what a browser may do with a report served by the status server: its own inline style
+# and script, nothing loaded from anywhere
+REPORT_CSP = ("default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+              "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def _when(iso: str | None) -> str:
+    """An API timestamp as the pages show it: 2026-12-07 10:31:02 UTC."""
+    if not iso:
+        return "-"
+    return str(iso).replace("T", " ").replace("+00:00", " UTC")
+
+
+def _environment() -> Environment:
+    env = Environment(loader=PackageLoader("farm_client", "templates"),
+                      autoescape=select_autoescape(["html"], default_for_string=True),
+                      trim_blocks=False)
+    env.filters["when"] = _when
+    return env
+
+
+ENV = _environment()
+
+
+def render(template: str, **context: Any) -> str:
+    context.setdefault("base", "/")
+    context.setdefault("standalone", False)
+    return ENV.get_template(template).render(**context)
+
+
+def class_of(name: str) -> str:
+    """A Tempest test's class: `tempest.api.identity.v3.test_x.TestX.test_y[id-..]` ->
+    `tempest.api.identity.v3.test_x.TestX`; a fixture (`setUpClass (tempest...TestX)`) ->
+    its class."""
+    name = name.split("[", 1)[0]
+    if name.endswith(")") and "(" in name:  # setUpClass (module.Class)
+        return name[name.index("(") + 1:-1]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def test_table(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """Every test, by class (sorted), with its outcome and the first line of its failure."""
+    by_class: dict[str, list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: str(r["name"])):
+        detail = str(r.get("detail") or "")
+        item = {"name": r["name"], "o": outcome(str(r["status"])),
+                "duration_s": r.get("duration_s"), "detail": detail.strip(),
+                "error": last_line(detail) if detail else ""}
+        by_class.setdefault(class_of(str(r["name"])), []).append(item)
+    return sorted(by_class.items())
+
+
+def selection_text(tests: Mapping[str, Any] | None) -> str:
+    """What a run was asked to run, in one line."""
+    if not tests:
+        return "-"
+    if tests.get("list"):
+        names = list(tests["list"])
+        return f"a list of {len(names)}: " + ", ".join(names[:3]) + (
+            ", ..." if len(names) > 3 else "")
+    text = f"regex {tests.get('regex') or '(all)'}"
+    if tests.get("include"):
+        text += "; include " + ", ".join(tests["include"])
+    if tests.get("exclude"):
+        text += "; exclude " + ", ".join(tests["exclude"])
+    return text
+
+
+def run_context(test: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+                history: Sequence[Mapping[str, Any]] | None = None,
+                uploads: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """What `_run.html` shows of a run: `test` is the API's test view, `rows` its results,
+    `history` its status reports, `uploads` its RefStack uploads."""
+    counts = Counts.lenient(test.get("summary"))
+    selection = test.get("selection")
+    timed = [r["duration_s"] for r in rows if r.get("duration_s") is not None]
+    return {
+        "test": test, "rows": rows, "c": counts, "classes": class_line(counts),
+        "groups": failure_groups(rows), "table": test_table(rows),
+        "failed": sum(r["status"] in SUBUNIT_FAILED for r in rows),
+        "total_s": sum(timed), "selection": selection, "compliance": test.get("compliance"),
+        "selection_line": describe_selection(selection) if selection else "",
+        "selection_text": selection_text(test.get("tests")),
+        "history": history or [], "uploads": uploads or test.get("uploads") or [],
+        "eta_s": None,
+    }
 
 
 def html_report(test: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
-                slowest: int = 20) -> str:
-    """One self-contained page (no external resources): the counts, failures with their
-    tracebacks (identical ones grouped), the slowest tests; what a test list matched
-    and a guideline run's compliance by capability. `test` is the API's test view, `rows`
-    its results."""
-    timed = [r for r in rows if r.get("duration_s") is not None]
-    counts = Counts.lenient(test.get("summary"))
-    selection = test.get("selection")
-    return _ENV.from_string(_HTML).render(
-        selection=selection, compliance=test.get("compliance"),
-        selection_line=describe_selection(selection) if selection else "",
-        test=test, rows=rows, c=counts, classes=class_line(counts),
-        groups=failure_groups(rows),
-        failed=sum(r["status"] in SUBUNIT_FAILED for r in rows),
-        total_s=sum(r["duration_s"] for r in timed),
-        slowest=sorted(timed, key=lambda r: -r["duration_s"])[:slowest],
-        now=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+                history: Sequence[Mapping[str, Any]] | None = None,
+                uploads: Sequence[Mapping[str, Any]] | None = None) -> str:
+    """One self-contained page: the run, its counts, its guideline compliance, failures
+    (identical tracebacks grouped, folded), every test with its outcome, duration and skip
+    reason (filter, search, group by class), and its status history."""
+    return render("report.html", standalone=True, now=_now(),
+                  **run_context(test, rows, history, uploads))
+
+
+def compare_html(doc: Mapping[str, Any]) -> str:
+    """`farm compare --format html`: the comparison as one self-contained page."""
+    return render("compare.html", standalone=True, now=_now(), cmp=doc)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -102,6 +102,10 @@ class ViaServer(Farm):
     def refstack_document(self, test_id: str, cpid: str | None = None) -> dict[str, Any]:
         return self.api.refstack_document(test_id, cpid)
 
+    def compare(self, a: str, b: str | None, ratio: float, min_delta_s: float
+                ) -> dict[str, Any]:
+        return self.api.compare(a, b, ratio, min_delta_s)
+
     def record_upload(self, test_id: str, record: dict[str, Any]) -> dict[str, Any]:
         return self.api.record_upload(test_id, record)
 

@@ -10,6 +10,7 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from farm_client.gearman_client import Gearman
+from farm_server import dashboard
 from farm_server.api import health, refstack, v1
 from farm_server.config import ServerConfig, load_server_config
 from farm_server.exceptions import FarmServerError
@@ -35,8 +36,8 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None, *,
         raise SchemaNotReady(f"{cfg.database_url}: schema revision {store.revision()}, "
                              f"expected {head}: run `farm-server init-db`")
     app = Flask("farm_server")
-    # no automatic OPTIONS: nothing here is for browsers, and an unknown host gets 405 for
-    # every method of the RefStack endpoints
+    # no automatic OPTIONS: an unknown host gets 405 for every method of the RefStack
+    # endpoints (the dashboard's pages are same-origin: no preflight)
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
     app.config["MAX_CONTENT_LENGTH"] = cfg.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -49,6 +50,7 @@ def create_app(config: ServerConfig | Mapping[str, Any] | None = None, *,
     app.register_blueprint(health.bp)
     app.register_blueprint(refstack.bp)
     app.register_blueprint(v1.bp, url_prefix="/v1")
+    app.register_blueprint(dashboard.bp)
 
     @app.errorhandler(FieldError)
     def bad_request(exc: FieldError) -> tuple[Response, int]:

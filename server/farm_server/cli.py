@@ -80,10 +80,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", config.listen)
-            # sync workers: measured faster than gthread here (bench/status_api.py); a
-            # slow client holds one process, so production puts a proxy in front (TLS)
+            # gthread workers: a live page's open stream holds a thread, not a process,
+            # and at most live_streams of each process's threads (farm_server/dashboard/
+            # live.py); the reports' throughput with 50 live pages: bench/dashboard.py
             self.cfg.set("workers", config.serve_processes())
-            self.cfg.set("worker_class", "sync")
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("threads", config.threads)
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("errorlog", "-")
             self.cfg.set("loglevel", config.log_level.lower())
@@ -92,6 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 self.cfg.set("control_socket_disable", True)
             self.cfg.set("child_exit", lambda _arbiter, worker:
                          metrics.mark_process_dead(worker.pid))
+            self.cfg.set("post_worker_init", _end_streams_on_term)
 
         def load(self) -> Any:
             return create_app(config)
@@ -118,6 +121,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 monitor.wait()
         shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _end_streams_on_term(_worker: Any) -> None:
+    """In a gunicorn worker: SIGTERM (and SIGQUIT) end the live pages' streams at once,
+    then gunicorn's own handler stops the worker gracefully."""
+    from farm_server.dashboard.live import CLOSING
+
+    for sig in (signal.SIGTERM, signal.SIGQUIT, signal.SIGINT):
+        previous = signal.getsignal(sig)
+
+        def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+            CLOSING.set()
+            if callable(previous):
+                previous(signum, frame)
+
+        signal.signal(sig, handler)
 
 
 def check_listen(listen: str) -> None:

@@ -72,6 +72,15 @@ class ServerConfig:
     refstack_retry_s: float = 30.0
     # who may read /metrics without a user token (e.g. the Prometheus hosts): networks
     metrics_allow: tuple[str, ...] = ()
+    # the dashboard (docs/dashboard.md): a sign-in lasts this long; the cookie is Secure
+    # under TLS (seen by the request, or forced by cookie_secure behind a TLS proxy)
+    session_ttl_s: int = 12 * 3600
+    cookie_secure: bool = False
+    # gunicorn gthread workers: threads per process, of which at most live_streams may be
+    # held by open live pages (the rest always serve reports and the API)
+    threads: int = 32
+    live_streams: int = 24
+    live_interval_s: float = 0.25  # how often a process looks for changed runs
     source: str = "<defaults>"
 
     def serve_processes(self) -> int:
@@ -88,7 +97,8 @@ _KINDS: dict[str, type] = {
     "processes": int, "open_reads": bool, "max_body_bytes": int, "stale_after_s": float,
     "monitor": bool, "monitor_interval_s": float, "log_level": str,
     "refstack_upload_url": str, "refstack_key_file": str, "refstack_upload_attempts": int,
-    "refstack_retry_s": float, "metrics_allow": tuple,
+    "refstack_retry_s": float, "metrics_allow": tuple, "session_ttl_s": int,
+    "cookie_secure": bool, "threads": int, "live_streams": int, "live_interval_s": float,
 }
 
 
@@ -212,6 +222,10 @@ def load_server_config(path: str | Path | None = None, *,
     for key, value in (overrides or {}).items():
         if value is not None:
             values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
+    threads = values.get("threads", ServerConfig.threads)
+    if values.get("live_streams", ServerConfig.live_streams) > threads - 2:
+        raise invalid(source, "live_streams", f"{values.get('live_streams')} leaves fewer "
+                      f"than 2 of the {threads} threads for reports and the API")
     if "database_url" not in values:  # the default's directory is ours to make, 0700
         base = _default_dir(env)
         try:

@@ -52,7 +52,8 @@ class TestRow(Base):
     total: Mapped[int | None] = mapped_column(Integer)
     gearman_server: Mapped[str | None] = mapped_column(String(128))
     gearman_handle: Mapped[str | None] = mapped_column(String(128))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
+                                                    index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow,
                                                     index=True)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
@@ -63,7 +64,7 @@ class TestRow(Base):
     cancel_handle: Mapped[str | None] = mapped_column(String(128))
     # added by migration 0003: the cloud's RefStack id (given at submit, else the worker's
     # discovery) and the RefStack API the results go to when the run ends passed or failed
-    cpid: Mapped[str | None] = mapped_column(String(64))
+    cpid: Mapped[str | None] = mapped_column(String(64), index=True)
     upload_to: Mapped[str | None] = mapped_column(Text)
     # added by migration 0004: class and module fixtures that failed or skipped
     classes_failed: Mapped[int | None] = mapped_column(Integer)
@@ -83,6 +84,11 @@ class TestRow(Base):
     # tempest.conf the run used, without its secrets
     discover_json: Mapped[str | None] = mapped_column(Text)
     tempest_conf_json: Mapped[str | None] = mapped_column(Text)
+    # added by migration 0009: the run this one runs again (all or its failed tests), and
+    # its request without secrets (the conf's secret values removed, no accounts): what
+    # "run again" repeats once the run has ended and its secrets are gone
+    origin_id: Mapped[str | None] = mapped_column(String(64))
+    rerun_json: Mapped[str | None] = mapped_column(Text)
 
 
 class ReportRow(Base):
@@ -132,6 +138,18 @@ class UserRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class SessionRow(Base):
+    """A dashboard sign-in (migration 0009): the cookie's value hashed, its CSRF token."""
+
+    __tablename__ = "sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user: Mapped[str] = mapped_column(String(64))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class ResultRow(Base):
     """One test of an uploaded subunit stream (migration 0002)."""
 
@@ -140,7 +158,7 @@ class ResultRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     test_id: Mapped[str] = mapped_column(ForeignKey("tests.id", ondelete="CASCADE"),
                                          index=True)
-    name: Mapped[str] = mapped_column(Text)
+    name: Mapped[str] = mapped_column(Text, index=True)
     status: Mapped[str] = mapped_column(String(16))
     duration_s: Mapped[float | None] = mapped_column(Float)
     detail: Mapped[str] = mapped_column(Text, default="")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -38,7 +39,7 @@ MESSAGE_MAX = 4096
 PAYLOAD_MAX = 2 * 1024 * 1024  # a report's `payload`, as JSON: a final one carries a guideline
 # run's compliance report (a test list of 5,000 tests with their skip reasons fits)
 MAX_LIMIT = 500
-RESULT_FORMATS = ["json", "subunit", "junit"]
+RESULT_FORMATS = ["json", "subunit", "junit", "html"]
 
 
 class FieldError(FarmServerError):
@@ -175,9 +176,24 @@ LIST_QUERY: dict[str, Any] = {
 RESULTS_QUERY: dict[str, Any] = {
     "type": "object",
     "properties": {"format": {"enum": RESULT_FORMATS, "default": "json",
-                              "x-error": "is not json, subunit or junit"}},
+                              "x-error": "is not json, subunit, junit or html"}},
 }
 REFSTACK_QUERY: dict[str, Any] = {"type": "object", "properties": {"cpid": CPID}}
+COMPARE_QUERY: dict[str, Any] = {
+    "type": "object", "required": ["a"],
+    "properties": {
+        "a": {**TEST_ID, "description": "the reference run (the older)"},
+        "b": {**TEST_ID, "description": "the run compared with it; without it, A is "
+                                        "compared with the run before it of the same "
+                                        "cloud and Tempest version"},
+        "ratio": {"type": "number", "minimum": 1, "maximum": 1000, "default": 1.5,
+                  "x-error": "is not a number from 1 to 1000",
+                  "description": "a duration change counts from this factor ..."},
+        "min_delta_s": {"type": "number", "minimum": 0, "maximum": 86400, "default": 1.0,
+                        "x-error": "is not a number of seconds from 0 to 86400",
+                        "description": "... and this many seconds"},
+    },
+}
 TEST_QUERY: dict[str, Any] = {"type": "object", "required": ["test_id"],
                               "properties": {"test_id": TEST_ID}}
 RESULT_UPLOAD_QUERY: dict[str, Any] = {
@@ -234,12 +250,23 @@ def checked_query(schema: Mapping[str, Any], args: MultiDict[str, str]) -> dict[
             doc[name] = [v for value in values for v in value.split(",") if v]
         elif prop.get("type") == "integer":
             doc[name] = int(values[0]) if _INTEGER.fullmatch(values[0]) else values[0]
+        elif prop.get("type") == "number":
+            doc[name] = _number(values[0])
         else:
             doc[name] = values[0]
     problems = schema_errors(_validator(schema), doc)
     if problems:  # the parameter is the field, not the item of a repeated one
         raise FieldError([Problem(p.field.split("[")[0], p.message) for p in problems])
     return doc
+
+
+def _number(text: str) -> float | str:
+    """A finite number, or the text (the schema then names it as not a number)."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text
 
 
 def openapi_schema(schema: Mapping[str, Any]) -> dict[str, Any]:

@@ -57,7 +57,7 @@ def new_test(store: Store, test_id: str = "t1", admin: str = "pw",
 
 
 def test_migrations_match_the_models(store: Store) -> None:
-    assert store.revision() == store.head() == "0008"
+    assert store.revision() == store.head() == "0009"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []

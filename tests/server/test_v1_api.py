@@ -274,6 +274,9 @@ def test_results_in_three_formats(farm_app: App) -> None:
     failure = suite.find("testcase[@name='test_bad']/failure")
     assert failure is not None and "AssertionError: no" in (failure.text or "")
     r = farm_app.client.get("/v1/tests/r1/results?format=html", headers=farm_app.user())
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    assert "tempest.a.T.test_bad[id-2]" in r.text and "AssertionError: no" in r.text
+    r = farm_app.client.get("/v1/tests/r1/results?format=pdf", headers=farm_app.user())
     assert r.status_code == 400 and json_of(r)["field"] == "format"
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from farm_client.commands import (
     cancel,
+    compare,
     config,
     ping,
     queue,
@@ -26,7 +27,7 @@ from farm_worker import clikit
 
 # in the order `farm --help` lists them
 COMMANDS: tuple[ModuleType, ...] = (config, submit, watch, cancel, status, list_, results,
-                                    refstack_key, queue, ping)
+                                    compare, refstack_key, queue, ping)
 
 
 def add_client_commands(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from farm_server import __version__
 from farm_server.schemas import (
+    COMPARE_QUERY,
     CREATE_TEST,
     LIST_QUERY,
     REFSTACK_QUERY,
@@ -229,6 +230,16 @@ def openapi_document() -> dict[str, Any]:
                 "responses": {"201": _ok("recorded"), "400": _error("a bad field"),
                               "401": _error("user token required"),
                               "404": _error("no such test")}}},
+            "/v1/compare": {"get": {
+                "summary": "Run B against run A: regressed, fixed, new, missing, still "
+                           "failing, slower and faster tests (without B: A against the "
+                           "run before it of its cloud and Tempest version)",
+                "security": user, "operationId": "compareRuns",
+                "parameters": query_parameters(COMPARE_QUERY),
+                "responses": {"200": _ok("the comparison", {"type": "object"}),
+                              "400": _error("bad parameter"),
+                              "401": _error("user token required"),
+                              "404": _error("no such run, or one without results")}}},
             "/v1/queue": {"get": {
                 "summary": "gearmand: functions, queued, running, workers, per server",
                 "security": user,

@@ -9,7 +9,9 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from farm_client.compare import DEFAULT_MIN_DELTA_S, DEFAULT_RATIO, Comparison, compare
 from farm_client.gearman_client import GearmanError, Server
+from farm_client.reports import REPORT_CSP, html_report
 from farm_server.api.auth import require_user
 from farm_server.api.openapi import openapi_document
 from farm_server.junit import junit_xml
@@ -17,6 +19,7 @@ from farm_server.lifecycle import Report, can_cancel
 from farm_server.models import BY_CLIENT, ReportRow, TestRow, UploadRow
 from farm_server.queue import functions as queue_functions
 from farm_server.schemas import (
+    COMPARE_QUERY,
     CREATE_TEST,
     LIST_QUERY,
     REFSTACK_QUERY,
@@ -41,6 +44,7 @@ from farm_worker.protocol import (
     run_function,
     show,
 )
+from farm_worker.redaction import scrub_conf
 
 log = logging.getLogger(__name__)
 bp = Blueprint("v1", __name__)
@@ -119,7 +123,26 @@ def openapi() -> Response:
 @bp.post("/tests")
 def create_test() -> tuple[Response, int]:
     user = require_user(write=True)
-    doc = checked(CREATE_TEST, request.get_json(silent=True))
+    return create(checked(CREATE_TEST, request.get_json(silent=True)), user)
+
+
+def rerun_doc(doc: dict[str, Any]) -> dict[str, Any]:
+    """What "run again" repeats once the run has ended: the request without its test id,
+    its accounts and its conf's secret values (REMOVED marks them; the dashboard asks for
+    them again)."""
+    out = {k: v for k, v in doc.items() if k not in ("test_id", "queue_anyway", "accounts")}
+    if isinstance(out.get("conf"), dict):
+        out["conf"] = scrub_conf(out["conf"])
+    if doc.get("accounts"):
+        out["had_accounts"] = True
+    return out
+
+
+def create(doc: dict[str, Any], user: str | None,
+           origin_id: str | None = None) -> tuple[Response, int]:
+    """Store and queue a test from a request checked by CREATE_TEST (the API's POST
+    /v1/tests and the dashboard's "run again")."""
+    rerun = json.dumps(rerun_doc(doc))
     queue_anyway = doc.pop("queue_anyway", False)
     upload_to, cpid = doc.pop("upload_url", None), doc.pop("cpid", None)
     doc.setdefault("schema", 1)
@@ -165,7 +188,8 @@ def create_test() -> tuple[Response, int]:
                   guideline_types=",".join(g.get("types", [])) or None,
                   guideline_json=json.dumps(g) if g else None,
                   discover_json=None if payload.discover is None
-                  else json.dumps(payload.discover))
+                  else json.dumps(payload.discover),
+                  origin_id=origin_id, rerun_json=rerun)
 
     def submit() -> tuple[str, str]:
         server, handle = state.gearman.submit(function, job.encode(), unique=payload.test_id)
@@ -241,7 +265,12 @@ def record_upload(test_id: str) -> tuple[Response, int]:
 
 @bp.post("/tests/<test_id>/cancel")
 def cancel_test(test_id: str) -> tuple[Response, int]:
-    user = require_user(write=True)
+    return cancel(test_id, require_user(write=True))
+
+
+def cancel(test_id: str, user: str | None) -> tuple[Response, int]:
+    """Cancel a queued test (removed from gearmand) or a running one (its worker is told):
+    200 removed, 202 requested, 404, 409 already final, 503 gearman unreachable."""
     state = farm()
     test = _test_or_404(test_id)
     if not isinstance(test, TestRow):
@@ -286,9 +315,53 @@ def results(test_id: str) -> tuple[Response, int]:
             "Content-Disposition": f'attachment; filename="{test_id}.subunit"'}), 200
     if fmt == "junit":
         return Response(junit_xml(test_id, rows), mimetype="application/xml"), 200
-    return jsonify({"test": test_view(test), "results": [
-        {"name": r.name, "status": r.status, "duration_s": r.duration_s, "detail": r.detail}
-        for r in rows]}), 200
+    if fmt == "html":  # the self-contained report `farm results --format html` writes
+        view = test_view(test)
+        history = [report_view(r) for r in farm().store.state_reports(test_id)]
+        page = html_report(view, [_result_dict(r) for r in rows], history=history)
+        return Response(page, mimetype="text/html", headers={
+            "Content-Security-Policy": REPORT_CSP}), 200
+    return jsonify({"test": test_view(test), "results": [_result_dict(r) for r in rows]}), 200
+
+
+def _result_dict(r: Any) -> dict[str, Any]:
+    return {"name": r.name, "status": r.status, "duration_s": r.duration_s, "detail": r.detail}
+
+
+@bp.get("/compare")
+def compare_runs() -> tuple[Response, int]:
+    """Run B against run A (the reference): regressed, fixed, new, missing, still failing,
+    slower and faster tests. Without B: A against the run before it."""
+    require_user()
+    query = checked_query(COMPARE_QUERY, request.args)
+    found = comparison(query["a"], query.get("b"), query["ratio"], query["min_delta_s"])
+    if isinstance(found, str):
+        return _error(404, found)
+    return jsonify(found.to_dict()), 200
+
+
+def comparison(a: str, b: str | None, ratio: float = DEFAULT_RATIO,
+               min_delta_s: float = DEFAULT_MIN_DELTA_S) -> Comparison | str:
+    """The comparison, or why there is none (an unknown run, one without results)."""
+    store = farm().store
+    if b is None:
+        test = store.get(a)
+        if test is None:
+            return f"no test {show(a)}"
+        previous = store.previous_run(test)
+        if previous is None:
+            return (f"no earlier run of {show(a)}'s cloud ({test.cpid or 'none given'}) and "
+                    f"Tempest {test.tempest_version} has results")
+        a, b = previous, a
+    rows = {}
+    for run in (a, b):
+        test = store.get(run)
+        if test is None:
+            return f"no test {show(run)}"
+        rows[run] = store.result_rows(run)
+        if not rows[run]:
+            return f"no results uploaded for {run} yet (state {test.state})"
+    return compare(a, rows[a], b, rows[b], ratio=ratio, min_delta_s=min_delta_s)
 
 
 @bp.get("/queue")
