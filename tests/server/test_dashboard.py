@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from farm_server.dashboard import live
+from farm_server.dashboard import live, live_view
 from harness.subunit_streams import stream
 from server.conftest import App, json_of
 
@@ -131,8 +131,8 @@ def test_what_workers_send_is_escaped_everywhere(farm_app: App) -> None:
     assert html.status_code == 200 and "<script>alert" not in html.text
     assert "&lt;script&gt;alert" in html.text
     assert "default-src 'none'" in html.headers["Content-Security-Policy"]
-    page = farm_app.client.get("/runs/r1")
-    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    run = farm_app.client.get("/runs/r1")
+    assert "script-src 'self'" in run.headers["Content-Security-Policy"]
     events = farm_app.client.get("/events?test=r1").text
     assert "<script>" not in events  # JSON-escaped data; the page sets it as text
 
@@ -280,8 +280,6 @@ def test_a_run_stream_ends_with_an_end_event_and_resumes(farm_app: App) -> None:
 @pytest.mark.gearman
 def test_streams_beyond_the_cap_are_refused_not_queued(farm_app: App) -> None:
     sign_in(farm_app)
-    hub = farm_app.app.extensions.get("farm-live") or live.Hub(farm_app.store, dict, 0.25, 2)
-    farm_app.app.extensions["farm-live"] = hub
-    hub.capacity = 0
+    farm_app.app.extensions["farm-live"] = live.Hub(farm_app.store, live_view, 0.25, 0)
     r = farm_app.client.get("/events")
     assert r.status_code == 503 and r.headers["Retry-After"] == "2"
