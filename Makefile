@@ -1,6 +1,7 @@
 # make test  - set everything up (Debian packages, .venv) and run every check and test
 # make unit  - the fast part: no gearmand, no Tempest, no Keystone
 # make faults - the fault suite alone (docs/reliability.md)
+# make browser - the dashboard in chromium (FARM_SCREENSHOTS=docs/images refreshes the docs' shots)
 # make lint  - ruff and mypy
 # make demo  - the main job end to end: gearmand, Keystone, a worker, a real Tempest run
 SHELL := /bin/bash
@@ -15,7 +16,7 @@ PYTEST_ARGS ?=
 # and Keystone. PYTEST_JOBS=0 runs them in one process.
 PYTEST_JOBS ?= 2
 
-.PHONY: test unit faults lint bootstrap bench clean demo
+.PHONY: test unit faults browser lint bootstrap bench clean demo
 
 bootstrap:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh
@@ -32,12 +33,16 @@ test: lint
 faults: bootstrap
 	$(VENV)/bin/pytest tests/faults $(PYTEST_ARGS)
 
+browser: bootstrap
+	$(VENV)/bin/pytest tests/browser $(PYTEST_ARGS)
+
 unit: bootstrap
-	$(VENV)/bin/pytest -m "not gearman and not tempest and not cloud and not deployment" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -m "not gearman and not tempest and not cloud and not deployment and not browser" $(PYTEST_ARGS)
 
 bench: bootstrap
 	$(VENV)/bin/python bench/environments.py
 	$(VENV)/bin/python bench/status_api.py
+	$(VENV)/bin/python bench/dashboard.py
 	$(VENV)/bin/python bench/dispatch.py
 	$(VENV)/bin/python bench/startup.py
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -59,16 +60,21 @@ def class_of(name: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
-def test_table(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Every test, by class (sorted), with its outcome and the first line of its failure."""
+def test_table(rows: Sequence[Mapping[str, Any]]
+               ) -> list[tuple[str, list[dict[str, Any]], int]]:
+    """Every test by class (sorted): its outcome, duration, the first line of its failure,
+    its name quoted for a link; with each class, how many of its tests failed."""
     by_class: dict[str, list[dict[str, Any]]] = {}
     for r in sorted(rows, key=lambda r: str(r["name"])):
-        detail = str(r.get("detail") or "")
-        item = {"name": r["name"], "o": outcome(str(r["status"])),
-                "duration_s": r.get("duration_s"), "detail": detail.strip(),
-                "error": last_line(detail) if detail else ""}
+        detail = str(r.get("detail") or "").strip()
+        o = outcome(str(r["status"]))
+        duration = r.get("duration_s")
+        item = {"name": r["name"], "o": o, "q": quote(str(r["name"]), safe=""),
+                "s": "" if duration is None else f"{duration:.2f}", "detail": detail,
+                "error": last_line(detail) if detail and o != "skipped" else ""}
         by_class.setdefault(class_of(str(r["name"])), []).append(item)
-    return sorted(by_class.items())
+    return [(cls, items, sum(i["o"] == "failed" for i in items))
+            for cls, items in sorted(by_class.items())]
 
 
 def selection_text(tests: Mapping[str, Any] | None) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -153,7 +155,7 @@ def test_the_run_page_and_the_report_show_every_test(farm_app: App) -> None:
         assert "35 tests, the same error: InvalidCredentials: bad" in text  # one group
         assert "<details open" not in text  # failures folded
         assert "no volume service" in text  # the skip reason
-        assert 'data-cls="tempest.api.identity.S"' in text  # grouping by class
+        assert ">tempest.api.identity.S (1)</td>" in text  # grouping by class
     report = farm_app.client.get("/v1/tests/r1/results?format=html", headers=farm_app.user())
     assert "<link" not in report.text and 'src="' not in report.text  # one file
     assert "function setupTable" in report.text and "Status history" in report.text
@@ -283,3 +285,39 @@ def test_streams_beyond_the_cap_are_refused_not_queued(farm_app: App) -> None:
     farm_app.app.extensions["farm-live"] = live.Hub(farm_app.store, live_view, 0.25, 0)
     r = farm_app.client.get("/events")
     assert r.status_code == 503 and r.headers["Retry-After"] == "2"
+
+
+@pytest.mark.gearman
+def test_a_live_run_stream_follows_reports_to_the_end(farm_app: App) -> None:
+    """The hub's path: a run that is not over yet, its page open, the worker reporting."""
+    create(farm_app, "l1")
+    sign_in(farm_app)
+    response = farm_app.client.get("/events?test=l1", buffered=False)
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    got: list[tuple[str, dict[str, Any]]] = []
+    chunks: Iterator[bytes | str] = iter(response.response)
+
+    def read_until(kind: str, state: str) -> None:
+        end = time.monotonic() + 60
+        buf = ""
+        while not any(k == kind and d.get("state") == state for k, d in got):
+            assert time.monotonic() < end, f"no {kind} {state} event: {got}"
+            chunk = next(chunks)
+            buf += chunk.decode() if isinstance(chunk, bytes) else chunk
+            if buf.endswith("\n\n"):
+                got.extend(events_of(buf))
+                buf = ""
+    read_until("test", "queued")
+
+    def report(status: str, done: int, **more: Any) -> None:
+        r = farm_app.client.post("/update-test-status/", headers=farm_app.worker(), json={
+            "test_id": "l1", "status": status, "worker": "w1",
+            "progress": {"done": done, "total": 3}, **more})
+        assert r.status_code == 202, r.text
+    report("running", 1, report_id="w1:1")
+    read_until("report", "running")
+    read_until("test", "running")
+    report("passed", 3, report_id="w1:2")
+    read_until("end", "passed")
+    assert [d["state"] for k, d in got if k == "report"] == ["queued", "running", "passed"]
+    response.close()

@@ -11,28 +11,27 @@
     var search = document.getElementById("t-search");
     var group = document.getElementById("t-group");
     var shown = document.getElementById("t-shown");
-    var rows = Array.prototype.slice.call(table.querySelectorAll("tr.t"));
-    var heads = Array.prototype.slice.call(table.querySelectorAll("tr.grp"));
-    var folded = {};
+    var rows = [], heads = [], head = null;
+    // a row's class is the group row before it; its name, its first cell's text
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (tr) {
+      if (tr.classList.contains("grp")) { head = { tr: tr, folded: false }; heads.push(head); }
+      else { rows.push({ tr: tr, head: head, name: tr.cells[0].textContent.toLowerCase() }); }
+    });
     function apply() {
       var want = status ? status.value : "";
       var text = search ? search.value.trim().toLowerCase() : "";
       var grouped = group && group.checked;
       var count = 0;
-      rows.forEach(function (tr) {
-        var ok = (!want || tr.dataset.o === want) &&
-          (!text || tr.dataset.name.toLowerCase().indexOf(text) >= 0);
-        tr.hidden = !ok || (grouped && folded[tr.dataset.cls]);
+      rows.forEach(function (r) {
+        var ok = (!want || r.tr.dataset.o === want) && (!text || r.name.indexOf(text) >= 0);
+        r.tr.hidden = !ok || (grouped && r.head !== null && r.head.folded);
         if (ok) { count += 1; }
       });
-      heads.forEach(function (th) { th.hidden = !grouped; });
+      heads.forEach(function (h) { h.tr.hidden = !grouped; });
       if (shown) { shown.textContent = String(count); }
     }
-    heads.forEach(function (th) {
-      th.addEventListener("click", function () {
-        folded[th.dataset.cls] = !folded[th.dataset.cls];
-        apply();
-      });
+    heads.forEach(function (h) {
+      h.tr.addEventListener("click", function () { h.folded = !h.folded; apply(); });
     });
     [status, search, group].forEach(function (el) {
       if (el) { el.addEventListener("input", apply); el.addEventListener("change", apply); }

@@ -164,8 +164,7 @@ def run_page(test_id: str) -> Response:
         previous=store.previous_run(test) if rows else None,
         can_cancel=can_cancel(TestState(test.state)), final=is_final(test.state),
         rerun_secrets=_secret_fields(rerun), rerun_problem=_rerun_problem(test, rerun),
-        failed_names=sum(r["o"] == "failed" for _c, items in context["table"]
-                         for r in items))
+        failed_names=sum(bad for _cls, _items, bad in context["table"]))
     return _page("run.html", 200, nav="runs", **context)
 
 

@@ -61,6 +61,7 @@ class Change:
     view: dict[str, Any]
     stamp: int
     final: bool
+    reports: list[tuple[int, dict[str, Any]]]  # new state reports, for a watched run
 
 
 @dataclass
@@ -74,6 +75,9 @@ class Hub:
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _changes: deque[Change] = field(default_factory=lambda: deque(maxlen=_KEEP))
     _seen: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    # runs whose page is open here: how many, and the last report id fetched for them
+    _watched: dict[str, int] = field(default_factory=dict)
+    _reported: dict[str, int] = field(default_factory=dict)
     _seq: int = 0
     streams: int = 0
     _thread: threading.Thread | None = None
@@ -91,9 +95,21 @@ class Hub:
                 self._thread.start()
             return True
 
-    def leave(self) -> None:
+    def leave(self, test_id: str | None = None) -> None:
         with self._cond:
             self.streams -= 1
+            if test_id is not None:
+                self._watched[test_id] -= 1
+                if not self._watched[test_id]:
+                    del self._watched[test_id]
+                    self._reported.pop(test_id, None)
+
+    def watch(self, test_id: str, after: int) -> None:
+        """A run's page is open: its new status reports are fetched once per change for
+        every page of it (from `after` on, the last the page has)."""
+        with self._cond:
+            self._watched[test_id] = self._watched.get(test_id, 0) + 1
+            self._reported[test_id] = min(self._reported.get(test_id, after), after)
 
     @property
     def seq(self) -> int:
@@ -136,10 +152,21 @@ class Hub:
         if not fresh:
             return
         with self._cond:
+            watched = {t: self._reported.get(t, 0) for t in self._watched}
+        reports: dict[str, list[tuple[int, dict[str, Any]]]] = {}
+        for row in fresh:
+            if row.id in watched:  # one query per changed run with pages open, not per page
+                reports[row.id] = [(r.id, report_event(r))
+                                   for r in self.store.state_reports(row.id, watched[row.id])]
+        with self._cond:
             for row in fresh:
+                found = reports.get(row.id, [])
+                if found and row.id in self._reported:
+                    self._reported[row.id] = max(self._reported[row.id], found[-1][0])
                 self._seq += 1
                 self._changes.append(Change(self._seq, row.id, self.view(row),
-                                            stamp(row.updated_at), is_final(row.state)))
+                                            stamp(row.updated_at), is_final(row.state),
+                                            found))
             self._cond.notify_all()
 
     def wait(self, after: int, timeout_s: float) -> list[Change]:
@@ -162,6 +189,7 @@ def sse(event: str, data: Any, event_id: int | None = None) -> str:
 def run_stream(hub: Hub, store: Store, test_id: str, since: dt.datetime | None,
                end_view: Callable[[TestRow], dict[str, Any]]) -> Iterator[str]:
     """A run's page: its view when it changes, its new status reports, the end."""
+    watching = False
     try:
         yield "retry: 1000\n\n"
         seq = hub.seq
@@ -172,8 +200,10 @@ def run_stream(hub: Hub, store: Store, test_id: str, since: dt.datetime | None,
         after = 0
         for r in store.state_reports(test_id):
             if since is None or (as_utc(r.at) or since) > since:
-                yield sse("report", _report(r), stamp(test.updated_at))
+                yield sse("report", report_event(r), stamp(test.updated_at))
             after = r.id
+        hub.watch(test_id, after)
+        watching = True
         sent = stamp(test.updated_at)
         yield sse("test", hub.view(test), sent)
         if is_final(test.state):
@@ -187,9 +217,11 @@ def run_stream(hub: Hub, store: Store, test_id: str, since: dt.datetime | None,
             if changes:
                 seq = changes[-1].seq
             if mine:
-                for r in store.state_reports(test_id, after):
-                    yield sse("report", _report(r), mine[-1].stamp)
-                    after = r.id
+                for c in mine:
+                    for report_id, report in c.reports:
+                        if report_id > after:
+                            yield sse("report", report, c.stamp)
+                            after = report_id
                 last = mine[-1]
                 sent = last.stamp
                 yield sse("test", last.view, last.stamp)
@@ -202,7 +234,7 @@ def run_stream(hub: Hub, store: Store, test_id: str, since: dt.datetime | None,
                 yield ": keepalive\n\n"  # a dead client is found by this write failing
                 last_write = time.monotonic()
     finally:
-        hub.leave()
+        hub.leave(test_id if watching else None)
 
 
 def runs_stream(hub: Hub, store: Store, since: dt.datetime | None) -> Iterator[str]:
@@ -236,7 +268,7 @@ def runs_stream(hub: Hub, store: Store, since: dt.datetime | None) -> Iterator[s
         hub.leave()
 
 
-def _report(r: ReportRow) -> dict[str, Any]:
+def report_event(r: ReportRow) -> dict[str, Any]:
     at = as_utc(r.at)
     return {"at": at.isoformat(timespec="seconds") if at else None, "source": r.source,
             "worker": r.worker, "state": r.state, "message": r.message,
