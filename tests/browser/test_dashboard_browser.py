@@ -163,7 +163,7 @@ def test_live_runs_compare_run_failed_again_and_cancel(
           600, "the new run to pass on the runs page")
     assert browser.execute_script("return document.body.dataset.marker") == "no reload"
     assert text_of(browser, '[data-test="brw-pass"] [data-f=passed]') == "5"
-    browser.save_screenshot(str(out / "dashboard-runs.png"))
+    assert not browser.find_elements(By.ID, "runs-empty")
     # 2. the same tests with a default domain that does not exist: one test fails. Its
     # page, open from the start, follows the run live and shows the end
     bad = keystone.tempest_conf()
@@ -237,5 +237,8 @@ def test_live_runs_compare_run_failed_again_and_cancel(
     while processes_under(worker.work_dir):
         assert time.monotonic() < end, "Tempest still runs after the cancel"
         time.sleep(0.5)
+    browser.get(server.url)
+    until(browser, lambda d: "Live" in text_of(d, "#live"), 60, "the runs page")
+    browser.save_screenshot(str(out / "dashboard-runs.png"))
     for text in (browser.page_source, server.log.read_text()):
         assert ADMIN_PASSWORD not in text

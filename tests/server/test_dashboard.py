@@ -26,7 +26,8 @@ PAGES = ["/", "/runs/r1", "/queue", "/compare?a=r1", "/history?name=a.T.test_ok"
 def create(app: App, test_id: str, conf: dict[str, Any] | None = None, **more: Any) -> None:
     r = app.client.post("/v1/tests", headers=app.user(), json={
         "test_id": test_id, "tempest": {"version": "47.0.0"}, "queue_anyway": True,
-        "conf": conf or {"identity": {"uri_v3": "http://127.0.0.1:9/v3"},
+        "conf": conf or {"identity": {"uri_v3": "http://127.0.0.1:9/v3",
+                                      "user_minimum_password_age": 0},
                          "auth": {"admin_password": "pw-dash-7"}},
         "tests": {"regex": "tempest.api.identity"}, **more})
     assert r.status_code == 201, r.text
@@ -156,6 +157,14 @@ def test_the_run_page_and_the_report_show_every_test(farm_app: App) -> None:
         assert "<details open" not in text  # failures folded
         assert "no volume service" in text  # the skip reason
         assert ">tempest.api.identity.S (1)</td>" in text  # grouping by class
+    # the downloads work with the session (the page's links), not only a bearer token
+    for fmt, start in (("subunit", b"\xb3"), ("junit", b"<?xml"), ("json", b"{"),
+                       ("html", b"<!DOCTYPE html>")):
+        r = farm_app.client.get(f"/runs/r1/results.{fmt}")
+        assert r.status_code == 200 and r.data.startswith(start), fmt
+        assert r.headers["Content-Disposition"].startswith("attachment; filename=\"r1.")
+    assert 'href="/runs/r1/results.junit"' in farm_app.client.get("/runs/r1").text
+    assert farm_app.client.get("/runs/r1/results.pdf").status_code == 404
     report = farm_app.client.get("/v1/tests/r1/results?format=html", headers=farm_app.user())
     assert "<link" not in report.text and 'src="' not in report.text  # one file
     assert "function setupTable" in report.text and "Status history" in report.text
@@ -216,7 +225,8 @@ def test_run_the_failed_tests_again_asks_for_the_secret(farm_app: App) -> None:
                             ("a.T.test_worse", "fail", "E")], "failed")
     token = sign_in(farm_app)
     page = farm_app.client.get("/runs/f1").text
-    assert 'name="secret:auth:admin_password"' in page and "pw-dash-7" not in page
+    assert re.findall(r'name="(secret:[^"]+)"', page) == ["secret:auth:admin_password"]
+    assert "pw-dash-7" not in page  # a number under a password-looking key is no secret
     r = farm_app.client.post("/runs/f1/rerun", data={"csrf": token, "failed": "1"})
     assert r.status_code == 400 and "auth.admin_password" in r.text
     form = {"csrf": token, "failed": "1", "secret:auth:admin_password": "pw-dash-7"}

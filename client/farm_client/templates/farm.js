@@ -103,6 +103,8 @@
     setField(tr, "version", v.tempest_version);
     setField(tr, "guideline", v.guideline ? v.guideline.version + " " + (v.guideline.target || "") : "");
     setField(tr, "created", (v.created_at || "").replace("T", " ").replace("+00:00", ""));
+    var empty = document.getElementById("runs-empty");
+    if (empty) { empty.remove(); }
     body.insertBefore(tr, body.firstElementChild);
     return tr;
   }

@@ -44,7 +44,7 @@ from farm_worker.protocol import (
     run_function,
     show,
 )
-from farm_worker.redaction import scrub_conf
+from farm_worker.redaction import REMOVED, SECRET_KEY
 
 log = logging.getLogger(__name__)
 bp = Blueprint("v1", __name__)
@@ -131,8 +131,11 @@ def rerun_doc(doc: dict[str, Any]) -> dict[str, Any]:
     its accounts and its conf's secret values (REMOVED marks them; the dashboard asks for
     them again)."""
     out = {k: v for k, v in doc.items() if k not in ("test_id", "queue_anyway", "accounts")}
-    if isinstance(out.get("conf"), dict):
-        out["conf"] = scrub_conf(out["conf"])
+    if isinstance(out.get("conf"), dict):  # a secret is a text under a secret-looking key
+        out["conf"] = {section: {key: REMOVED if SECRET_KEY.search(key) and
+                                 isinstance(value, str) else value
+                                 for key, value in values.items()}
+                       for section, values in out["conf"].items()}
     if doc.get("accounts"):
         out["had_accounts"] = True
     return out
@@ -303,7 +306,12 @@ def cancel(test_id: str, user: str | None) -> tuple[Response, int]:
 @bp.get("/tests/<test_id>/results")
 def results(test_id: str) -> tuple[Response, int]:
     require_user()
-    fmt = checked_query(RESULTS_QUERY, request.args)["format"]
+    return results_response(test_id, checked_query(RESULTS_QUERY, request.args)["format"])
+
+
+def results_response(test_id: str, fmt: str) -> tuple[Response, int]:
+    """A run's results in a format of RESULT_FORMATS (the API, and the dashboard's
+    downloads)."""
     test = _test_or_404(test_id)
     if not isinstance(test, TestRow):
         return test

@@ -261,6 +261,21 @@ def history_summary(key: tuple[str, str], points: list[Any]) -> dict[str, Any]:
 
 
 # ---- actions -----------------------------------------------------------------------------
+@bp.get("/runs/<test_id>/results.<fmt>")
+@signed_in
+def download(test_id: str, fmt: str) -> Response:
+    """The run's results for a person signed in: subunit, junit, json or html."""
+    if fmt not in ("subunit", "junit", "json", "html"):
+        return _page("error.html", 404, problem=f"No results as {fmt!r}: subunit, junit, "
+                     "json or html.")
+    response, code = v1.results_response(test_id, fmt)
+    if code != 200:
+        return _page("error.html", code, problem=response.get_json()["error"])
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="{test_id}.{ {"junit": "xml"}.get(fmt, fmt) }"')
+    return response
+
+
 @bp.post("/runs/<test_id>/cancel")
 @signed_in
 def cancel_run(test_id: str) -> Response:
