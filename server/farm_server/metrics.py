@@ -13,8 +13,8 @@ Tempest versions, states, outcomes, gearmand addresses; never a test id or a wor
 
 from __future__ import annotations
 
-import functools
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
@@ -81,12 +81,20 @@ class Metrics:
                                  multiprocess_mode="mostrecent")
 
 
-@functools.cache
+_made: list[Metrics] = []
+_making = threading.Lock()
+
+
 def m() -> Metrics:
-    """This process's metrics."""
-    if os.environ.get(MULTIPROC_ENV):
-        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
-    return Metrics()
+    """This process's metrics, made once: by the first request of one of its threads (two
+    threads making them at once would register every metric twice)."""
+    if not _made:
+        with _making:
+            if not _made:
+                if os.environ.get(MULTIPROC_ENV):
+                    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+                _made.append(Metrics())
+    return _made[0]
 
 
 class StoreCollector(Collector):
