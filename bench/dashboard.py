@@ -133,6 +133,7 @@ class Streams:
         self.sel = selectors.DefaultSelector()
         self.stop = threading.Event()
         self.bytes = self.refused = self.opened = 0
+        self._later: list[tuple[float, str]] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _open(self, path: str) -> None:
@@ -160,8 +161,11 @@ class Streams:
                     continue
                 self.sel.unregister(sock)
                 sock.close()
-                time.sleep(0.05)
-                self._open(key.data)
+                self._later.append((time.monotonic() + 2, key.data))  # as the page does
+            now = time.monotonic()
+            for due, path in [x for x in self._later if x[0] <= now]:
+                self._later.remove((due, path))
+                self._open(path)
         for key in list(self.sel.get_map().values()):
             key.fileobj.close()  # type: ignore[union-attr]
 
@@ -175,10 +179,13 @@ class Streams:
 
 
 @contextmanager
-def serving(base: Path, url: str | None, runs: int, per_run: int) -> Iterator[FarmServer]:
+def serving(base: Path, url: str | None, runs: int, per_run: int,
+            interval_s: float | None = None) -> Iterator[FarmServer]:
     gearmand = Gearmand(base / "gearmand", queue="builtin")
     gearmand.start()
     extra: dict[str, Any] = {"monitor": False}
+    if interval_s:
+        extra["live_interval_s"] = interval_s
     if url:
         extra["database_url"] = url
     server = FarmServer(base / "server", [gearmand.address], extra=extra)
@@ -196,7 +203,7 @@ def serving(base: Path, url: str | None, runs: int, per_run: int) -> Iterator[Fa
 def bench(name: str, base: Path, url: str | None, args: argparse.Namespace) -> list[str]:
     print(f"{name}: filling the store", flush=True)
     out = []
-    with serving(base, url, args.runs, args.tests_per_run) as server:
+    with serving(base, url, args.runs, args.tests_per_run, args.live_interval) as server:
         s = requests.Session()
         r = s.post(server.url + "signin", data={"token": server.user_token}, timeout=30)
         assert r.status_code == 200 and s.cookies.get("farm_session"), r.text[:300]
@@ -262,6 +269,8 @@ def main() -> int:
     parser.add_argument("--streams", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--live-interval", type=float,
+                        help="the server's live_interval_s (default: its own)")
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds with and as many without live pages (default 2)")
     args = parser.parse_args()

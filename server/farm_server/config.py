@@ -78,8 +78,8 @@ class ServerConfig:
     cookie_secure: bool = False
     # gunicorn gthread workers: threads per process, of which at most live_streams may be
     # held by open live pages (the rest always serve reports and the API)
-    threads: int = 32
-    live_streams: int = 24
+    threads: int = 64
+    live_streams: int = 56
     live_interval_s: float = 0.25  # how often a process looks for changed runs
     source: str = "<defaults>"
 
@@ -223,9 +223,10 @@ def load_server_config(path: str | Path | None = None, *,
         if value is not None:
             values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
     threads = values.get("threads", ServerConfig.threads)
-    if values.get("live_streams", ServerConfig.live_streams) > threads - 2:
-        raise invalid(source, "live_streams", f"{values.get('live_streams')} leaves fewer "
-                      f"than 2 of the {threads} threads for reports and the API")
+    streams = values.get("live_streams", ServerConfig.live_streams)
+    if streams > threads - 2:
+        raise invalid(source, "live_streams", f"{streams} leaves fewer than 2 of the "
+                      f"{threads} threads (threads) for reports and the API")
     if "database_url" not in values:  # the default's directory is ours to make, 0700
         base = _default_dir(env)
         try:

@@ -10,10 +10,12 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from farm_server.config import ServerConfigError, load_server_config
 from farm_server.dashboard import live, live_view
 from harness.subunit_streams import stream
 from server.conftest import App, json_of
@@ -331,3 +333,14 @@ def test_a_live_run_stream_follows_reports_to_the_end(farm_app: App) -> None:
     read_until("end", "passed")
     assert [d["state"] for k, d in got if k == "report"] == ["queued", "running", "passed"]
     response.close()
+
+
+def test_live_streams_must_leave_threads_for_the_reports(tmp_path: Path) -> None:
+    path = tmp_path / "server.yaml"
+    path.write_text("threads: 8\n")
+    with pytest.raises(ServerConfigError, match=r"live_streams: 56 leaves fewer than 2 of "
+                                                r"the 8 threads") as err:
+        load_server_config(path, environ={})
+    assert err.value.field == "live_streams"
+    path.write_text("threads: 8\nlive_streams: 6\n")
+    assert load_server_config(path, environ={}).live_streams == 6

@@ -62,6 +62,10 @@ class Change:
     stamp: int
     final: bool
     reports: list[tuple[int, dict[str, Any]]]  # new state reports, for a watched run
+    data: str = ""  # the view as an event's data, encoded once for every page
+
+    def __post_init__(self) -> None:
+        self.data = encode(self.view)
 
 
 @dataclass
@@ -170,20 +174,31 @@ class Hub:
             self._cond.notify_all()
 
     def wait(self, after: int, timeout_s: float) -> list[Change]:
-        """The changes after sequence number `after`, waiting up to `timeout_s` for one."""
+        """The changes after sequence number `after`, waiting up to `timeout_s` for one
+        (newest last; read from the newest back, not through all that are kept)."""
         with self._cond:
             if self._seq <= after:
                 self._cond.wait(timeout_s)
-            return [c for c in self._changes if c.seq > after]
+            out = []
+            for c in reversed(self._changes):
+                if c.seq <= after:
+                    break
+                out.append(c)
+            out.reverse()
+            return out
+
+
+def encode(data: Any) -> str:
+    """JSON on one line (so no field can end an event early), and no markup even in JSON:
+    a page (or a proxy's error page) never sees a tag in it."""
+    text = json.dumps(data, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def sse(event: str, data: Any, event_id: int | None = None) -> str:
-    """One Server-Sent Event; JSON data is one line, so no field can end it early."""
+    """One Server-Sent Event; `data` is encoded unless it is already (a str)."""
     head = f"id: {event_id}\n" if event_id is not None else ""
-    text = json.dumps(data, separators=(",", ":"))
-    # no markup even in JSON: a page (or a proxy's error page) never sees a tag in it
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return f"{head}event: {event}\ndata: {text}\n\n"
+    return f"{head}event: {event}\ndata: {data if isinstance(data, str) else encode(data)}\n\n"
 
 
 def run_stream(hub: Hub, store: Store, test_id: str, since: dt.datetime | None,
@@ -224,11 +239,11 @@ def run_stream(hub: Hub, store: Store, test_id: str, since: dt.datetime | None,
                             after = report_id
                 last = mine[-1]
                 sent = last.stamp
-                yield sse("test", last.view, last.stamp)
+                yield sse("test", last.data, last.stamp)
                 last_write = time.monotonic()
                 if last.final:
                     final = store.get(test_id)
-                    yield sse("end", end_view(final) if final else last.view, last.stamp)
+                    yield sse("end", end_view(final) if final else last.data, last.stamp)
                     return
             elif time.monotonic() - last_write >= KEEPALIVE_S:
                 yield ": keepalive\n\n"  # a dead client is found by this write failing
@@ -259,7 +274,7 @@ def runs_stream(hub: Hub, store: Store, since: dt.datetime | None) -> Iterator[s
                         latest[c.test_id] = c
                 for c in sorted(latest.values(), key=lambda c: c.seq):
                     sent[c.test_id] = c.stamp
-                    yield sse("test", c.view, c.stamp)
+                    yield sse("test", c.data, c.stamp)
                 last_write = time.monotonic()
             elif time.monotonic() - last_write >= KEEPALIVE_S:
                 yield ": keepalive\n\n"
