@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import random
+import re
 import selectors
 import socket
 import statistics
@@ -225,10 +226,49 @@ def bench(name: str, base: Path, url: str | None, args: argparse.Namespace) -> l
         p50, p99 = timed(s, server.url + "v1/compare?a=big-a&b=big-b", 30)
         out.append(f"{name}: GET /v1/compare of two 1,500-test runs: p50 {p50:.1f} ms, "
                    f"p99 {p99:.1f} ms")
+        out.append(report_to_page(name, server, s))
         out.append(reports_with_pages(name, server, base, args, s.cookies["farm_session"]))
     for line in out:
         print(line, flush=True)
     return out
+
+
+def report_to_page(name: str, server: FarmServer, session: requests.Session,
+                   samples: int = 20) -> str:
+    """How long a worker's report takes to reach an open run page: a report posted, the
+    time until its event arrives on the page's stream."""
+    server.queue_test("bench-latency")
+    arrived: dict[str, float] = {}
+    stream = session.get(server.url + "events?test=bench-latency", stream=True, timeout=60,
+                         headers={"Authorization": ""})
+
+    def read() -> None:
+        for line in stream.iter_lines(decode_unicode=True):
+            for key in re.findall(r'"message":"(lat-\d+)"', line or ""):
+                arrived.setdefault(key, time.perf_counter())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    time.sleep(1)
+    sent: dict[str, float] = {}
+    for i in range(samples):
+        key = f"lat-{i}"
+        sent[key] = time.perf_counter()
+        r = requests.post(server.url + "update-test-status/", timeout=30, json={
+            "test_id": "bench-latency", "status": "running", "message": key},
+            headers={"Authorization": f"Bearer {server.worker_token}"})
+        assert r.status_code == 202, r.text
+        end = time.monotonic() + 10
+        while key not in arrived and time.monotonic() < end:
+            time.sleep(0.005)
+        time.sleep(0.1)
+    stream.close()
+    waits = sorted((arrived[k] - sent[k]) * 1000 for k in sent if k in arrived)
+    if len(waits) < samples:
+        return f"{name}: a report to an open page: {samples - len(waits)} of {samples} lost!"
+    return (f"{name}: a worker's report on an open run page after p50 "
+            f"{statistics.median(waits):.0f} ms, max {waits[-1]:.0f} ms ({samples} reports; "
+            "goal < 1 s)")
 
 
 def reports_with_pages(name: str, server: FarmServer, base: Path, args: argparse.Namespace,

@@ -62,6 +62,10 @@ def test_client_without_the_server_then_the_whole_farm(tmp_path: Path) -> None:
     loaded = set(json.loads(_run(python, "-c", LOADED)))
     assert "farm_client" in loaded and not loaded & (WEB_STACK | {"farm_server"}), loaded
     assert "submit" in _run(venv / "bin" / "farm", "--help")
+    # the templates (the HTML report's, the dashboard's) are in the client's wheel
+    page = _run(python, "-c", "from farm_client.reports import compare_html; print(compare_html("
+                "{'a': 'A', 'b': 'B', 'counts': {}, 'ratio': 1.5, 'min_delta_s': 1}))")
+    assert "function setupTable" in page and "main{padding" in page
     assert not (venv / "bin" / "farm-server").exists()
 
     _run(*install, server, env=env)

@@ -113,7 +113,6 @@ def test_sign_in_csrf_escaping_phone_width_and_sign_out(
     cookie = browser.get_cookie("farm_session")
     assert cookie and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert browser.execute_script("return document.cookie") == ""  # not readable by scripts
-    browser.save_screenshot(str(out / "dashboard-queue.png"))
     # a run whose message carries markup, changed while the page is open: text, not HTML
     server.queue_test("xss-1")
     browser.get(server.url)
@@ -152,6 +151,7 @@ def test_live_runs_compare_run_failed_again_and_cancel(
         browser: WebDriver, server: FarmServer, workers: WorkerFactory, keystone: Keystone,
         tempest47: PrepareResult, tmp_path: Path) -> None:
     out = shots(tmp_path)
+    env = {**os.environ, "FARM_SERVER_URL": server.url, "FARM_TOKEN": server.user_token}
     worker = server_worker(workers, server, "brw")
     browser.get(server.url)
     sign_in(browser, server, server.user_token)
@@ -196,12 +196,28 @@ def test_live_runs_compare_run_failed_again_and_cancel(
     assert text_of(browser, '[data-kind="regressed"] b') == "1"
     browser.save_screenshot(str(out / "dashboard-compare.png"))
     r = subprocess.run([FARM, "compare", "brw-pass", "brw-fail", "--format", "json"],
-                       capture_output=True, text=True, timeout=60,
-                       env={**os.environ, "FARM_SERVER_URL": server.url,
-                            "FARM_TOKEN": server.user_token})
+                       capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 1, r.stderr  # a test regressed
     assert [c["name"].split("[")[0] for c in json.loads(r.stdout)["regressed"]] == [
         DOMAIN_TEST]
+    # the report and the comparison as files, opened from disk: they load nothing, and
+    # the report's filters work there too
+    for argv, name in ((["results", "brw-fail", "--format", "html"], "report.html"),
+                       (["compare", "brw-pass", "brw-fail", "--format", "html"], "cmp.html")):
+        r = subprocess.run([FARM, *argv, "-o", str(tmp_path / name)], capture_output=True,
+                           text=True, timeout=60, env=env)
+        assert (tmp_path / name).exists(), r.stderr
+    browser.get(f"file://{tmp_path / 'report.html'}")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#tests tr.t")) == 5
+    browser.find_element(By.ID, "t-status").send_keys("failed")
+    assert len([r for r in browser.find_elements(By.CSS_SELECTOR, "#tests tr.t")
+                if r.is_displayed()]) == 1
+    browser.find_element(By.ID, "t-group").click()  # group by class: the headers show
+    assert any(h.is_displayed() for h in browser.find_elements(By.CSS_SELECTOR, "tr.grp"))
+    browser.get(f"file://{tmp_path / 'cmp.html'}")
+    assert DOMAIN_TEST in text_of(browser, "#cmp-regressed")
+    browser.back()
+    browser.back()
     # 4. its history: passed, then failed, failing since brw-fail
     browser.find_element(By.PARTIAL_LINK_TEXT, DOMAIN_TEST).click()
     until(browser, lambda d: "failing since" in text_of(d, "main"), 30, "the history")
@@ -229,6 +245,13 @@ def test_live_runs_compare_run_failed_again_and_cancel(
     until(browser, lambda d: int(text_of(d, "#run [data-f=done]") or 0) > 0, 600,
           "the first test done")
     assert processes_under(worker.work_dir)  # Tempest runs
+    # the queue page meanwhile: the worker, its version and its current run
+    browser.get(server.url + "queue")
+    until(browser, lambda d: "brw-cxl" in text_of(d, "#queue"), 60, "the worker's run")
+    queue = text_of(browser, "#queue")
+    assert "47.0.0" in queue and "Workers (1)" in queue  # its control connection folded in
+    browser.save_screenshot(str(out / "dashboard-queue.png"))
+    browser.get(server.url + "runs/brw-cxl")
     until(browser, lambda d: "Live" in text_of(d, "#live"), 60, "the stream (a settled page)")
     browser.find_element(By.ID, "cancel").click()
     until(browser, lambda d: d.execute_script("return document.body.dataset.ended || ''")

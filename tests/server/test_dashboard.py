@@ -15,8 +15,13 @@ from typing import Any
 
 import pytest
 
-from farm_server.config import ServerConfigError, load_server_config
+from farm_client.gearman_client import Gearman, Server
+from farm_lab.gearmand import Gearmand
+from farm_lab.loopback import free_port
+from farm_server.app import create_app
+from farm_server.config import ServerConfig, ServerConfigError, load_server_config
 from farm_server.dashboard import live, live_view
+from farm_server.store import Store
 from harness.subunit_streams import stream
 from server.conftest import App, json_of
 
@@ -344,3 +349,42 @@ def test_live_streams_must_leave_threads_for_the_reports(tmp_path: Path) -> None
     assert err.value.field == "live_streams"
     path.write_text("threads: 8\nlive_streams: 6\n")
     assert load_server_config(path, environ={}).live_streams == 6
+
+
+@pytest.mark.gearman
+def test_the_refstack_upload_is_shown_with_its_link(farm_app: App) -> None:
+    create(farm_app, "u1")
+    finish(farm_app, "u1", [("a.T.test_ok", "success", "")], "passed")
+    r = farm_app.client.post("/v1/tests/u1/uploads", headers=farm_app.user(), json={
+        "target": "https://refstack.example.org/api", "state": "uploaded",
+        "result_id": "abc-123", "result_url": "https://refstack.example.org/#/results/abc-123"})
+    assert r.status_code == 201, r.text
+    sign_in(farm_app)
+    page = farm_app.client.get("/runs/u1").text
+    assert "RefStack uploads" in page and "uploaded" in page
+    assert '<a href="https://refstack.example.org/#/results/abc-123" rel="noreferrer">abc-123' \
+        in page
+
+
+@pytest.mark.gearman
+def test_the_queue_page_shows_an_unreachable_gearmand(tmp_path: Path,
+                                                      own_gearmand: Gearmand) -> None:
+    dead = Server("127.0.0.1", free_port())
+    cfg = ServerConfig(database_url=f"sqlite:///{tmp_path / 's.db'}",
+                       gearman_servers=(Server("127.0.0.1", own_gearmand.port), dead),
+                       callback_url="http://127.0.0.1:9/")
+    store = Store(cfg.database_url)
+    store.migrate()
+    gearman = Gearman(cfg.gearman_servers)
+    app = create_app(cfg, store=store, gearman=gearman)
+    try:
+        client = app.test_client()
+        token = store.add_user("bob")
+        assert client.post("/signin", data={"token": token}).status_code == 303
+        page = client.get("/queue").text
+        assert page.count('<span class="state passed">up</span>') == 1
+        assert f"gearmand <span class=\"mono\">{dead}</span>" in page
+        assert '<span class="state error">unreachable</span>' in page
+    finally:
+        gearman.close()
+        store.engine.dispose()

@@ -178,10 +178,7 @@ def queue_page() -> Response:
     for server in state.gearman.servers:
         try:
             found = queue_functions(state.gearman, state.store, server)
-            workers = [{**w, "versions": sorted(v for v in map(version_of_function,
-                                                               w["functions"]) if v),
-                        "run": running.get(w["client_id"])}
-                       for w in state.gearman.workers(server)]
+            workers = _workers(state.gearman.workers(server), running)
             servers.append({"server": str(server), "reachable": True, "workers": workers,
                             "functions": [dict(f, version=version_of_function(f["name"]))
                                           for f in found.functions
@@ -193,6 +190,19 @@ def queue_page() -> Response:
              for w in state.store.workers()]
     return _page("queue.html", 200, nav="queue", servers=servers, hosts=hosts,
                  queued=sum(t.state == "queued" for t in active), active=len(active))
+
+
+def _workers(connections: list[dict[str, Any]], running: dict[str, str]
+             ) -> list[dict[str, Any]]:
+    """gearmand's worker connections as people count workers: a worker's control
+    connection (`ID.control`: ping, cancel) is folded into the worker."""
+    by_id: dict[str, dict[str, Any]] = {}
+    for w in connections:
+        worker_id = w["client_id"].removesuffix(".control")
+        found = by_id.setdefault(worker_id, {"client_id": worker_id, "address": w["address"],
+                                             "versions": set(), "run": running.get(worker_id)})
+        found["versions"] |= {v for v in map(version_of_function, w["functions"]) if v}
+    return [{**w, "versions": sorted(w["versions"])} for w in by_id.values()]
 
 
 @bp.get("/compare")
