@@ -388,3 +388,8 @@ def test_the_queue_page_shows_an_unreachable_gearmand(tmp_path: Path,
     finally:
         gearman.close()
         store.engine.dispose()
+
+
+@pytest.mark.parametrize("value", ["", "x", "-5", "0", "99999999999999999999999999", "1e9"])
+def test_a_bad_last_event_id_starts_the_stream_anew(value: str) -> None:
+    assert live.from_stamp(value) is None

@@ -37,7 +37,7 @@ from farm_server.state import farm
 from farm_server.store import RunsFilter, as_utc
 from farm_server.store.pages import is_final
 from farm_server.uploader import upload_view
-from farm_worker.protocol import TestState, version_of_function
+from farm_worker.protocol import SUBUNIT_FAILED, TestState, version_of_function
 from farm_worker.protocol.payload import TEST_ID_PATTERN
 from farm_worker.redaction import REMOVED
 
@@ -317,7 +317,7 @@ def rerun(test_id: str) -> Response:
         doc["conf"][section][key] = value
     if request.form.get("failed") == "1":
         failed = [r["name"] for r in store.result_rows(test_id)
-                  if r["status"] in ("fail", "uxsuccess")]
+                  if r["status"] in SUBUNIT_FAILED]
         names = [n for n in failed if not n.split("[", 1)[0].endswith(")")]
         if not names:
             return _page("error.html", 409, problem=f"{test_id} has no failed test to run "

@@ -1,9 +1,10 @@
 """Live pages by Server-Sent Events, at a cost that does not grow with the pages open.
 
-The serving model (docs/dashboard.md#live-updates): gunicorn's gthread workers, where an
-open stream holds a thread, not a process. In each process one `Hub` thread asks the store
-every `live_interval_s` for the runs changed lately (one query on the `updated_at` index,
-whatever the number of pages) and wakes the streams; a stream only filters and writes. At
+The serving model (docs/dashboard.md#live-updates-and-the-serving-model): gunicorn's
+gthread workers, where an open stream holds a thread, not a process. In each process one
+`Hub` thread asks the store every `live_interval_s` for the runs changed lately (one query
+on the `updated_at` index, whatever the number of pages) and wakes the streams; a stream
+only filters and writes. At
 most `live_streams` threads of a process hold streams: the others always serve the
 workers' reports and the API. A stream lasts `STREAM_S` and the browser reconnects with
 `Last-Event-ID`, so a stream never outlives a deploy for long.
@@ -47,11 +48,12 @@ def stamp(value: dt.datetime | None) -> int:
 
 
 def from_stamp(text: str | None) -> dt.datetime | None:
+    """An event id back to its time; None for anything else (a stream then starts anew)."""
     try:
         value = int(text or "")
-    except ValueError:
+        return dt.datetime.fromtimestamp(value / 1_000_000, dt.UTC) if value > 0 else None
+    except (ValueError, OverflowError, OSError):
         return None
-    return dt.datetime.fromtimestamp(value / 1_000_000, dt.UTC) if value > 0 else None
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Hub:
     store: Store
     view: Callable[[TestRow], dict[str, Any]]
     interval_s: float = 0.25
-    capacity: int = 24
+    capacity: int = 56
     _cond: threading.Condition = field(default_factory=threading.Condition)
     _changes: deque[Change] = field(default_factory=lambda: deque(maxlen=_KEEP))
     _seen: dict[str, tuple[Any, ...]] = field(default_factory=dict)
@@ -85,7 +87,6 @@ class Hub:
     _seq: int = 0
     streams: int = 0
     _thread: threading.Thread | None = None
-    polls: int = 0
 
     def enter(self) -> bool:
         """A stream starts, if a thread may be held for it."""
@@ -142,7 +143,6 @@ class Hub:
         """Look for the runs changed lately; wake the streams if any did."""
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=WINDOW_S)
         rows = self.store.changed_since(since)
-        self.polls += 1
         fresh = []
         for row in rows:
             key = (stamp(row.updated_at), row.state, row.progress_done, row.message,
