@@ -4,10 +4,9 @@ The serving model (docs/dashboard.md#live-updates-and-the-serving-model): gunico
 gthread workers, where an open stream holds a thread, not a process. In each process one
 `Hub` thread asks the store every `live_interval_s` for the runs changed lately (one query
 on the `updated_at` index, whatever the number of pages) and wakes the streams; a stream
-only filters and writes. At
-most `live_streams` threads of a process hold streams: the others always serve the
-workers' reports and the API. A stream lasts `STREAM_S` and the browser reconnects with
-`Last-Event-ID`, so a stream never outlives a deploy for long.
+only filters and writes. At most `live_streams` threads of a process hold streams: the
+others always serve the workers' reports and the API. A stream lasts `STREAM_S` and the
+browser reconnects with `Last-Event-ID`, so a stream never outlives a deploy for long.
 
 Events: `test` (a run's view, id = its change's time in microseconds), `report` (a run's
 new status report, on a run's stream), `end` (the run reached a final state; the stream
