@@ -126,11 +126,23 @@ def test_sign_in_csrf_escaping_phone_width_and_sign_out(
     browser.get(server.url + "runs/xss-1")
     until(browser, lambda d: XSS in text_of(d, "[data-f=message]"), 30, "the message as text")
     assert browser.execute_script("return window.__xss") is None
+    # the server away: the page says so, and comes back live by itself
+    server.stop()
+    until(browser, lambda d: "Disconnected, retrying" in text_of(d, "#live"), 60,
+          "the page to say it lost the stream")
+    server.serve()
+    until(browser, lambda d: "Live" in text_of(d, "#live"), 60, "the stream back")
+    r = requests.post(server.url + "update-test-status/", timeout=30, headers={
+        "Authorization": f"Bearer {server.worker_token}"}, json={
+        "test_id": "xss-1", "status": "running", "worker": "w-x", "message": "back"})
+    assert r.status_code == 202, r.text
+    until(browser, lambda d: text_of(d, "#run [data-f=state]") == "running", 30,
+          "a report after the reconnect")
     # a form without its CSRF token is refused and nothing is done
     browser.execute_script("document.querySelector('#actions input[name=csrf]').value='x'")
     browser.find_element(By.ID, "cancel").click()
     until(browser, lambda d: "CSRF" in text_of(d, "#problem"), 30, "the CSRF refusal")
-    assert server.api("GET", "/v1/tests/xss-1").json()["test"]["state"] == "installing"
+    assert server.api("GET", "/v1/tests/xss-1").json()["test"]["state"] == "running"
     # a phone's width: nothing wider than the screen but the tables' own scrolling
     browser.set_window_size(390, 844)
     browser.get(server.url)

@@ -249,6 +249,18 @@ def test_run_the_failed_tests_again_asks_for_the_secret(farm_app: App) -> None:
     assert conf.json["auth"]["admin_password"] == "pw-dash-7"  # type: ignore[index]
     text = farm_app.client.get(f"/runs/{new_id}").text
     assert 'href="/runs/f1"' in text  # linked to its origin
+    # run again: every test of the run, with its conf as it was
+    r = farm_app.client.post("/runs/f1/rerun", data={**form, "failed": "0",
+                                                     "queue_anyway": "1"})
+    assert r.status_code == 303, r.text
+    again = r.headers["Location"].rsplit("/", 1)[1]
+    doc = json_of(farm_app.client.get(f"/v1/tests/{again}", headers=farm_app.user()))
+    assert doc["test"]["tests"] == {"regex": "tempest.api.identity", "include": [],
+                                    "exclude": []}
+    conf = farm_app.client.get(f"/get-miniconf?test_id={again}", headers=farm_app.worker())
+    assert conf.json == {"identity": {"uri_v3": "http://127.0.0.1:9/v3",
+                                      "user_minimum_password_age": 0},
+                         "auth": {"admin_password": "pw-dash-7"}}
     assert f'href="/runs/{new_id}"' in farm_app.client.get("/runs/f1").text
 
 
