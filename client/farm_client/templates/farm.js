@@ -193,11 +193,6 @@
     if (root && window.EventSource) { live(root); }
     var r = document.querySelector("[data-refresh]");
     if (r) { refresh(r); }
-    document.querySelectorAll("form[data-confirm]").forEach(function (f) {
-      f.addEventListener("submit", function (e) {
-        if (!window.confirm(f.dataset.confirm)) { e.preventDefault(); }
-      });
-    });
     tick();
     window.setInterval(tick, 1000);
   }
