@@ -109,6 +109,10 @@ def test_the_server_is_ready_and_scraped(deployed: DeployedFarm) -> None:
              for h in ("h2", "h3")]
     assert all('farm_worker_versions{tempest_version="47.0.0"} 1.0' in p for p in pages)
     assert any('farm_worker_jobs_total{state="passed"} 1.0' in p for p in pages)  # the dry run
+    # the dashboard is served (gthread, the role's thread settings) and asks for a sign-in
+    assert "Sign in to refstack-farm" in deployed.on("h1", get + "signin")
+    cfg = host(deployed, "h1").file("/etc/refstack-farm/server.yaml").content_string
+    assert "threads: 64\n" in cfg and "live_streams: 56\n" in cfg
 
 
 def test_an_identity_smoke_run_through_the_module(deployed: DeployedFarm, cloud: Keystone,
