@@ -405,3 +405,18 @@ def test_the_queue_page_shows_an_unreachable_gearmand(tmp_path: Path,
 @pytest.mark.parametrize("value", ["", "x", "-5", "0", "99999999999999999999999999", "1e9"])
 def test_a_bad_last_event_id_starts_the_stream_anew(value: str) -> None:
     assert live.from_stamp(value) is None
+
+
+@pytest.mark.gearman
+def test_a_run_with_accounts_is_not_run_again_from_the_page(farm_app: App) -> None:
+    """Its accounts (passwords) are not kept after the run: the page says how to run it."""
+    create(farm_app, "acc1", accounts=[{"username": "u1", "password": "pw-acc-77",
+                                        "project_name": "p1", "domain_name": "Default"}])
+    finish(farm_app, "acc1", [("a.T.test_bad", "fail", "E")], "failed")
+    token = sign_in(farm_app)
+    page = farm_app.client.get("/runs/acc1").text
+    assert "farm submit --accounts" in page and 'id="rerun"' not in page
+    assert "pw-acc-77" not in page
+    r = farm_app.client.post("/runs/acc1/rerun", data={"csrf": token, "failed": "1"})
+    assert r.status_code == 409 and "pre-provisioned accounts" in r.text
+    assert json_of(farm_app.client.get("/v1/tests", headers=farm_app.user()))["total"] == 1

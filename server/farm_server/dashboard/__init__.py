@@ -163,7 +163,7 @@ def run_page(test_id: str) -> Response:
         origin=test.origin_id, reruns=[r.id for r in store.reruns(test_id)],
         previous=store.previous_run(test) if rows else None,
         can_cancel=can_cancel(TestState(test.state)), final=is_final(test.state),
-        rerun_secrets=_secret_fields(rerun), rerun_problem=_rerun_problem(test, rerun),
+        rerun_secrets=_secret_fields(rerun), rerun_problem=_rerun_problem(rerun),
         failed_names=sum(bad for _cls, _items, bad in context["table"]))
     return _page("run.html", 200, nav="runs", **context)
 
@@ -305,7 +305,7 @@ def rerun(test_id: str) -> Response:
     if test is None:
         return _page("error.html", 404, problem=f"No run {test_id!r} here.")
     doc = _rerun_doc(test)
-    problem = _rerun_problem(test, doc)
+    problem = _rerun_problem(doc)
     if problem or doc is None:
         return _page("error.html", 409, problem=problem)
     doc.pop("had_accounts", None)
@@ -347,14 +347,13 @@ def _secret_fields(doc: dict[str, Any] | None) -> list[tuple[str, str]]:
             for key, value in values.items() if value == REMOVED]
 
 
-def _rerun_problem(test: TestRow, doc: dict[str, Any] | None) -> str | None:
+def _rerun_problem(doc: dict[str, Any] | None) -> str | None:
+    """Why a run cannot be run again from the page, or None."""
     if doc is None:
         return "This run was made before the dashboard kept what it takes to run it again."
     if doc.get("had_accounts"):
         return ("This run used pre-provisioned accounts, which are not kept after a run: "
                 "submit it again with `farm submit --accounts FILE`.")
-    if not is_final(test.state):
-        return None  # the page shows the buttons when it ends
     return None
 
 
