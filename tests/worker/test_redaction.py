@@ -45,3 +45,15 @@ def test_redact_prefers_longest_match() -> None:
         assert redaction.redact("x abcdefgh y abcd") == "x *** y ***"
     finally:
         redaction.unregister(h)
+
+
+def test_without_secrets_keeps_what_is_no_secret() -> None:
+    from farm_worker.redaction import REMOVED, without_secrets
+
+    conf = {"auth": {"admin_password": "pw-1234", "use_dynamic_credentials": True},
+            "identity": {"user_minimum_password_age": 0, "uri_v3": "http://k/v3",
+                         "token_expiry": "1h"}}
+    assert without_secrets(conf) == {
+        "auth": {"admin_password": REMOVED, "use_dynamic_credentials": True},
+        "identity": {"user_minimum_password_age": 0, "uri_v3": "http://k/v3",
+                     "token_expiry": REMOVED}}

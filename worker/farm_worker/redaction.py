@@ -40,6 +40,15 @@ def scrub_conf(conf: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, str
             for section, values in conf.items()}
 
 
+def without_secrets(conf: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A conf as a request to run it again: each secret's value REMOVED (a text under a
+    secret-looking key, as `secrets_in_conf` finds them), every other value as it was
+    (numbers stay numbers: `user_minimum_password_age: 0` is no secret)."""
+    return {section: {key: REMOVED if SECRET_KEY.search(key) and isinstance(value, str)
+                      else value for key, value in values.items()}
+            for section, values in conf.items()}
+
+
 def secrets_in_accounts(accounts: Iterable[Mapping[str, Any]] | None) -> set[str]:
     """The passwords of pre-provisioned accounts."""
     return {str(a["password"]) for a in (accounts or []) if a.get("password")}

@@ -44,7 +44,7 @@ from farm_worker.protocol import (
     run_function,
     show,
 )
-from farm_worker.redaction import REMOVED, SECRET_KEY
+from farm_worker.redaction import without_secrets
 
 log = logging.getLogger(__name__)
 bp = Blueprint("v1", __name__)
@@ -54,7 +54,8 @@ def _error(code: int, message: str, **extra: Any) -> tuple[Response, int]:
     return jsonify({"error": message, **extra}), code
 
 
-def _iso(value: Any) -> str | None:
+def iso(value: Any) -> str | None:
+    """A stored time as the API shows it (UTC, seconds)."""
     value = as_utc(value)
     return value.isoformat(timespec="seconds") if value else None
 
@@ -86,9 +87,9 @@ def test_view(t: TestRow, brief: bool = False) -> dict[str, Any]:
         "progress": {"done": t.progress_done, "total": t.progress_total,
                      "current": t.progress_current},
         "summary": counts_of(t).to_dict(),
-        "created_at": _iso(t.created_at), "updated_at": _iso(t.updated_at),
-        "started_at": _iso(t.started_at), "finished_at": _iso(t.finished_at),
-        "last_report_at": _iso(t.last_report_at),
+        "created_at": iso(t.created_at), "updated_at": iso(t.updated_at),
+        "started_at": iso(t.started_at), "finished_at": iso(t.finished_at),
+        "last_report_at": iso(t.last_report_at),
         "cpid": t.cpid, "upload_to": t.upload_to,
         "guideline": None if t.guideline is None else {
             "version": t.guideline, "target": t.guideline_target,
@@ -109,7 +110,7 @@ def _loads(text: str | None, keep: tuple[str, ...] | None = None) -> Any:
 
 
 def report_view(r: ReportRow) -> dict[str, Any]:
-    return {"at": _iso(r.at), "source": r.source, "worker": r.worker, "state": r.state,
+    return {"at": iso(r.at), "source": r.source, "worker": r.worker, "state": r.state,
             "message": r.message,
             "progress": json.loads(r.progress_json) if r.progress_json else None,
             "applied": r.applied}
@@ -131,11 +132,8 @@ def rerun_doc(doc: dict[str, Any]) -> dict[str, Any]:
     its accounts and its conf's secret values (REMOVED marks them; the dashboard asks for
     them again)."""
     out = {k: v for k, v in doc.items() if k not in ("test_id", "queue_anyway", "accounts")}
-    if isinstance(out.get("conf"), dict):  # a secret is a text under a secret-looking key
-        out["conf"] = {section: {key: REMOVED if SECRET_KEY.search(key) and
-                                 isinstance(value, str) else value
-                                 for key, value in values.items()}
-                       for section, values in out["conf"].items()}
+    if isinstance(out.get("conf"), dict):
+        out["conf"] = without_secrets(out["conf"])
     if doc.get("accounts"):
         out["had_accounts"] = True
     return out

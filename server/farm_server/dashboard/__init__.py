@@ -186,7 +186,7 @@ def queue_page() -> Response:
                             "withdrawn": found.withdrawn})
         except GearmanError as exc:
             servers.append({"server": str(server), "reachable": False, "error": str(exc)})
-    hosts = [{"name": w.name, "last_seen": _iso(w.last_seen_at)}
+    hosts = [{"name": w.name, "last_seen": v1.iso(w.last_seen_at)}
              for w in state.store.workers()]
     return _page("queue.html", 200, nav="queue", servers=servers, hosts=hosts,
                  queued=sum(t.state == "queued" for t in active), active=len(active))
@@ -396,8 +396,8 @@ def live_view(t: TestRow) -> dict[str, Any]:
             "guideline": None if t.guideline is None else {
                 "version": t.guideline, "target": t.guideline_target},
             "progress": {"done": c.done, "total": c.total, "current": t.progress_current},
-            "summary": c.to_dict(), "created_at": _iso(t.created_at),
-            "started_at": _iso(t.started_at), "finished_at": _iso(t.finished_at),
+            "summary": c.to_dict(), "created_at": v1.iso(t.created_at),
+            "started_at": v1.iso(t.started_at), "finished_at": v1.iso(t.finished_at),
             "duration_s": _duration(t)}
 
 
@@ -448,11 +448,6 @@ def _int(text: str | None, default: int) -> int:
 
 def _with(query: dict[str, Any], **more: Any) -> str:
     return "/?" + urlencode({**query, **more}, doseq=True)
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    v = as_utc(value)
-    return v.isoformat(timespec="seconds") if v else None
 
 
 def _duration(t: TestRow) -> float | None:

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from farm_server.models import ReportRow, TestRow
+from farm_server.api.v1 import report_view
+from farm_server.models import TestRow
 from farm_server.store import Store, as_utc
 from farm_server.store.pages import is_final
 
@@ -159,7 +160,7 @@ class Hub:
         reports: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         for row in fresh:
             if row.id in watched:  # one query per changed run with pages open, not per page
-                reports[row.id] = [(r.id, report_event(r))
+                reports[row.id] = [(r.id, report_view(r))
                                    for r in self.store.state_reports(row.id, watched[row.id])]
         with self._cond:
             for row in fresh:
@@ -214,7 +215,7 @@ def run_stream(hub: Hub, store: Store, test_id: str, since: dt.datetime | None,
         after = 0
         for r in store.state_reports(test_id):
             if since is None or (as_utc(r.at) or since) > since:
-                yield sse("report", report_event(r), stamp(test.updated_at))
+                yield sse("report", report_view(r), stamp(test.updated_at))
             after = r.id
         hub.watch(test_id, after)
         watching = True
@@ -281,9 +282,3 @@ def runs_stream(hub: Hub, store: Store, since: dt.datetime | None) -> Iterator[s
     finally:
         hub.leave()
 
-
-def report_event(r: ReportRow) -> dict[str, Any]:
-    at = as_utc(r.at)
-    return {"at": at.isoformat(timespec="seconds") if at else None, "source": r.source,
-            "worker": r.worker, "state": r.state, "message": r.message,
-            "applied": r.applied}
