@@ -48,12 +48,10 @@ def test_redact_prefers_longest_match() -> None:
 
 
 def test_without_secrets_keeps_what_is_no_secret() -> None:
-    from farm_worker.redaction import REMOVED, without_secrets
-
     conf = {"auth": {"admin_password": "pw-1234", "use_dynamic_credentials": True},
             "identity": {"user_minimum_password_age": 0, "uri_v3": "http://k/v3",
                          "token_expiry": "1h"}}
-    assert without_secrets(conf) == {
-        "auth": {"admin_password": REMOVED, "use_dynamic_credentials": True},
+    assert redaction.without_secrets(conf) == {
+        "auth": {"admin_password": redaction.REMOVED, "use_dynamic_credentials": True},
         "identity": {"user_minimum_password_age": 0, "uri_v3": "http://k/v3",
-                     "token_expiry": REMOVED}}
+                     "token_expiry": redaction.REMOVED}}
