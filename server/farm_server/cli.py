@@ -86,6 +86,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             self.cfg.set("workers", config.serve_processes())
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", config.threads)
+            # no keep-alive (as the sync workers): the workers, the module and `farm`
+            # poll at intervals near gunicorn's 2 s keep-alive and raced its close of an
+            # idle connection ("connection reset by peer", the deployment test on CI)
+            self.cfg.set("keepalive", 0)
             self.cfg.set("accesslog", "-" if args.access_log else None)
             self.cfg.set("errorlog", "-")
             self.cfg.set("loglevel", config.log_level.lower())

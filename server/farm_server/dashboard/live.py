@@ -228,15 +228,19 @@ def run_stream(hub: Hub, store: Store, test_id: str, since: dt.datetime | None,
         last_write = time.monotonic()
         while time.monotonic() < deadline and not CLOSING.is_set():
             changes = hub.wait(seq, 1.0)
-            mine = [c for c in changes if c.test_id == test_id and c.stamp > sent]
             if changes:
                 seq = changes[-1].seq
+            mine = [c for c in changes if c.test_id == test_id]
+            # every change's reports, even of a change whose view the page has: a poll
+            # may read a report committed after the run's row it read (the next change
+            # then carries no report)
+            for c in mine:
+                for report_id, report in c.reports:
+                    if report_id > after:
+                        yield sse("report", report, c.stamp)
+                        after = report_id
+            mine = [c for c in mine if c.stamp > sent]
             if mine:
-                for c in mine:
-                    for report_id, report in c.reports:
-                        if report_id > after:
-                            yield sse("report", report, c.stamp)
-                            after = report_id
                 last = mine[-1]
                 sent = last.stamp
                 yield sse("test", last.data, last.stamp)
