@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 READY = "READY.json"  # in a template: its key and build facts; written last
 FILES = "FILES.txt"  # in a template: every file and its size, to find changes
 MANIFEST = "MANIFEST.json"  # in a wheelhouse: every wheel and its sha256
+TESTS = "TESTS.txt"  # in a template: every test id it lists, one per line (selecting.py)
 
 
 
@@ -190,12 +191,17 @@ def build_template(builds: Path, key: CacheKey, lock: Lock, wheelhouse: Path,
         run_tool([uv, "pip", "check", "--python", str(staging / "bin" / "python"),
                   "--no-config", "--quiet"],
                  "checking the template's dependencies", key.version, 300)
-        listed = smoke_test(staging, key.version, lock.tempestconf is not None) if smoke else 0
+        tests = smoke_test(staging, key.version, lock.tempestconf is not None) if smoke else []
+        if tests:
+            # sorted: stestr lists in set order, which changes from one listing to the next
+            (staging / TESTS).write_text("".join(f"{test}\n" for test in sorted(tests)))
+        listed = len(tests)
         (staging / FILES).write_text("\n".join(file_listing(staging)) + "\n")
         info = {**asdict(key), "key": key.name, "lock": str(lock.path),
                 "tempestconf": lock.tempestconf,
                 "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "tests_listed": listed, "python_executable": sys.executable}
+                "tests_listed": listed, "tests_file": TESTS if tests else None,
+                "python_executable": sys.executable}
         (staging / READY).write_text(json.dumps(info, indent=1) + "\n")
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
         build = builds / f"{key.name}.{stamp}"
@@ -209,9 +215,10 @@ def build_template(builds: Path, key: CacheKey, lock: Lock, wheelhouse: Path,
         pins.unlink(missing_ok=True)
 
 
-def smoke_test(env: Path, version: str, discovery: bool = False) -> int:
-    """`tempest --version` is `version`, `run --list-tests` lists > 1,000 tests, and (with
-    `discovery`) python-tempestconf imports and has the hooks the worker uses."""
+def smoke_test(env: Path, version: str, discovery: bool = False) -> list[str]:
+    """`tempest --version` is `version`, `run --list-tests` lists > 1,000 tests (returned:
+    the template keeps them, so that no job lists them again), and (with `discovery`)
+    python-tempestconf imports and has the hooks the worker uses."""
     with tempfile.TemporaryDirectory(prefix="farm-smoke-") as tmp:
         home = Path(tmp) / "home"
         home.mkdir()
@@ -234,4 +241,4 @@ def smoke_test(env: Path, version: str, discovery: bool = False) -> int:
         raise EnvironmentBuildError(f"tempest {version}: smoke test listed only "
                                     f"{len(tests)} tests (expected > "
                                     f"{defaults.SMOKE_MIN_TESTS})")
-    return len(tests)
+    return tests

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ from farm_worker import defaults, locks
 from farm_worker.building import (
     FILES,
     READY,
+    TESTS,
     CacheKey,
     build_template,
     build_wheelhouse,
@@ -54,6 +56,18 @@ class Template:
     key: CacheKey
     path: Path  # the build directory itself (the symlink resolved once)
     info: dict[str, Any]
+
+    @property
+    def tests(self) -> tuple[str, ...] | None:
+        """Every test this Tempest lists, kept when it was prepared (None: not kept)."""
+        name = self.info.get("tests_file")
+        return read_tests(self.path / name) if name else None
+
+
+@functools.lru_cache(maxsize=16)
+def read_tests(path: Path) -> tuple[str, ...]:
+    """A template's test list (a build never changes once published: cached by path)."""
+    return tuple(line for line in path.read_text(encoding="utf-8").splitlines() if line)
 
 
 @dataclass
@@ -210,6 +224,8 @@ class EnvironmentCache:
             return [f"{READY} missing or unreadable"]
         if info.get("key") != key.name:
             return [f"built for {info.get('key')}, not {key.name}"]
+        if "tests_file" not in info:
+            return ["built by an older farm-worker: it keeps no test list"]
         try:
             expected = (path / FILES).read_text().splitlines()
         except OSError:
@@ -221,9 +237,13 @@ class EnvironmentCache:
                      for line in sorted(actual - set(expected))]
         if deep and not problems:
             try:
-                smoke_test(path, key.version)
+                listed = smoke_test(path, key.version)
             except EnvironmentBuildError as exc:
                 problems.append(str(exc))
+            else:
+                kept = read_tests.__wrapped__(path / TESTS) if info["tests_file"] else None
+                if kept is not None and tuple(sorted(listed)) != kept:
+                    problems.append(f"{TESTS} is not the list this Tempest gives")
         return problems
 
     def verify(self, deep: bool = True) -> dict[str, list[str]]:

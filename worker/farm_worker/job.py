@@ -13,7 +13,7 @@ import os
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +26,7 @@ from farm_worker import (
     matching,
     preflight,
     redaction,
+    selecting,
     tempest,
 )
 from farm_worker.environments import Template
@@ -231,7 +232,10 @@ class Job:
             accounts = self._fetch_accounts() if p.accounts == "callback" else \
                 p.accounts if isinstance(p.accounts, list) else None
             self._check_cancel()
-            ws = tempest.init_workspace(self.job_dir, env, self.cancel)
+            kept = template.tests
+            # a dry run that selects from the kept list never starts Tempest: no workspace
+            ws = tempest.bare_workspace(self.job_dir, env) if p.dry_run and kept is not None \
+                else tempest.init_workspace(self.job_dir, env, self.cancel)
             uses = tempest.write_accounts(ws, accounts) if accounts else None
             self.accounts = accounts
             found = self._discover(ws, template, conf, uses) if p.discover is not None \
@@ -243,7 +247,10 @@ class Job:
             self.lap("conf")
             deadline = self.runner.clock() + self.timeout_s
             if selection is not None and selection.listed:
-                tests = self._match(ws, selection, deadline)
+                tests = self._match(ws, selection, deadline, kept)
+                args = tempest.load_list_args(ws, tests)
+            elif kept is not None:
+                tests = selecting.select(kept, selection)
                 args = tempest.load_list_args(ws, tests)
             else:
                 args = tempest.selection_args(p.tempest_version, selection, ws)
@@ -267,10 +274,12 @@ class Job:
             cpid = self._cpid(conf_text, checked)
         return self._finish(subunit, cpid)
 
-    def _match(self, ws: tempest.Workspace, selection: Selection, deadline: float) -> list[str]:
+    def _match(self, ws: tempest.Workspace, selection: Selection, deadline: float,
+               kept: Sequence[str] | None) -> list[str]:
         """The Tempest tests an explicit list names, matched against this Tempest's own
-        list (matching); none found is an error that says so."""
-        available = tempest.list_tests(ws, [], self.cancel, deadline)
+        list (kept by the template, else listed now); none found is an error that says so."""
+        available = list(kept) if kept is not None else \
+            tempest.list_tests(ws, [], self.cancel, deadline)
         self.matched = matching.match(wanted_tests(selection.listed), available)
         self.log.info("test list %s", self.matched.describe())
         if not self.matched.matches:

@@ -87,6 +87,7 @@ def run_short(argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], what: s
               deadline: float | None = None, log_file: Path | None = None) -> str:
     """Run a short Tempest command; its stdout, or TempestError with the end of stderr
     (kept in `log_file` too, if given)."""
+    log.debug("running %s", what)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         group = ProcessGroup(argv, cwd=cwd, env=env, stdout=out, stderr=err)
         limit = time.monotonic() + timeout_s
@@ -131,6 +132,15 @@ def init_workspace(job_dir: Path, env: Path, cancel: threading.Event | None = No
                cwd=job_dir, env=tempest_environ(env, ws.home), what="tempest init",
                timeout_s=defaults.LIST_TIMEOUT_S, cancel=cancel)
     ws.logs.mkdir(exist_ok=True)
+    return ws
+
+
+def bare_workspace(job_dir: Path, env: Path) -> Workspace:
+    """The directories of a workspace, without `tempest init`: enough to write a
+    tempest.conf and the list files, not to run Tempest (a dry run's)."""
+    ws = Workspace(job_dir, env)
+    for path in (ws.home, ws.conf_path.parent, ws.logs):
+        path.mkdir(parents=True, exist_ok=True)
     return ws
 
 
