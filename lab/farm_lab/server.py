@@ -14,7 +14,7 @@ from typing import Any
 import requests
 import yaml
 
-from farm_lab.loopback import free_port, stop_process, wait_http
+from farm_lab.loopback import free_port, kill_tree, stop_process, wait_http
 from farm_lab.workers import WorkerFactory, WorkerProcess
 
 FARM = str(Path(sys.executable).parent / "farm")
@@ -52,12 +52,15 @@ class FarmServer:
     def _env(self) -> dict[str, str]:
         return {k: v for k, v in os.environ.items() if not k.startswith("FARM_SERVER_")}
 
-    def start(self, timeout_s: float = 30) -> FarmServer:
+    def _configure(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         self.config.write_text(yaml.safe_dump({
             "database_url": f"sqlite:///{self.base / 'server.db'}",
             "gearman_servers": self.gearman, "callback_url": self.url,
             "listen": f"127.0.0.1:{self.port}", **self.extra}))
+
+    def start(self, timeout_s: float = 30) -> FarmServer:
+        self._configure()
         self.admin("init-db")
         self.worker_token = self.admin("add-worker", "testhost", "--allow", "127.0.0.0/8")
         self.user_token = self.admin("add-user", "tester")
@@ -74,6 +77,22 @@ class FarmServer:
             self.stop()
             raise RuntimeError(f"farm-server serve {problem}: {self.log.read_text()[-2000:]}")
         return self
+
+    def join(self, first: FarmServer, timeout_s: float = 30) -> FarmServer:
+        """Serve the database `first` serves (set `database_url` in both extras), with its
+        tokens: a second status server of the same farm."""
+        self._configure()
+        self.worker_token, self.user_token = first.worker_token, first.user_token
+        return self.serve(timeout_s)
+
+    def kill(self) -> None:
+        """kill -9 of every process of this server (gunicorn's master and workers, the
+        monitor), as a crash of its host would."""
+        if self.proc is None:
+            return
+        kill_tree(self.proc.pid)
+        self.proc.wait()
+        self.proc = None
 
     def queue_test(self, test_id: str) -> None:
         """A test queued for Tempest 47.0.0 whether or not a worker serves it (for benches

@@ -16,11 +16,15 @@
 - Late news: a test the monitor ended `error` ("worker lost") while its worker could not
   reach the server takes the final state that worker delivers later; only from the worker
   that held it, and only a final state (what came before it is history).
-- One worker holds a test: the last to claim it (report `installing`). A job gearmand
-  delivers twice (a restart reloads a running job from its persistent queue) is claimed
-  by the second worker; the first one's later reports are `superseded`, which tells it to
-  stop, and its upload is refused. A copy of a test that already ended is told so by
-  `keep` with a final state, and stops too.
+- One worker holds a test. A job gearmand delivers twice (a restart reloads a running
+  job from its persistent queue, or hands out again the job of a worker it lost) is
+  claimed (report `installing`) by a second worker. The server asks the holder first
+  (holders.py): while it still runs the test, or still owes the server reports of it (its
+  outbox: the server was away), the holder keeps it and the new claim is `superseded`, so
+  the test never runs twice against the cloud. Otherwise (the holder is gone, does not
+  answer, or has moved on) the claim wins; the first one's later reports are
+  `superseded`, which tells it to stop, and its upload is refused. A copy of a test that
+  already ended is told so by `keep` with a final state, and stops too.
 """
 
 from __future__ import annotations
@@ -61,11 +65,16 @@ class Report:
 
 
 def decide(current: TestState, last: Report | None, new: Report,
-           source: str = "worker", fence: bool = True) -> Verdict:
+           source: str = "worker", fence: bool = True, holder_keeps: bool = False) -> Verdict:
     """What a new report does to a test in state `current` whose last report was `last`.
-    `fence`: the report names its worker (a client that does not is never superseded)."""
+    `fence`: the report names its worker (a client that does not is never superseded).
+    `holder_keeps`: the worker holding the test still runs it or owes its reports."""
     if last is not None and new == last:
         return Verdict.DUPLICATE
+    if holder_keeps and fence and source == "worker" and current in RUNNING_STATES \
+            and new.state is S.INSTALLING and last is not None and last.worker \
+            and new.worker and new.worker != last.worker:
+        return Verdict.SUPERSEDED  # a second copy of a test its holder still has
     if fence and source == "worker" and current in RUNNING_STATES \
             and new.state is not S.INSTALLING \
             and last is not None and last.worker and new.worker and new.worker != last.worker:

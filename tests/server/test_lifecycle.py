@@ -74,3 +74,18 @@ def test_the_last_worker_to_claim_holds_the_test() -> None:
     assert decide(S.RUNNING, holder, r(S.RUNNING, "", "host-1"), fence=False) is Verdict.APPLY
     # an ended test: kept, whoever reports
     assert decide(S.PASSED, holder, r(S.INSTALLING, "", "w1")) is Verdict.KEEP
+
+
+def test_a_holder_that_still_has_the_test_keeps_it() -> None:
+    """The holder answered that it still runs the test (or owes its reports): a second
+    claim is the one told to stop; the holder's own reports go on."""
+    holder = Report(S.RUNNING, "1/3", "w1")
+    claim = r(S.INSTALLING, "tempest 47.0.0", "w2")
+    assert decide(S.RUNNING, holder, claim, holder_keeps=True) is Verdict.SUPERSEDED
+    assert decide(S.UPLOADING, holder, claim, holder_keeps=True) is Verdict.SUPERSEDED
+    assert decide(S.RUNNING, holder, r(S.PASSED, "", "w1"), holder_keeps=True) \
+        is Verdict.APPLY
+    # not a claim, or from the holder itself, or a test not running: as before
+    assert decide(S.RUNNING, holder, r(S.INSTALLING, "", "w1"), holder_keeps=True) \
+        is Verdict.APPLY
+    assert decide(S.QUEUED, None, claim, holder_keeps=True) is Verdict.APPLY

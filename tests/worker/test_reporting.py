@@ -164,7 +164,7 @@ def test_no_callback_means_nothing_is_sent(couriers: Couriers,
 
 @pytest.mark.parametrize(("answer", "reason"), [
     ({"test_id": "t7", "state": "running", "report": "superseded", "worker": "w2"},
-     'superseded: the server gave test t7 to worker "w2"'),
+     'superseded: on the server, test t7 is held by worker "w2"'),
     ({"test_id": "t7", "state": "passed", "report": "keep"},
      "stopped: test t7 has ended on the server (passed)"),
     ({"test_id": "t7", "state": "running", "report": "apply"}, None),

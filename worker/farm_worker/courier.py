@@ -183,6 +183,12 @@ class Courier:
             return {"entries": entries, "bytes": self._bytes, "max_bytes": self.max_bytes,
                     "full": self._bytes >= self.max_bytes, "dir": str(self.outbox.root)}
 
+    def owed_tests(self) -> list[str]:
+        """The tests this worker still owes reports or results to a server (their final
+        state among them, maybe): a server asks before it gives such a test to another."""
+        with self._cond:
+            return sorted(tid for tid, t in self._tests.items() if t.items)
+
     @property
     def full(self) -> bool:
         with self._cond:

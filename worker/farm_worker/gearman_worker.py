@@ -323,5 +323,6 @@ class FarmWorker:
                 "load": [load1, load5, load15], "pid": os.getpid(),
                 "isolation": self.runner.isolation, "jobs_done": self._jobs_done,
                 "outbox": self.runner.courier.depth() if self.runner.courier else None,
+                "owes": self.runner.courier.owed_tests() if self.runner.courier else [],
                 "uptime_s": round(time.time() - self._started, 1)}
 

@@ -168,9 +168,9 @@ class Job:
         except JobTimedOut:
             summary = self._end(TestState.TIMED_OUT, f"killed after timeout_s={self.timeout_s}")
         except (EnvironmentBuildError, TempestError, ReportError) as exc:
-            summary = self._end(TestState.ERROR, str(exc))
+            summary = self._error(str(exc))
         except PayloadError as exc:
-            summary = self._end(TestState.ERROR, f"from the callback server: {exc}")
+            summary = self._error(f"from the callback server: {exc}")
         except Exception as exc:
             self.log.error("internal error", exc_info=True)
             self._end(TestState.ERROR, f"internal error: {exc.__class__.__name__}: {exc}")
@@ -188,6 +188,14 @@ class Job:
             self.log.warning("not taken by the server: %s", stopped)
             summary = dataclasses.replace(summary, state=TestState.CANCELLED, message=stopped)
         return summary
+
+    def _error(self, message: str) -> Summary:
+        """An error ends the job `error`; unless the server had stopped it (it gave the test
+        to another copy, or the test ended there): what failed then failed because of
+        that (e.g. its conf is gone), and the job ends `cancelled`, saying why."""
+        stopped = self.reporter.stopped
+        return self._end(TestState.CANCELLED, stopped) if stopped else \
+            self._end(TestState.ERROR, message)
 
     def _end(self, state: TestState, message: str, subunit: Path | None = None) -> Summary:
         """The job's outcome: its summary now, its state once the cleanup is done."""

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, jsonify, request
 from farm_client.subunit_results import NotSubunit, parse
 from farm_server import metrics
 from farm_server.api.auth import require_worker
+from farm_server.holders import holder_keeps
 from farm_server.lifecycle import Report, Verdict
 from farm_server.models import TestRow
 from farm_server.schemas import (
@@ -30,6 +31,7 @@ from farm_server.schemas import (
 )
 from farm_server.state import farm
 from farm_server.store.results import Stored
+from farm_server.store.tests import claims_held
 from farm_worker.protocol import DUPLICATE, FINAL_STATES, SUPERSEDED, TestState, show
 
 bp = Blueprint("refstack", __name__)
@@ -70,9 +72,17 @@ def _update_test_status() -> tuple[Response, Verdict]:
     p = progress or {}
     report = Report(TestState(body["status"]), body.get("message") or "", worker or host.name,
                     (p.get("done"), p.get("total"), p.get("current")))
+    kept_by = None
+    if worker is not None and report.state is TestState.INSTALLING:
+        held = farm().store.get(test_id)
+        if held is not None and held.worker and claims_held(TestState(held.state), held.worker,
+                                                            report) \
+                and holder_keeps(farm().gearman, held.worker, test_id):
+            kept_by = held.worker
     applied = farm().store.apply(test_id, report, source="worker", progress=progress,
                                  payload=body.get("payload"), worker_name=host.name,
-                                 fence=worker is not None, report_id=body.get("report_id"))
+                                 fence=worker is not None, report_id=body.get("report_id"),
+                                 kept_by=kept_by)
     if applied is None:
         raise _unknown(test_id)
     answer = {"test_id": test_id, "state": applied.state.value,

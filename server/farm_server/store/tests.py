@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from farm_server import metrics
-from farm_server.lifecycle import Report, Verdict, decide, is_late_news
+from farm_server.lifecycle import RUNNING_STATES, Report, Verdict, decide, is_late_news
 from farm_server.models import (
     ReportRow,
     TestRow,
@@ -203,7 +203,7 @@ class Tests(StoreBase):
     def apply(self, test_id: str, report: Report, *, source: str,
               progress: dict[str, Any] | None = None, payload: Any = None,
               worker_name: str | None = None, fence: bool = True,
-              report_id: str | None = None) -> Applied | None:
+              report_id: str | None = None, kept_by: str | None = None) -> Applied | None:
         """Record a report and move the test as the state machine says; None if no test.
         A `report_id` the test's history holds is a report delivered again: `duplicate`.
 
@@ -221,7 +221,11 @@ class Tests(StoreBase):
             if report_id is not None and conn.execute(
                     _KNOWN_REPORT, {"tid": test_id, "rid": report_id}).first() is not None:
                 return Applied(Verdict.DUPLICATE, current, row.worker)
-            verdict = decide(current, shown, report, source, fence)
+            # `kept_by`: the holder was asked (holders.py, before this transaction) and
+            # still has the test; it counts only if it holds it still
+            keeps = kept_by is not None and kept_by == row.worker \
+                and claims_held(current, row.worker, report)
+            verdict = decide(current, shown, report, source, fence, keeps)
             ended: tuple[str, str, float | None, float | None] | None = None
             if verdict is Verdict.DUPLICATE:
                 return Applied(verdict, current, row.worker)
@@ -285,6 +289,12 @@ class Tests(StoreBase):
             test = s.get(TestRow, test_id)
             if test is not None:
                 test.cancel_server, test.cancel_handle = server, handle
+
+
+def claims_held(current: TestState, holder: str | None, report: Report) -> bool:
+    """A claim (installing) by a worker other than the one holding the running test."""
+    return (current in RUNNING_STATES and report.state is TestState.INSTALLING
+            and bool(holder) and bool(report.worker) and report.worker != holder)
 
 
 def _ended(version: str, state: TestState, created: dt.datetime, started: dt.datetime | None,

@@ -110,7 +110,7 @@ def stop_reason(test_id: str, answer: Any) -> str | None:
     verdict, state = answer.get("report"), answer.get("state")
     if verdict == SUPERSEDED:
         holder = answer.get("worker")
-        return (f"superseded: the server gave test {test_id} to "
+        return (f"superseded: on the server, test {test_id} is held by "
                 f"{'worker ' + show(holder) if holder else 'another worker'}")
     if verdict == KEEP and state in FINAL_STATE_VALUES:
         return f"stopped: test {test_id} has ended on the server ({state})"
