@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 # and Keystone. PYTEST_JOBS=0 runs them in one process.
 PYTEST_JOBS ?= 2
 
-.PHONY: test unit faults browser lint bootstrap bench clean demo
+.PHONY: test unit faults browser lint bootstrap bench bench-cost bench-growth clean demo
 
 bootstrap:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh
@@ -45,6 +45,16 @@ bench: bootstrap
 	$(VENV)/bin/python bench/dashboard.py
 	$(VENV)/bin/python bench/dispatch.py
 	$(VENV)/bin/python bench/startup.py
+
+# the cost of one run: dry runs with and without the kept test list, a real run's phases
+# against `tempest run` directly (~5 min; docs/performance.md#the-cost-of-one-run-issue-22)
+bench-cost: bootstrap
+	$(VENV)/bin/python bench/run_cost.py
+
+# the status server on a store of 100,000 runs and 10,000,000 per-test rows against one of
+# a page of runs, SQLite and PostgreSQL (~25 min; docs/performance.md#growth)
+bench-growth: bootstrap
+	$(VENV)/bin/python bench/growth.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

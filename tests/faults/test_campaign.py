@@ -20,11 +20,9 @@ from typing import Any
 
 import pytest
 
-from farm_lab.gearmand import Gearmand, status
 from farm_lab.keystone import Keystone
-from farm_lab.loopback import kill_tree
+from farm_lab.pool import Pool
 from farm_lab.server import FarmServer
-from farm_lab.workers import WorkerProcess, start_worker
 from farm_worker.environments import PrepareResult
 from harness.checks import leftovers, processes_under
 from harness.postgres import Postgres
@@ -49,28 +47,15 @@ def wait_until(what: str, check: Any, timeout_s: float = 600, every_s: float = 0
 def test_a_campaign_through_kill_9_of_gearmand_server_and_worker_host(
         tmp_path: Path, keystone: Keystone, postgres: Postgres, worker_cache: Path,
         tempest47: PrepareResult) -> None:
-    database = postgres.new_database()
-    g1, g2 = Gearmand(tmp_path / "g1"), Gearmand(tmp_path / "g2")
-    servers: list[FarmServer] = []
-    workers: dict[str, WorkerProcess] = {}
+    pool = Pool(tmp_path, postgres.new_database(), worker_cache,
+                server_extra={"stale_after_s": 10, "monitor_interval_s": 1})
+    pool.start()
     try:
-        for g in (g1, g2):
-            g.start()
-        gearman = [g1.address, g2.address]
-        extra = {"database_url": database, "stale_after_s": 10, "monitor_interval_s": 1}
-        a = FarmServer(tmp_path / "a", gearman, extra=extra).start()
-        servers.append(a)
-        b = FarmServer(tmp_path / "b", gearman, extra=extra).join(a)
-        servers.append(b)
-        callbacks = [{"url": s.url, "token": a.worker_token} for s in (a, b)]
-
-        def worker(host: str, slot: int) -> WorkerProcess:
-            name = f"{host}-{slot}"
-            workers[name] = start_worker(tmp_path / host / str(slot), gearman=gearman,
-                                         cache_dir=worker_cache,
-                                         versions=["47.0.0"], worker_id=name,
-                                         callbacks=callbacks)
-            return workers[name]
+        g1 = pool.gearmands[0]
+        a, b = pool.servers
+        versions = ["47.0.0"]
+        real = [f"c-real-{n}" for n in range(REAL)]
+        dry = [f"c-dry-{n:02d}" for n in range(DRY)]
 
         def submit(tid: str, via: FarmServer) -> None:
             fields: dict[str, Any] = {"dry_run": True, "conf": DUMMY} if tid in dry else \
@@ -83,23 +68,20 @@ def test_a_campaign_through_kill_9_of_gearmand_server_and_worker_host(
         def state(tid: str) -> str:
             return str(a.api("GET", f"/v1/tests/{tid}").json()["test"]["state"])
 
-        real = [f"c-real-{n}" for n in range(REAL)]
-        dry = [f"c-dry-{n:02d}" for n in range(DRY)]
         # host h2 takes the first real run; the others queue behind host h1's two slots
-        victim = worker("h2", 1)
+        victim = pool.worker("h2", 1, versions)
         submit(real[0], a)
         wait_until("Tempest running on host h2", lambda: processes_under(victim.work_dir))
-        for host, slot in (("h1", 1), ("h1", 2)):
-            worker(host, slot)
+        for slot in (1, 2):
+            pool.worker("h1", slot, versions)
         for n, tid in enumerate(real[1:] + dry):
             submit(tid, (b, a)[n % 2])
 
-        kill_tree(victim.proc.pid)  # every process of host h2: the worker, its Tempest
-        victim.proc.wait()
-        worker("h2", 1)  # started again on the same directories, as systemd would
+        pool.kill_host("h2")  # every process of host h2: the worker, its Tempest
+        pool.worker("h2", 1, versions)  # started again on the same directories (systemd)
         wait_until("both slots of h1 running a real run",
                    lambda: sum(state(t) == "running" for t in real[1:]) == 2)
-        queued = {g.address: sum(q for q, _, _ in status(g.port).values()) for g in (g1, g2)}
+        queued = pool.queued()
         g1.kill()  # kill -9 with jobs on its persistent queue and running
         time.sleep(1)
         g1.start()
@@ -114,9 +96,8 @@ def test_a_campaign_through_kill_9_of_gearmand_server_and_worker_host(
                                  for t in real + dry}),
             timeout_s=1200, every_s=1)
         wait_until("nothing queued or running in either gearmand",
-                   lambda: not any(q for g in (g1, g2) for q, _, _ in status(g.port).values()),
-                   timeout_s=300)
-        logs = "".join(w.output() for w in workers.values())
+                   lambda: pool.queued() == 0, timeout_s=300)
+        logs = "".join(w.output() for w in pool.workers.values())
         for tid, doc in docs.items():
             test = doc["test"]
             finals = [h for h in doc["history"] if h["applied"] and h["state"] in FINAL]
@@ -136,15 +117,9 @@ def test_a_campaign_through_kill_9_of_gearmand_server_and_worker_host(
         # the store agrees: nothing it holds is waiting for a worker any more
         listed = a.api("GET", "/v1/tests", params={"limit": 500}).json()["tests"]
         assert {t["state"] for t in listed} <= FINAL
-        for w in workers.values():
-            if w.proc.poll() is None:
-                assert leftovers(w.work_dir) == [], w.worker_id
-        print(f"campaign: {REAL} real + {DRY} dry runs, queued at the faults {queued}; "
-              "all final once, none lost")
+        for w in pool.workers.values():
+            assert leftovers(w.work_dir) == [], w.worker_id
+        print(f"campaign: {REAL} real + {DRY} dry runs, {queued} queued or running at the "
+              "faults; all final once, none lost")
     finally:
-        for w in workers.values():
-            w.stop()
-        for s in servers:
-            s.stop()
-        for g in (g1, g2):
-            g.stop()
+        pool.stop()

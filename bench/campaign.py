@@ -1,0 +1,271 @@
+"""A campaign through the whole farm: many dry runs over three Tempest versions, with 1, 2,
+4 and 8 worker processes, two gearmand and two status servers on one PostgreSQL.
+
+    .venv/bin/python bench/campaign.py [--runs 1000] [--workers 1,2,4,8] [--faults]
+
+The farm as `farm_lab.pool` runs it on this machine: two gearmand (persistent queues), two
+`farm-server serve` sharing one real PostgreSQL, and `farm-worker run` processes on four
+"hosts" (a directory each; N workers are slots h1-1, h2-1, h3-1, h4-1, h1-2, ...), every
+one given both gearmand and both servers; each worker serves 33.0.0, 40.0.0 and 47.0.0
+(prepare them first). For each worker count, --runs dry runs of `tempest.api.identity`
+(the versions in turn) are submitted through both servers (4 client threads), and the
+bench waits until every one has ended. From the store (the API's timestamps):
+runs per minute, submit-to-start (`started_at`) and submit-to-final (`finished_at`) p50 and
+p99. From /proc: the CPU of the farm's own processes (both gearmand, both servers:
+gunicorn's processes and the monitors) per run, as a share of the workers' CPU (goal ≤ 5%),
+and PostgreSQL's. The last line: throughput at N workers as a ratio of 1 worker's.
+
+--faults: one campaign at the largest worker count with the faults of the fault suite in
+the middle: `kill -9` of one gearmand when a third of the runs have ended, of one status
+server (every process of it) at half, of host h2's processes at two thirds, each started
+again as systemd would. Then the goals are checked: every run `passed`, one final state
+applied in its history, one worker saying it passed; both gearmand empty, the store holds
+no run waiting, nothing left under any worker's directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from farm_lab.loopback import descendants
+from farm_lab.pool import Pool, cpu_seconds
+from farm_server.models import TestRow
+from farm_server.store import Store
+from farm_worker.environments import EnvironmentCache
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from harness.checks import leftovers
+from harness.postgres import Postgres
+
+VERSIONS = ["33.0.0", "40.0.0", "47.0.0"]
+HOSTS = ["h1", "h2", "h3", "h4"]
+WAITING = "queued,installing,running,uploading"
+DUMMY = {"identity": {"uri_v3": "http://127.0.0.1:9/v3"}}
+
+
+def slots(n: int) -> list[tuple[str, int]]:
+    return [(HOSTS[i % len(HOSTS)], i // len(HOSTS) + 1) for i in range(n)]
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * q))]
+
+
+def waiting(pool: Pool) -> int:
+    r = pool.servers[0].api("GET", "/v1/tests", params={"state": WAITING, "limit": 1})
+    return int(r.json()["total"])
+
+
+class Faults(threading.Thread):
+    """kill -9 of a gearmand, a server and a host at a third, half and two thirds."""
+
+    def __init__(self, pool: Pool, runs: int, versions: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.pool, self.runs, self.versions = pool, runs, versions
+        self.done: list[str] = []
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def _wait_ended(self, share: float) -> bool:
+        """Until `share` of the runs have ended while others are queued or running (False:
+        the campaign ended first)."""
+        while not self.stop.is_set():
+            if self.runs - waiting(self.pool) >= self.runs * share and self.pool.queued():
+                return True
+            self.stop.wait(0.05)
+        return False
+
+    def run(self) -> None:
+        try:
+            pool = self.pool
+            if self._wait_ended(1 / 3):
+                queued = pool.queued()
+                g = pool.gearmands[0]
+                g.kill()
+                time.sleep(1)
+                g.start()
+                self.done.append(f"gearmand kill -9 ({queued} queued or running)")
+            if self._wait_ended(1 / 2):
+                queued = pool.queued()
+                s = pool.servers[1]
+                s.kill()
+                time.sleep(1)
+                s.serve()
+                self.done.append(f"status server kill -9 ({queued} queued or running)")
+            if self._wait_ended(2 / 3):
+                queued = pool.queued()
+                for name in pool.kill_host("h2"):
+                    host, slot = name.rsplit("-", 1)
+                    pool.worker(host, int(slot), self.versions)
+                self.done.append(f"host h2 kill -9 ({queued} queued or running)")
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
+
+
+def campaign(pool: Pool, label: str, runs: int, faults: bool) -> dict[str, Any]:
+    """Submit `runs` dry runs, wait for every one to end; the figures."""
+    ids = [f"{label}-{n:05d}" for n in range(runs)]
+    farm_pids = pool.farm_pids()
+    worker_pids = pool.worker_pids()
+    before = (cpu_seconds(farm_pids), cpu_seconds(worker_pids))
+    injector = Faults(pool, runs, VERSIONS) if faults else None
+
+    def submit(n: int) -> None:
+        server = pool.servers[n % 2]
+        for attempt in range(60):  # a server being restarted (faults): the other one
+            try:
+                r = pool.servers[(n + attempt) % 2].api("POST", "/v1/tests", json={
+                    "test_id": ids[n], "tempest": {"version": VERSIONS[n % 3]},
+                    "conf": DUMMY, "tests": {"regex": "tempest.api.identity"},
+                    "dry_run": True})
+            except OSError:
+                time.sleep(0.5)
+                continue
+            if r.status_code in (201, 409):
+                return
+            raise SystemExit(f"submit {ids[n]} to {server.url}: {r.status_code} {r.text}")
+        raise SystemExit(f"submit {ids[n]}: no server took it")
+
+    started = time.monotonic()
+    if injector is not None:
+        injector.start()
+    with ThreadPoolExecutor(4) as threads:
+        list(threads.map(submit, range(runs)))
+    while waiting(pool) > 0:
+        time.sleep(0.5)
+    wall = time.monotonic() - started
+    if injector is not None:
+        injector.stop.set()
+        injector.join(120)
+        if injector.error is not None:
+            raise injector.error
+    farm_pids = sorted(set(farm_pids) | set(pool.farm_pids()))
+    after = (cpu_seconds(farm_pids), cpu_seconds(pool.worker_pids() + worker_pids))
+    # the store's own timestamps (the API shows whole seconds)
+    store = Store(pool.database_url)
+    try:
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(TestRow.id, TestRow.state, TestRow.created_at,
+                                       TestRow.started_at, TestRow.finished_at)
+                                .where(TestRow.id.like(f"{label}-%"))).all()
+    finally:
+        store.engine.dispose()
+    docs = [{"id": r.id, "state": r.state} for r in rows]
+    to_start = [(r.started_at - r.created_at).total_seconds() for r in rows if r.started_at]
+    to_end = [(r.finished_at - r.created_at).total_seconds() for r in rows if r.finished_at]
+    first = min(r.created_at for r in rows)
+    last = max(r.finished_at for r in rows if r.finished_at)
+    farm_cpu, worker_cpu = after[0] - before[0], after[1] - before[1]
+    return {"ids": ids, "docs": docs, "wall": wall,
+            "per_min": len(docs) / (last - first).total_seconds() * 60,
+            "start": to_start, "end": to_end, "farm_cpu": farm_cpu, "worker_cpu": worker_cpu,
+            "faults": injector.done if injector else []}
+
+
+def check_goals(pool: Pool, result: dict[str, Any]) -> list[str]:
+    """The faults mode's goals; the problems found (none: every goal held)."""
+    problems = []
+    states = {t["id"]: t["state"] for t in result["docs"]}
+    problems += [f"{tid}: {state}" for tid, state in states.items() if state != "passed"]
+    problems += [f"{tid}: lost" for tid in result["ids"] if tid not in states]
+    logs = "".join(w.output() for w in pool.workers.values())
+    for tid in result["ids"]:
+        said = len(re.findall(rf"\[test {tid}\] passed\b", logs))
+        if said != 1:
+            problems.append(f"{tid}: said passed {said} times")
+        history = pool.servers[0].api("GET", f"/v1/tests/{tid}").json()["history"]
+        finals = [h for h in history if h["applied"] and h["state"] in (
+            "passed", "failed", "error", "cancelled", "timed_out", "rejected")]
+        if len(finals) != 1:
+            problems.append(f"{tid}: {len(finals)} final states applied")
+    end = time.monotonic() + 120
+    while pool.queued() and time.monotonic() < end:
+        time.sleep(0.5)
+    if pool.queued():
+        problems.append(f"gearmand still holds {pool.queued()} jobs")
+    for w in pool.workers.values():
+        left = leftovers(w.work_dir)
+        if left:
+            problems.append(f"{w.worker_id} left {left[:3]}")
+    return problems
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--workers", default="1,2,4,8",
+                        help="worker counts, comma-separated (default 1,2,4,8)")
+    parser.add_argument("--faults", action="store_true",
+                        help="one campaign at the largest count, with faults in the middle")
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args()
+    counts = sorted(int(c) for c in args.workers.split(","))
+    if args.faults:
+        counts = counts[-1:]
+    cache_dir = args.cache_dir or Path(os.environ.get(
+        "FARM_CACHE", Path.home() / ".cache/refstack-farm")) / "worker-cache"
+    cache = EnvironmentCache(cache_dir)
+    for version in VERSIONS:
+        cache.prepare(version)
+    pg = Postgres()
+    pg.start()
+    results: dict[int, dict[str, Any]] = {}
+    problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="farm-bench-campaign-") as tmp:
+        pool = Pool(Path(tmp), pg.new_database(), cache_dir,
+                    server_extra={"stale_after_s": 30, "monitor_interval_s": 2})
+        try:
+            pool.start()
+            for n in counts:
+                for host, slot in slots(n):
+                    if f"{host}-{slot}" not in pool.workers:
+                        pool.worker(host, slot, VERSIONS)
+                pg_before = cpu_seconds([pg.proc.pid, *descendants(pg.proc.pid)]) \
+                    if pg.proc else 0.0
+                result = campaign(pool, f"w{n}", args.runs, args.faults)
+                result["pg_cpu"] = (cpu_seconds([pg.proc.pid, *descendants(pg.proc.pid)])
+                                    if pg.proc else 0.0) - pg_before
+                results[n] = result
+                r = result
+                print(f"{n} workers: {len(r['docs'])} runs in {r['wall']:.0f} s, "
+                      f"{r['per_min']:.0f} runs/min; submit-to-start p50 "
+                      f"{statistics.median(r['start']):.2f} s p99 {pct(r['start'], 0.99):.2f} s;"
+                      f" submit-to-final p50 {statistics.median(r['end']):.2f} s p99 "
+                      f"{pct(r['end'], 0.99):.2f} s; CPU per run: workers "
+                      f"{r['worker_cpu'] / args.runs * 1000:.0f} ms, farm "
+                      f"{r['farm_cpu'] / args.runs * 1000:.0f} ms "
+                      f"({r['farm_cpu'] / r['worker_cpu'] * 100:.1f}% of the workers'), "
+                      f"PostgreSQL {r['pg_cpu'] / args.runs * 1000:.0f} ms", flush=True)
+                if args.faults:
+                    print("faults: " + "; ".join(r["faults"]))
+                    problems = check_goals(pool, r)
+        finally:
+            pool.stop()
+            pg.stop()
+    if args.faults:
+        print("faults mode: " + ("every goal held: every run passed once, none lost, "
+                                 "gearmand empty, nothing left" if not problems else
+                                 f"{len(problems)} problems: {problems[:10]}"))
+        return 1 if problems else 0
+    one = results[counts[0]]["per_min"]
+    print("throughput over 1 worker: " + ", ".join(
+        f"{n} workers {r['per_min'] / one:.2f}x" for n, r in results.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
