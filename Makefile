@@ -16,7 +16,8 @@ PYTEST_ARGS ?=
 # and Keystone. PYTEST_JOBS=0 runs them in one process.
 PYTEST_JOBS ?= 2
 
-.PHONY: test unit faults browser lint bootstrap bench bench-cost bench-growth clean demo
+.PHONY: test unit faults browser lint bootstrap bench bench-campaign bench-cost bench-growth \
+	clean demo
 
 bootstrap:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh
@@ -45,6 +46,13 @@ bench: bootstrap
 	$(VENV)/bin/python bench/dashboard.py
 	$(VENV)/bin/python bench/dispatch.py
 	$(VENV)/bin/python bench/startup.py
+
+# a campaign: 1,000 dry runs over 33/40/47 with 1, 2, 4 and 8 workers, two gearmand and two
+# servers on PostgreSQL, then the same with kill -9 faults in the middle (~15 min;
+# docs/performance.md#a-campaign)
+bench-campaign: bootstrap
+	$(VENV)/bin/python bench/campaign.py
+	$(VENV)/bin/python bench/campaign.py --faults
 
 # the cost of one run: dry runs with and without the kept test list, a real run's phases
 # against `tempest run` directly (~5 min; docs/performance.md#the-cost-of-one-run-issue-22)

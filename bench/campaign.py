@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -89,30 +90,34 @@ class Faults(threading.Thread):
         return False
 
     def run(self) -> None:
+        pool = self.pool
+        steps: list[tuple[float, str, Callable[[], None]]] = [
+            (1 / 3, "gearmand", lambda: self._again(pool.gearmands[0].kill,
+                                                    pool.gearmands[0].start)),
+            (1 / 2, "status server", lambda: self._again(pool.servers[1].kill,
+                                                         pool.servers[1].serve)),
+            (2 / 3, "host h2", self._host_again)]
         try:
-            pool = self.pool
-            if self._wait_ended(1 / 3):
+            for share, what, crash in steps:
+                if not self._wait_ended(share):
+                    return
                 queued = pool.queued()
-                g = pool.gearmands[0]
-                g.kill()
-                time.sleep(1)
-                g.start()
-                self.done.append(f"gearmand kill -9 ({queued} queued or running)")
-            if self._wait_ended(1 / 2):
-                queued = pool.queued()
-                s = pool.servers[1]
-                s.kill()
-                time.sleep(1)
-                s.serve()
-                self.done.append(f"status server kill -9 ({queued} queued or running)")
-            if self._wait_ended(2 / 3):
-                queued = pool.queued()
-                for name in pool.kill_host("h2"):
-                    host, slot = name.rsplit("-", 1)
-                    pool.worker(host, int(slot), self.versions)
-                self.done.append(f"host h2 kill -9 ({queued} queued or running)")
+                crash()
+                self.done.append(f"{what} kill -9 ({queued} queued or running)")
         except BaseException as exc:  # reported by the main thread
             self.error = exc
+
+    @staticmethod
+    def _again(kill: Callable[[], object], start: Callable[[], object]) -> None:
+        """kill -9, and started again a second later (as systemd would)."""
+        kill()
+        time.sleep(1)
+        start()
+
+    def _host_again(self) -> None:
+        for name in self.pool.kill_host("h2"):
+            host, slot = name.rsplit("-", 1)
+            self.pool.worker(host, int(slot), self.versions)
 
 
 def campaign(pool: Pool, label: str, runs: int, faults: bool) -> dict[str, Any]:

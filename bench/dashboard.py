@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -314,19 +314,31 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="rounds with and as many without live pages (default 2)")
     args = parser.parse_args()
-    lines = []
     with tempfile.TemporaryDirectory(prefix="farm-bench-dash-") as tmp:
-        if args.db in ("sqlite", "both"):
-            lines += bench("SQLite", Path(tmp) / "sqlite", None, args)
-        if args.db in ("postgresql", "both"):
-            pg = Postgres()
-            pg.start()
-            try:
-                lines += bench("PostgreSQL", Path(tmp) / "pg", pg.new_database(), args)
-            finally:
-                pg.stop()
+        lines = on_databases(args.db, Path(tmp), lambda label, base, new_database: bench(
+            label, base, new_database(), args))
     print("\n" + "\n".join(lines))
     return 0
+
+
+Bench = Callable[[str, Path, Callable[[], "str | None"]], list[str]]
+
+
+def on_databases(which: str, tmp: Path, run: Bench) -> list[str]:
+    """`run(label, directory, new_database)` on SQLite and/or a real PostgreSQL (`which`:
+    sqlite, postgresql or both); `new_database()` is a new database's URL (None: SQLite,
+    the server's own file). Their lines, in order."""
+    lines = []
+    if which in ("sqlite", "both"):
+        lines += run("SQLite", tmp / "sqlite", lambda: None)
+    if which in ("postgresql", "both"):
+        pg = Postgres()
+        pg.start()
+        try:
+            lines += run("PostgreSQL", tmp / "pg", pg.new_database)
+        finally:
+            pg.stop()
+    return lines
 
 
 if __name__ == "__main__":

@@ -29,14 +29,11 @@ import time
 from pathlib import Path
 
 import requests
-from dashboard import populate, timed
+from dashboard import on_databases, populate, timed
 from status_api import LUA, wrk
 
 from farm_lab.gearmand import Gearmand
 from farm_lab.server import FarmServer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from harness.postgres import Postgres
 
 FARM = str(Path(sys.executable).parent / "farm")
 PAGE = 50  # the "empty" store: one page of `farm list`, so that both list the same rows
@@ -120,18 +117,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=int, default=8)
     args = parser.parse_args()
-    lines = []
     with tempfile.TemporaryDirectory(prefix="farm-bench-growth-") as tmp:
-        if args.db in ("sqlite", "both"):
-            lines += bench("SQLite", Path(tmp) / "sqlite", (None, None), args)
-        if args.db in ("postgresql", "both"):
-            pg = Postgres()
-            pg.start()
-            try:
-                lines += bench("PostgreSQL", Path(tmp) / "pg",
-                               (pg.new_database(), pg.new_database()), args)
-            finally:
-                pg.stop()
+        lines = on_databases(args.db, Path(tmp), lambda label, base, new_database: bench(
+            label, base, (new_database(), new_database()), args))
     print("\n" + "\n".join(lines))
     return 0
 

@@ -262,12 +262,16 @@ def test_find_filters_and_pages(store: Store) -> None:
     for i in range(7):
         new_test(store, f"t{i}")
     store.apply("t3", Report(S.ERROR, "x", None), source="worker")
-    rows, total = store.find(limit=3, offset=0)
-    assert total == 7 and len(rows) == 3
-    rows, total = store.find(states=["error"])
+    rows, total, capped = store.find(limit=3, offset=0)
+    assert total == 7 and len(rows) == 3 and not capped
+    rows, total, _ = store.find(states=["error"])
     assert total == 1 and rows[0].id == "t3"
-    rows, total = store.find(version="40.0.0")
+    rows, total, _ = store.find(version="40.0.0")
     assert total == 0 and rows == []
+    # counted up to the cap: a count that does not read the whole table
+    assert store.find(limit=2, cap=5)[1:] == (5, True)
+    assert store.find(limit=2, cap=7)[1:] == (7, False)
+    assert len(store.find(limit=3, offset=6, cap=5)[0]) == 1  # pages go on past the cap
 
 
 def test_two_servers_queue_a_tests_automatic_upload_once(store: Store, url: str) -> None:

@@ -180,7 +180,10 @@ def openapi_document() -> dict[str, Any]:
                         "responses": {"200": _ok("a page of tests", {
                             "type": "object", "properties": {
                                 "tests": {"type": "array", "items": ref},
-                                "total": {"type": "integer"}}}),
+                                "total": {"type": "integer", "description":
+                                          "how many match, counted up to 10,000"},
+                                "total_capped": {"type": "boolean", "description":
+                                                 "true: more than `total` match"}}}),
                                       "400": _error("bad filter"),
                                       "401": _error("user token required")}}},
             "/v1/tests/{test_id}": {"get": {

@@ -213,11 +213,11 @@ def list_tests() -> tuple[Response, int]:
     require_user()
     query = checked_query(LIST_QUERY, request.args)
     limit, offset = query["limit"], query["offset"]
-    rows, total = farm().store.find(states=query.get("state"), version=query.get("version"),
+    rows, total, capped = farm().store.find(states=query.get("state"), version=query.get("version"),
                                     guideline=query.get("guideline"),
                                     target=query.get("target"), limit=limit, offset=offset)
     return jsonify({"tests": [test_view(t, brief=True) for t in rows], "total": total,
-                    "limit": limit,
+                    "total_capped": capped, "limit": limit,
                     "offset": offset}), 200
 
 

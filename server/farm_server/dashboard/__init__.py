@@ -133,16 +133,18 @@ def runs_page() -> Response:
                    cpid=args.get("cpid") or None, guideline=args.get("guideline") or None,
                    text=(args.get("q") or "").strip()[:200] or None)
     page = _int(args.get("page"), 1)
-    rows, total = farm().store.runs(f, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    rows, total, capped = farm().store.runs(f, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     filtered = bool(states or f.version or f.cpid or f.guideline or f.text)
     query = {k: v for k, v in args.to_dict(flat=False).items() if k != "page"}
     pages = max(1, -(-total // PAGE_SIZE))
+    more = page < pages or (capped and len(rows) == PAGE_SIZE)
     return _page("runs.html", 200, nav="runs", runs=[live_view(t) for t in rows],
-                 total=total, page=page, pages=pages, f=f, states=STATES,
+                 total=f"{total:,}+" if capped else total, page=page,
+                 pages=f"{pages:,}+" if capped else pages, f=f, states=STATES,
                  facets=farm().store.facets(), prepend=page == 1 and not filtered,
                  since=_now_stamp(),
                  prev_url=_with(query, page=page - 1) if page > 1 else None,
-                 next_url=_with(query, page=page + 1) if page < pages else None)
+                 next_url=_with(query, page=page + 1) if more else None)
 
 
 @bp.get("/runs/<test_id>")

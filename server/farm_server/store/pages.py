@@ -20,7 +20,7 @@ from farm_server.models import (
     TestRow,
     utcnow,
 )
-from farm_server.store.engine import StoreBase, as_utc
+from farm_server.store.engine import COUNT_CAP, StoreBase, as_utc, capped_count
 from farm_server.store.tokens import hash_token
 from farm_worker.protocol import FINAL_STATE_VALUES
 
@@ -73,8 +73,9 @@ class Pages(StoreBase):
             s.execute(delete(SessionRow).where(SessionRow.id_hash == hash_token(value)))
 
     # ---- the runs page --------------------------------------------------------------------
-    def runs(self, f: RunsFilter, limit: int, offset: int) -> tuple[list[TestRow], int]:
-        """A page of runs, newest first, and how many match."""
+    def runs(self, f: RunsFilter, limit: int, offset: int,
+             cap: int = COUNT_CAP) -> tuple[list[TestRow], int, bool]:
+        """A page of runs, newest first; how many match (up to `cap`) and whether more."""
         query = select(TestRow)
         if f.states:
             query = query.where(TestRow.state.in_(list(f.states)))
@@ -89,10 +90,10 @@ class Pages(StoreBase):
                                     TestRow.message.like(like, escape="\\"),
                                     TestRow.worker.like(like, escape="\\")))
         with self.read() as s:
-            total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+            total, capped = capped_count(s, query, cap)
             rows = list(s.scalars(query.order_by(TestRow.created_at.desc(), TestRow.id)
                                   .limit(limit).offset(offset)))
-        return rows, int(total)
+        return rows, total, capped
 
     def facets(self) -> dict[str, list[str]]:
         """The values the runs page's filters offer."""

@@ -27,7 +27,7 @@ from farm_server.models import (
     TestRow,
     utcnow,
 )
-from farm_server.store.engine import StoreBase, StoreError, as_utc
+from farm_server.store.engine import COUNT_CAP, StoreBase, StoreError, as_utc, capped_count
 from farm_server.store.tokens import WORKERS
 from farm_worker.protocol import COUNT_KEYS, FINAL_STATE_VALUES, FINAL_STATES, TestState
 from farm_worker.redaction import scrub_conf
@@ -124,7 +124,10 @@ class Tests(StoreBase):
 
     def find(self, *, states: list[str] | None = None, version: str | None = None,
              guideline: str | None = None, target: str | None = None,
-             limit: int = 50, offset: int = 0) -> tuple[list[TestRow], int]:
+             limit: int = 50, offset: int = 0,
+             cap: int = COUNT_CAP) -> tuple[list[TestRow], int, bool]:
+        """A page of tests, newest first; how many match (up to `cap`; capped_count) and
+        whether there are more than that."""
         query = select(TestRow)
         if states:
             query = query.where(TestRow.state.in_(states))
@@ -135,10 +138,10 @@ class Tests(StoreBase):
         if target:
             query = query.where(TestRow.guideline_target == target)
         with self.read() as s:
-            total = s.scalar(select(func.count()).select_from(query.subquery())) or 0
+            total, capped = capped_count(s, query, cap)
             rows = list(s.scalars(query.order_by(TestRow.created_at.desc(), TestRow.id)
                                   .limit(limit).offset(offset)))
-        return rows, int(total)
+        return rows, total, capped
 
     def history(self, test_id: str) -> list[ReportRow]:
         with self.read() as s:
