@@ -43,10 +43,11 @@ COUNT_CAP = 10_000  # how far a page's "how many match" counts (capped_count)
 
 
 def capped_count(session: Session, query: Select[Any], cap: int = COUNT_CAP) -> tuple[int, bool]:
-    """How many rows `query` matches, counted up to `cap`: (the count, False) below it,
-    (`cap`, True) beyond. An exact count reads every matching row; on PostgreSQL that is a
-    scan of the table, whose time grows with the store (bench/growth.py: a page of 50 runs
-    took 1.8x as long with 100,000 runs stored); this reads at most `cap` + 1."""
+    """How many rows `query` (select one narrow column) matches, counted up to `cap`: (the
+    count, False) below it, (`cap`, True) beyond. An exact count reads every matching row;
+    on PostgreSQL that is a scan of the table, whose time grows with the store
+    (bench/growth.py: a page of 50 runs took 1.8x as long with 100,000 runs stored); this
+    reads at most `cap` + 1 (1.3 ms for 10,001 ids; 3.9 ms for whole rows)."""
     counted = session.scalar(select(func.count()).select_from(
         query.limit(cap + 1).subquery())) or 0
     return min(int(counted), cap), counted > cap

@@ -90,7 +90,7 @@ class Pages(StoreBase):
                                     TestRow.message.like(like, escape="\\"),
                                     TestRow.worker.like(like, escape="\\")))
         with self.read() as s:
-            total, capped = capped_count(s, query, cap)
+            total, capped = capped_count(s, query.with_only_columns(TestRow.id), cap)
             rows = list(s.scalars(query.order_by(TestRow.created_at.desc(), TestRow.id)
                                   .limit(limit).offset(offset)))
         return rows, total, capped

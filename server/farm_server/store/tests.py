@@ -138,7 +138,7 @@ class Tests(StoreBase):
         if target:
             query = query.where(TestRow.guideline_target == target)
         with self.read() as s:
-            total, capped = capped_count(s, query, cap)
+            total, capped = capped_count(s, query.with_only_columns(TestRow.id), cap)
             rows = list(s.scalars(query.order_by(TestRow.created_at.desc(), TestRow.id)
                                   .limit(limit).offset(offset)))
         return rows, total, capped
