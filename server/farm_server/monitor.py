@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from farm_client.gearman_client import Gearman, GearmanError, Server
 from farm_server import metrics
+from farm_server.holders import holder_keeps
 from farm_server.lifecycle import RUNNING_STATES, WORKER_LOST, Report
 from farm_server.models import TestRow, utcnow
 from farm_server.periodic import Periodic
@@ -139,6 +140,8 @@ class Monitor(Periodic):
             return None
         silent = f"no report for {self._silent_for(test):.0f} s"
         if not known:
+            if test.worker and holder_keeps(self.gearman, test.worker, test.id):
+                return None  # its worker has it, or owes its reports: not lost, only late
             message = f"{WORKER_LOST}{silent} and no gearmand has the job any more"
             self.store.apply(test.id, Report(TestState.ERROR, message, None), source="monitor")
             return f"error ({message})"

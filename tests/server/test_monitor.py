@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 
 import gear
 import pytest
 
 from farm_client.gearman_client import Gearman, Server
 from farm_lab.gearmand import Gearmand, admin, status
+from farm_lab.workers import start_worker
 from farm_server.models import utcnow
 from farm_server.monitor import Monitor
+from farm_worker.environments import PrepareResult
+from farm_worker.outbox import Outbox
 from farm_worker.protocol import cancel_function, parse_payload, run_function
 from harness.gearclient import take_job
 from server.conftest import App
@@ -204,3 +208,34 @@ def test_a_test_stored_but_not_yet_queued_is_left_to_the_server_queueing_it(
     assert passes == [[], ["m8: resubmitted (stored but never queued)"]]
     assert admin(own_gearmand.port, "show unique jobs") == ["m8"]  # one job: the same unique
     assert monitor(farm_app, later_s=3600).run_once() == []
+
+
+@pytest.mark.tempest
+def test_a_silent_run_whose_worker_still_owes_its_reports_is_not_lost(
+        farm_app: App, own_gearmand: Gearmand, tmp_path: Path, worker_cache: Path,
+        tempest47: PrepareResult) -> None:
+    """Its job is gone from gearmand and it has been silent for an hour, but its worker is
+    alive and still owes reports of it (its outbox: the server was away): the monitor
+    asks the worker (holders.py) and leaves the run to its late reports. The same run
+    held by a worker no gearmand lists ends `error` (worker lost)."""
+    for tid in ("m7", "m8"):
+        create(farm_app, tid)
+    r = farm_app.client.post("/update-test-status/", headers=farm_app.worker(), json={
+        "test_id": "m7", "status": "running", "worker": "m7-holder"})
+    assert r.status_code == 202
+    report(farm_app, "m8", "running")  # held by the host's name: no such worker
+    own_gearmand.stop()  # both jobs gone (the builtin queue)
+    own_gearmand.start()
+    # what the worker owes: a report to a server that refuses connections (port 9)
+    Outbox(tmp_path / "w" / "outbox" / "m7-holder").add_status(
+        "m7", "http://127.0.0.1:9/", {"test_id": "m7", "status": "passed"})
+    worker = start_worker(tmp_path / "w", gearman=[own_gearmand.address],
+                          cache_dir=worker_cache, versions=["47.0.0"], worker_id="m7-holder")
+    try:
+        actions = monitor(farm_app, later_s=3600).run_once()
+        assert [a.split(":")[0] for a in actions] == ["m8"], actions
+        assert "worker lost" in actions[0]
+        test = farm_app.store.get("m7")
+        assert test is not None and test.state == "running"
+    finally:
+        worker.stop()
