@@ -15,21 +15,20 @@ copy). The baseline of the same run: a ready `prepare` (the check a worker does 
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from farm_lab.venvs import cache_root
 from farm_worker.environments import EnvironmentCache
 
 VERSIONS = ("33.0.0", "47.0.0", "40.0.0")  # the order they are used in
 
 
 def main() -> int:
-    shared = EnvironmentCache(Path(os.environ.get(
-        "FARM_CACHE", Path.home() / ".cache/refstack-farm")) / "worker-cache")
+    shared = EnvironmentCache(cache_root() / "worker-cache")
     prepared = {v: shared.prepare(v) for v in VERSIONS}
     with tempfile.TemporaryDirectory(prefix="farm-bench-cache-") as tmp:
         root = Path(tmp)

@@ -26,7 +26,6 @@ no run waiting, nothing left under any worker's directory.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
 import sys
@@ -42,6 +41,7 @@ from sqlalchemy import select
 
 from farm_lab.loopback import descendants
 from farm_lab.pool import Pool, cpu_seconds
+from farm_lab.venvs import cache_root
 from farm_server.models import TestRow
 from farm_server.store import Store
 from farm_worker.environments import EnvironmentCache
@@ -221,8 +221,7 @@ def main() -> int:
     counts = sorted(int(c) for c in args.workers.split(","))
     if args.faults:
         counts = counts[-1:]
-    cache_dir = args.cache_dir or Path(os.environ.get(
-        "FARM_CACHE", Path.home() / ".cache/refstack-farm")) / "worker-cache"
+    cache_dir = args.cache_dir or cache_root() / "worker-cache"
     cache = EnvironmentCache(cache_dir)
     for version in VERSIONS:
         cache.prepare(version)

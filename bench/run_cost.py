@@ -32,6 +32,7 @@ from farm_lab import keystone as ks
 from farm_lab.gearmand import Gearmand
 from farm_lab.loopback import free_port
 from farm_lab.server import FarmServer
+from farm_lab.venvs import cache_root
 from farm_lab.workers import WorkerProcess, start_worker
 from farm_worker.building import READY
 from farm_worker.environments import EnvironmentCache
@@ -61,7 +62,8 @@ def listing_cache(kept: Path, base: Path) -> Path:
     (build / READY).write_text(json.dumps(info, indent=1) + "\n")
     make_read_only(build)
     (root / "envs" / template.key.name).symlink_to(f"../builds/{build.name}")
-    assert copy.template(VERSION) is not None and copy.template(VERSION).tests is None  # type: ignore[union-attr]
+    copied = copy.template(VERSION)
+    assert copied is not None and copied.tests is None
     return root
 
 
@@ -99,9 +101,7 @@ def main() -> int:
     parser.add_argument("--dry-runs", type=int, default=10, help="per cache and round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-real", action="store_true", help="dry runs only (no Keystone)")
-    parser.add_argument("--cache-dir", type=Path,
-                        default=Path(__import__("os").environ.get(
-                            "FARM_CACHE", Path.home() / ".cache/refstack-farm")) / "worker-cache")
+    parser.add_argument("--cache-dir", type=Path, default=cache_root() / "worker-cache")
     args = parser.parse_args()
     EnvironmentCache(args.cache_dir).prepare(VERSION)
     with tempfile.TemporaryDirectory(prefix="farm-bench-cost-") as tmp:
@@ -157,8 +157,10 @@ def main() -> int:
                                           "tests": {"regex": REGEX}})
                 spent = {k: v - before.get(k, 0.0) for k, v in phases(metrics_port).items()}
                 started = time.monotonic()
-                counts = direct_run(EnvironmentCache(args.cache_dir).template(  # type: ignore[union-attr]
-                    VERSION).path, conf, base / "direct", ["--regex", REGEX]).counts()
+                template = EnvironmentCache(args.cache_dir).template(VERSION)
+                assert template is not None
+                counts = direct_run(template.path, conf, base / "direct",
+                                    ["--regex", REGEX]).counts()
                 direct_s = time.monotonic() - started
                 outside = sum(v for k, v in spent.items() if k != "run")
                 print("the real identity run through the farm, by phase: "
