@@ -74,11 +74,10 @@ def _update_test_status() -> tuple[Response, Verdict]:
                     (p.get("done"), p.get("total"), p.get("current")))
     kept_by = None
     if worker is not None and report.state is TestState.INSTALLING:
-        held = farm().store.get(test_id)
-        if held is not None and held.worker and claims_held(TestState(held.state), held.worker,
-                                                            report) \
-                and holder_keeps(farm().gearman, held.worker, test_id):
-            kept_by = held.worker
+        held = farm().store.holder(test_id)
+        if held is not None and held[1] and claims_held(held[0], held[1], report) \
+                and holder_keeps(farm().gearman, held[1], test_id):
+            kept_by = held[1]
     applied = farm().store.apply(test_id, report, source="worker", progress=progress,
                                  payload=body.get("payload"), worker_name=host.name,
                                  fence=worker is not None, report_id=body.get("report_id"),

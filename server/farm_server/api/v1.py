@@ -154,11 +154,8 @@ def create(doc: dict[str, Any], user: str | None,
         payload = parse_payload({**doc, "callback": {"url": state.config.callback_url}})
     except PayloadError as exc:  # what the schema cannot say (e.g. too old a version)
         raise FieldError(exc.errors) from None
-    if state.store.get(payload.test_id) is not None:
-        existing = state.store.get(payload.test_id)
-        assert existing is not None
-        return _error(409, f"test_id: {show(payload.test_id)} exists already",
-                      field="test_id", test=test_view(existing))
+    if state.store.exists(payload.test_id):
+        return _exists(payload.test_id)
     function = run_function(payload.tempest_version)
     if not queue_anyway:
         try:
@@ -198,14 +195,20 @@ def create(doc: dict[str, Any], user: str | None,
 
     try:
         created = state.store.create_test(row, submit, user)
-    except StoreError as exc:
-        return _error(409, str(exc), field="test_id")
+    except StoreError:  # made in the meantime, through another request
+        return _exists(payload.test_id)
     except GearmanError as exc:
         return _error(503, f"gearman: {exc}; nothing was stored")
     log.info("test %s queued on %s (%s)", created.id, function, created.gearman_server)
     response = jsonify({"test": test_view(created)})
     response.headers["Location"] = f"/v1/tests/{created.id}"
     return response, 201
+
+
+def _exists(test_id: str) -> tuple[Response, int]:
+    existing = farm().store.get(test_id)
+    return _error(409, f"test_id: {show(test_id)} exists already", field="test_id",
+                  **({"test": test_view(existing)} if existing is not None else {}))
 
 
 @bp.get("/tests")

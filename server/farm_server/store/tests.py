@@ -98,7 +98,7 @@ class Tests(StoreBase):
         queueing fails, the test is removed again: nothing is stored. StoreError if the
         test id exists."""
         with self.write() as s:
-            if s.get(TestRow, row.id) is not None:
+            if s.scalar(select(TESTS.c.id).where(TESTS.c.id == row.id)) is not None:
                 raise StoreError(f"test {row.id!r} exists already")
             now = utcnow()
             row.created_at = row.updated_at = now
@@ -121,6 +121,19 @@ class Tests(StoreBase):
     def get(self, test_id: str) -> TestRow | None:
         with self.read() as s:
             return s.get(TestRow, test_id)
+
+    def exists(self, test_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(TESTS.c.id).where(TESTS.c.id == test_id)).first() \
+                is not None
+
+    def holder(self, test_id: str) -> tuple[TestState, str | None] | None:
+        """A test's state and the worker holding it (None: no such test); one narrow read
+        for the claims that status updates make."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(TESTS.c.state, TESTS.c.worker)
+                                 .where(TESTS.c.id == test_id)).first()
+        return None if found is None else (TestState(found.state), found.worker)
 
     def find(self, *, states: list[str] | None = None, version: str | None = None,
              guideline: str | None = None, target: str | None = None,
@@ -282,10 +295,9 @@ class Tests(StoreBase):
                                                         TestRow.cancel_handle.is_not(None))))
 
     def set_job(self, test_id: str, server: str, handle: str) -> None:
-        with self.write() as s:
-            test = s.get(TestRow, test_id)
-            if test is not None:
-                test.gearman_server, test.gearman_handle = server, handle
+        with self.write_sql() as conn:
+            conn.execute(update(TESTS).where(TESTS.c.id == test_id)
+                         .values(gearman_server=server, gearman_handle=handle))
 
     def set_cancel_job(self, test_id: str, server: str | None, handle: str | None) -> None:
         with self.write() as s:

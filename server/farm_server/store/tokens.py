@@ -19,6 +19,7 @@ from farm_server.models import (
 from farm_server.store.engine import StoreBase, StoreError
 
 WORKERS: Table = WorkerRow.__table__  # type: ignore[assignment]
+USERS: Table = UserRow.__table__  # type: ignore[assignment]
 
 
 def hash_token(token: str) -> str:
@@ -69,10 +70,16 @@ class Tokens(StoreBase):
                          allow_json=found.allow_json)
 
     def user_for(self, token: str) -> UserRow | None:
+        """The user of a token, read on every call like `worker_for` (one Core query)."""
         wanted = hash_token(token)
-        with self.read() as s:
-            row = s.scalar(select(UserRow).where(UserRow.token_hash == wanted))
-        return row if row is not None and _same(row.token_hash, wanted) else None
+        with self.engine.connect() as conn:
+            found = conn.execute(select(USERS.c.id, USERS.c.name, USERS.c.token_hash,
+                                        USERS.c.created_at)
+                                 .where(USERS.c.token_hash == wanted)).first()
+        if found is None or not _same(found.token_hash, wanted):
+            return None
+        return UserRow(id=found.id, name=found.name, token_hash=found.token_hash,
+                       created_at=found.created_at)
 
     def workers(self) -> list[WorkerRow]:
         with self.read() as s:
