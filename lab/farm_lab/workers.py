@@ -76,19 +76,26 @@ def write_config(path: Path, **keys: Any) -> Path:
     return path
 
 
+def worker_config(base: Path, *, gearman: list[str], cache_dir: Path, versions: list[str],
+                  worker_id: str, **extra: Any) -> Path:
+    """The configuration file of a worker whose directories are under `base`."""
+    base.mkdir(parents=True, exist_ok=True)
+    keys: dict[str, Any] = {"worker_id": worker_id, "gearman_servers": gearman,
+                            "tempest_versions": versions, "cache_dir": str(cache_dir),
+                            "work_dir": str(base / "work"), "results_dir": str(base / "results"),
+                            "outbox_dir": str(base / "outbox"),
+                            "log_level": "INFO"}
+    keys.update(extra)
+    return write_config(base / f"{worker_id}.yaml", **keys)
+
+
 def start_worker(base: Path, *, gearman: list[str], cache_dir: Path, versions: list[str],
                  worker_id: str, wait_for: str | None = None, timeout_s: float = 120,
                  **extra: Any) -> WorkerProcess:
     """Start `farm-worker run` and wait until gearmand lists it for `wait_for`."""
-    base.mkdir(parents=True, exist_ok=True)
+    config = worker_config(base, gearman=gearman, cache_dir=cache_dir, versions=versions,
+                           worker_id=worker_id, **extra)
     work_dir = base / "work"
-    keys: dict[str, Any] = {"worker_id": worker_id, "gearman_servers": gearman,
-                            "tempest_versions": versions, "cache_dir": str(cache_dir),
-                            "work_dir": str(work_dir), "results_dir": str(base / "results"),
-                            "outbox_dir": str(base / "outbox"),
-                            "log_level": "INFO"}
-    keys.update(extra)
-    config = write_config(base / f"{worker_id}.yaml", **keys)
     log = base / f"{worker_id}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("FARM_WORKER_")}
     with log.open("ab") as fh:  # a worker started again on the same directory appends

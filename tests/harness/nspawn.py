@@ -96,6 +96,8 @@ class Hosts:
     names: list[str] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)  # what to stop: name -> pid
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # systemd-nspawn --bind/--bind-ro arguments: "*" for every host, or a host's name
+    binds: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ctl(self) -> str:
@@ -191,7 +193,8 @@ class Hosts:
         self._spawn(name, ["systemd-nspawn", "--register=no", "--keep-unit", "-q", "-M",
                            f"{self.prefix}-{name}", "-D", str(merged),
                            f"--network-namespace-path=/run/netns/{ns}", "-b",
-                           "--console=passive", "--resolv-conf=off"],
+                           "--console=passive", "--resolv-conf=off",
+                           *self.binds.get("*", []), *self.binds.get(name, [])],
                     self.state / "run" / f"nspawn-{name}.log")
         self.names.append(name)
         end = time.monotonic() + 60
