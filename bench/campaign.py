@@ -1,26 +1,34 @@
 """A campaign through the whole farm: many dry runs over three Tempest versions, with 1, 2,
-4 and 8 worker processes, two gearmand and two status servers on one PostgreSQL.
+4 and 8 worker processes on four booted hosts, two gearmand and two status servers on one
+PostgreSQL.
 
-    .venv/bin/python bench/campaign.py [--runs 1000] [--workers 1,2,4,8] [--faults]
+    .venv/bin/python bench/campaign.py [--runs 1000] [--workers 1,2,4,8] [--faults] [--local]
 
-The farm as `farm_lab.pool` runs it on this machine: two gearmand (persistent queues), two
-`farm-server serve` sharing one real PostgreSQL, and `farm-worker run` processes on four
-"hosts" (a directory each; N workers are slots h1-1, h2-1, h3-1, h4-1, h1-2, ...), every
-one given both gearmand and both servers; each worker serves 33.0.0, 40.0.0 and 47.0.0
-(prepare them first). For each worker count, --runs dry runs of `tempest.api.identity`
-(the versions in turn) are submitted through both servers (4 client threads), and the
-bench waits until every one has ended. From the store (the API's timestamps):
-runs per minute, submit-to-start (`started_at`) and submit-to-final (`finished_at`) p50 and
-p99. From /proc: the CPU of the farm's own processes (both gearmand, both servers:
-gunicorn's processes and the monitors) per run, as a share of the workers' CPU (goal ≤ 5%),
-and PostgreSQL's. The last line: throughput at N workers as a ratio of 1 worker's.
+The hosts are the harness's systemd-nspawn machines (tests/harness/hostpool.py): h1-h4, each
+booted with systemd in its own network namespace, each worker slot a systemd unit there (N
+workers are slots h1-1, h2-1, h3-1, h4-1, h1-2, ...). Two gearmand (persistent queues) and
+two `farm-server serve` sharing one real PostgreSQL run on this machine, relayed into the
+hosts' network; every worker is given both gearmand and both servers, and serves 33.0.0,
+40.0.0 and 47.0.0 from the worker cache, which the hosts see read-only (prepare it first:
+`make bench-campaign` does). --local runs the workers as processes on this machine
+instead (a directory per "host"), for a machine without systemd-nspawn.
+
+For each worker count, --runs dry runs of `tempest.api.identity` (the versions in turn) are
+submitted through both servers (4 client threads), and the bench waits until every one has
+ended. From the store (the API's timestamps): runs per minute, submit-to-start
+(`started_at`) and submit-to-final (`finished_at`) p50 and p99. From /proc: the CPU of the
+farm's own processes (both gearmand, both servers: gunicorn's processes and the monitors)
+per run, as a share of the workers' CPU (the worker processes and their children), and
+PostgreSQL's. The relays into the hosts' network (socat) are the harness's, counted in
+neither. The last line: throughput at N workers as a ratio of 1 worker's.
 
 --faults: one campaign at the largest worker count with the faults of the fault suite in
 the middle: `kill -9` of one gearmand when a third of the runs have ended, of one status
-server (every process of it) at half, of host h2's processes at two thirds, each started
-again as systemd would. Then the goals are checked: every run `passed`, one final state
-applied in its history, one worker saying it passed; both gearmand empty, the store holds
-no run waiting, nothing left under any worker's directory.
+server (every process of it) at half, of host h2's worker units (SIGKILL to their control
+groups) at two thirds, each started again as systemd would. Then the goals are checked:
+every run `passed`, one final state applied in its history, one worker saying it passed;
+both gearmand empty, the store holds no run waiting, nothing left under any worker's
+directory.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ from farm_worker.environments import EnvironmentCache
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from harness.checks import leftovers
+from harness.hostpool import HostPool
+from harness.nspawn import missing_tools
 from harness.postgres import Postgres
 
 VERSIONS = ["33.0.0", "40.0.0", "47.0.0"]
@@ -158,7 +168,8 @@ def campaign(pool: Pool, label: str, runs: int, faults: bool) -> dict[str, Any]:
         if injector.error is not None:
             raise injector.error
     farm_pids = sorted(set(farm_pids) | set(pool.farm_pids()))
-    after = (cpu_seconds(farm_pids), cpu_seconds(pool.worker_pids() + worker_pids))
+    after = (cpu_seconds(farm_pids), cpu_seconds(sorted(set(pool.worker_pids())
+                                                         | set(worker_pids))))
     # the store's own timestamps (the API shows whole seconds)
     store = Store(pool.database_url)
     try:
@@ -216,8 +227,12 @@ def main() -> int:
                         help="worker counts, comma-separated (default 1,2,4,8)")
     parser.add_argument("--faults", action="store_true",
                         help="one campaign at the largest count, with faults in the middle")
+    parser.add_argument("--local", action="store_true",
+                        help="workers as processes on this machine, not on booted hosts")
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args()
+    if not args.local and missing_tools():
+        parser.error(f"booted hosts need {', '.join(missing_tools())} (or use --local)")
     counts = sorted(int(c) for c in args.workers.split(","))
     if args.faults:
         counts = counts[-1:]
@@ -230,8 +245,11 @@ def main() -> int:
     results: dict[int, dict[str, Any]] = {}
     problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="farm-bench-campaign-") as tmp:
-        pool = Pool(Path(tmp), pg.new_database(), cache_dir,
-                    server_extra={"stale_after_s": 30, "monitor_interval_s": 2})
+        settings: dict[str, Any] = {"server_extra": {"stale_after_s": 30,
+                                                      "monitor_interval_s": 2}}
+        pool = (Pool(Path(tmp), pg.new_database(), cache_dir, **settings) if args.local else
+                HostPool(Path(tmp), pg.new_database(), cache_dir, host_count=len(HOSTS),
+                         **settings))
         try:
             pool.start()
             for n in counts:
