@@ -12,6 +12,7 @@ from typing import Any
 import gear
 
 from farm_lab.gearmand import Gearmand, admin, status
+from farm_server import state as farm_state
 from farm_server.lifecycle import Report
 from farm_worker.protocol import (
     TestState,
@@ -130,6 +131,38 @@ def test_no_worker_for_the_version_is_422_with_the_registered_ones(
         assert r.status_code == 201
     finally:
         w.shutdown()
+
+
+def test_a_served_version_is_reused_briefly_an_unserved_one_asked_again(
+        farm_app: App, own_gearmand: Gearmand, monkeypatch: Any) -> None:
+    """The submit's "does a worker serve it" check: a campaign's submits do not each ask
+    every gearmand, yet a worker that just registered is seen at once. The clock is the
+    one thing faked: the check's answers come from the real gearmand."""
+    state = farm_app.app.extensions["farm"]
+    clock = [1000.0]
+    monkeypatch.setattr(farm_state.time, "monotonic", lambda: clock[0])
+    w = gear.Worker(client_id="v40")
+    w.addServer("127.0.0.1", own_gearmand.port)
+    w.registerFunction(run_function("40.0.0"))
+    w.waitForServer(timeout=5)
+    try:
+        deadline = time.monotonic() + 30
+        while not status(own_gearmand.port).get(run_function("40.0.0"), (0, 0, 0))[2]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert state.registered_versions("40.0.0") == {"40.0.0": 1}
+    finally:
+        w.shutdown()
+    deadline = time.monotonic() + 30
+    while status(own_gearmand.port).get(run_function("40.0.0"), (0, 0, 0))[2]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    clock[0] += farm_state.SERVED_FOR_S / 2
+    assert state.registered_versions("40.0.0") == {"40.0.0": 1}  # reused
+    assert state.registered_versions("47.0.0") == {}  # not in it: asked again
+    assert state.registered_versions("40.0.0") == {}  # that answer replaced the old one
+    r = create(farm_app, test_id="gone40", queue_anyway=False, tempest={"version": "40.0.0"})
+    assert r.status_code == 422
 
 
 def test_gearmand_down_is_503_and_nothing_is_stored(tmp_path: Path,

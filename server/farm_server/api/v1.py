@@ -159,7 +159,7 @@ def create(doc: dict[str, Any], user: str | None,
     function = run_function(payload.tempest_version)
     if not queue_anyway:
         try:
-            registered = state.gearman.registered_versions()
+            registered = state.registered_versions(payload.tempest_version)
         except GearmanError as exc:
             return _error(503, f"gearman: {exc}")
         if payload.tempest_version not in registered:
