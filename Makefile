@@ -47,9 +47,9 @@ bench: bootstrap
 	$(VENV)/bin/python bench/dispatch.py
 	$(VENV)/bin/python bench/startup.py
 
-# a campaign: 1,000 dry runs over 33/40/47 with 1, 2, 4 and 8 workers, two gearmand and two
-# servers on PostgreSQL, then the same with kill -9 faults in the middle (~15 min;
-# docs/performance.md#a-campaign)
+# a campaign: 1,000 dry runs over 33/40/47 with 1, 2, 4 and 8 workers on four booted
+# systemd-nspawn hosts, two gearmand and two servers on PostgreSQL, then the same with kill -9
+# faults in the middle (~15 min; docs/performance.md#a-campaign)
 bench-campaign: bootstrap
 	$(VENV)/bin/python bench/campaign.py
 	$(VENV)/bin/python bench/campaign.py --faults

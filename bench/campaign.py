@@ -45,7 +45,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from farm_lab.loopback import descendants
 from farm_lab.pool import Pool, cpu_seconds
@@ -75,17 +75,20 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))]
 
 
-def waiting(pool: Pool) -> int:
-    r = pool.servers[0].api("GET", "/v1/tests", params={"state": WAITING, "limit": 1})
-    return int(r.json()["total"])
+def waiting(store: Store) -> int:
+    """Runs not ended yet, read from the store by this process (polling the servers' API
+    would add the bench's own requests to the farm's CPU)."""
+    with store.engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(TestRow)
+                               .where(TestRow.state.in_(WAITING.split(",")))) or 0)
 
 
 class Faults(threading.Thread):
     """kill -9 of a gearmand, a server and a host at a third, half and two thirds."""
 
-    def __init__(self, pool: Pool, runs: int, versions: list[str]) -> None:
+    def __init__(self, pool: Pool, store: Store, runs: int, versions: list[str]) -> None:
         super().__init__(daemon=True)
-        self.pool, self.runs, self.versions = pool, runs, versions
+        self.pool, self.store, self.runs, self.versions = pool, store, runs, versions
         self.done: list[str] = []
         self.error: BaseException | None = None
         self.stop = threading.Event()
@@ -94,7 +97,7 @@ class Faults(threading.Thread):
         """Until `share` of the runs have ended while others are queued or running (False:
         the campaign ended first)."""
         while not self.stop.is_set():
-            if self.runs - waiting(self.pool) >= self.runs * share and self.pool.queued():
+            if self.runs - waiting(self.store) >= self.runs * share and self.pool.queued():
                 return True
             self.stop.wait(0.05)
         return False
@@ -136,7 +139,18 @@ def campaign(pool: Pool, label: str, runs: int, faults: bool) -> dict[str, Any]:
     farm_pids = pool.farm_pids()
     worker_pids = pool.worker_pids()
     before = (cpu_seconds(farm_pids), cpu_seconds(worker_pids))
-    injector = Faults(pool, runs, VERSIONS) if faults else None
+    store = Store(pool.database_url)
+    try:
+        return _campaign(pool, store, label, ids, faults, farm_pids, worker_pids, before)
+    finally:
+        store.engine.dispose()
+
+
+def _campaign(pool: Pool, store: Store, label: str, ids: list[str], faults: bool,
+              farm_pids: list[int], worker_pids: list[int],
+              before: tuple[float, float]) -> dict[str, Any]:
+    runs = len(ids)
+    injector = Faults(pool, store, runs, VERSIONS) if faults else None
 
     def submit(n: int) -> None:
         server = pool.servers[n % 2]
@@ -159,8 +173,8 @@ def campaign(pool: Pool, label: str, runs: int, faults: bool) -> dict[str, Any]:
         injector.start()
     with ThreadPoolExecutor(4) as threads:
         list(threads.map(submit, range(runs)))
-    while waiting(pool) > 0:
-        time.sleep(0.5)
+    while waiting(store) > 0:
+        time.sleep(0.2)
     wall = time.monotonic() - started
     if injector is not None:
         injector.stop.set()
@@ -171,14 +185,10 @@ def campaign(pool: Pool, label: str, runs: int, faults: bool) -> dict[str, Any]:
     after = (cpu_seconds(farm_pids), cpu_seconds(sorted(set(pool.worker_pids())
                                                          | set(worker_pids))))
     # the store's own timestamps (the API shows whole seconds)
-    store = Store(pool.database_url)
-    try:
-        with store.engine.connect() as conn:
-            rows = conn.execute(select(TestRow.id, TestRow.state, TestRow.created_at,
-                                       TestRow.started_at, TestRow.finished_at)
-                                .where(TestRow.id.like(f"{label}-%"))).all()
-    finally:
-        store.engine.dispose()
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(TestRow.id, TestRow.state, TestRow.created_at,
+                                   TestRow.started_at, TestRow.finished_at)
+                            .where(TestRow.id.like(f"{label}-%"))).all()
     docs = [{"id": r.id, "state": r.state} for r in rows]
     to_start = [(r.started_at - r.created_at).total_seconds() for r in rows if r.started_at]
     to_end = [(r.finished_at - r.created_at).total_seconds() for r in rows if r.finished_at]

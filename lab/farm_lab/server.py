@@ -36,6 +36,10 @@ class FarmServer:
         return f"http://127.0.0.1:{self.port}/"
 
     @property
+    def database_url(self) -> str:
+        return str(self.extra.get("database_url") or f"sqlite:///{self.base / 'server.db'}")
+
+    @property
     def config(self) -> Path:
         return self.base / "server.yaml"
 
@@ -55,7 +59,7 @@ class FarmServer:
     def _configure(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         self.config.write_text(yaml.safe_dump({
-            "database_url": f"sqlite:///{self.base / 'server.db'}",
+            "database_url": self.database_url,
             "gearman_servers": self.gearman, "callback_url": self.url,
             "listen": f"127.0.0.1:{self.port}", **self.extra}))
 
