@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import current_app
@@ -22,6 +23,7 @@ class FarmState:
     gearman: Gearman
     _served: tuple[float, dict[str, int]] = (0.0, {})
     _served_lock: threading.Lock = field(default_factory=threading.Lock)
+    clock: Callable[[], float] = time.monotonic
 
     def registered_versions(self, version: str) -> dict[str, int]:
         """The Tempest versions workers serve (gearmand's `status` on every server), to
@@ -31,11 +33,11 @@ class FarmState:
         between the check and the job either way."""
         with self._served_lock:
             at, versions = self._served
-        if version in versions and time.monotonic() - at < SERVED_FOR_S:
+        if version in versions and self.clock() - at < SERVED_FOR_S:
             return versions
         versions = self.gearman.registered_versions()
         with self._served_lock:
-            self._served = (time.monotonic(), versions)
+            self._served = (self.clock(), versions)
         return versions
 
 

@@ -140,7 +140,7 @@ def test_a_served_version_is_reused_briefly_an_unserved_one_asked_again(
     one thing faked: the check's answers come from the real gearmand."""
     state = farm_app.app.extensions["farm"]
     clock = [1000.0]
-    monkeypatch.setattr(farm_state.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(state, "clock", lambda: clock[0])
     w = gear.Worker(client_id="v40")
     w.addServer("127.0.0.1", own_gearmand.port)
     w.registerFunction(run_function("40.0.0"))
