@@ -222,6 +222,10 @@ class Gearman:
         self.connect_timeout_s = connect_timeout_s
         self._client: _Client | None = None
         self._lock = threading.Lock()
+        # gear matches each JOB_CREATED to the oldest submit waiting on its connection: two
+        # threads submitting at once could be handed each other's handles (the status
+        # server's request threads share this client), so submits go one at a time
+        self._submit_lock = threading.Lock()
 
     # ---- submissions --------------------------------------------------------------------------
     def _gear(self) -> _Client:
@@ -242,7 +246,8 @@ class Gearman:
         client = self._gear()
         job = gear.Job(function, payload, unique=unique)
         try:
-            client.submitJob(job, background=background, timeout=self.connect_timeout_s)
+            with self._submit_lock:
+                client.submitJob(job, background=background, timeout=self.connect_timeout_s)
         except (gear.GearmanError, gear.TimeoutError, gear.NoConnectedServersError,
                 OSError) as exc:
             raise GearmanError(f"submitting {function}: {exc.__class__.__name__} {exc}") \
@@ -258,7 +263,9 @@ class Gearman:
         client = self._gear()
         job = ForegroundJob(function, payload, unique)
         try:
-            client.submitJob(job.gear_job, background=False, timeout=self.connect_timeout_s)
+            with self._submit_lock:
+                client.submitJob(job.gear_job, background=False,
+                                 timeout=self.connect_timeout_s)
         except (gear.GearmanError, gear.TimeoutError, gear.NoConnectedServersError,
                 OSError) as exc:
             raise GearmanError(f"submitting {function}: {exc.__class__.__name__} {exc}") \
