@@ -245,8 +245,9 @@ class FarmWorker:
         with self._lock:
             self._current = (None, cancel)
         version = version_of_function(job.name)
-        log.info("job %s on %s (%d bytes)", job.handle.decode(errors="replace"), job.name,
-                 len(job.arguments))
+        conn = job.connection
+        log.info("job %s on %s from %s:%s (%d bytes)", job.handle.decode(errors="replace"),
+                 job.name, conn.host, conn.port, len(job.arguments))
         if self.metrics is not None:
             self.metrics.busy.set(1)
         try:
