@@ -18,22 +18,19 @@ Everything it does is written into the test's history (source `monitor`).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable
 
 from farm_client.gearman_client import Gearman, GearmanError, Server
 from farm_server import metrics
 from farm_server.holders import holder_keeps
+from farm_server.jobs import job_of
 from farm_server.lifecycle import RUNNING_STATES, WORKER_LOST, Report
 from farm_server.models import TestRow, utcnow
 from farm_server.periodic import Periodic
 from farm_server.queue import functions as queue_functions
 from farm_server.store import Store, as_utc
 from farm_worker.protocol import (
-    Callback,
-    Payload,
-    Selection,
     TestState,
     run_function,
     version_of_function,
@@ -159,10 +156,7 @@ class Monitor(Periodic):
         return None
 
     def _resubmit(self, test: TestRow, why: str) -> str:
-        tests = Selection.from_dict(json.loads(test.tests_json or "{}"))
-        job = Payload(test.id, test.tempest_version, conf=None, tests=tests,
-                      callback=Callback(self.callback_url), timeout_s=test.timeout_s,
-                      dry_run=test.dry_run)
+        job = job_of(test, self.callback_url)
         try:
             server, handle = self.gearman.submit(run_function(test.tempest_version),
                                                  job.encode(), unique=test.id)

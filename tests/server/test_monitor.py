@@ -73,6 +73,32 @@ def test_a_lost_queued_job_is_resubmitted(farm_app: App, own_gearmand: Gearmand)
     assert payload.test_id == "m1" and payload.conf is None and payload.dry_run
 
 
+def test_a_resubmitted_job_is_the_job_first_queued(farm_app: App,
+                                                   own_gearmand: Gearmand) -> None:
+    """A guideline run with accounts, discovery and its own timeout: the job queued again
+    carries all of it (the monitor once queued the selection alone: a guideline run came
+    back without its compliance, an accounts run without its accounts)."""
+    name = "tempest.api.identity.v3.test_tokens.TokensV3Test.test_create_token"
+    r = farm_app.client.post("/v1/tests", headers=farm_app.user(), json={
+        "test_id": "m9", "tempest": {"version": "47.0.0"}, "queue_anyway": True,
+        "timeout_s": 900, "dry_run": True, "discover": {"network_id": "public"},
+        "conf": {"identity": {"uri_v3": "http://127.0.0.1:5000/v3"},
+                 "auth": {"admin_username": "admin", "admin_password": "pw-m9"}},
+        "accounts": [{"username": "u1", "password": "pw-u1", "project_name": "p1"}],
+        "tests": {"list": [name]},
+        "guideline": {"version": "2020.06", "target": "platform", "types": ["required"],
+                      "capabilities": [{"name": "identity-v3-tokens-create",
+                                        "status": "required", "tests": [name]}]}})
+    assert r.status_code == 201, r.json
+    first, _ = take_job(own_gearmand.port, run_function("47.0.0"))  # taken, then lost
+    gone(own_gearmand, "m9")
+    assert monitor(farm_app).run_once() == ["m9: resubmitted (gearmand no longer had the job)"]
+    again, unique = take_job(own_gearmand.port, run_function("47.0.0"))
+    assert unique == b"m9"
+    assert parse_payload(again).to_dict() == parse_payload(first).to_dict()
+    assert b"pw-" not in again
+
+
 def test_a_job_that_keeps_vanishing_ends_error(farm_app: App, own_gearmand: Gearmand) -> None:
     """A worker that takes jobs but cannot reach the server would otherwise get the same
     test again and again."""

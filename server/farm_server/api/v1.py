@@ -14,6 +14,7 @@ from farm_client.gearman_client import GearmanError, Server
 from farm_client.reports import REPORT_CSP, html_report
 from farm_server.api.auth import require_user
 from farm_server.api.openapi import openapi_document
+from farm_server.jobs import job_of
 from farm_server.junit import junit_xml
 from farm_server.lifecycle import Report, can_cancel
 from farm_server.models import BY_CLIENT, ReportRow, TestRow, UploadRow
@@ -34,9 +35,7 @@ from farm_server.store import StoreError, as_utc
 from farm_server.uploader import NotUploadable, payload_of, upload_view
 from farm_worker.exceptions import PayloadError
 from farm_worker.protocol import (
-    Callback,
     Counts,
-    Payload,
     Selection,
     TestState,
     cancel_function,
@@ -168,12 +167,6 @@ def create(doc: dict[str, Any], user: str | None,
                           + " (queue_anyway: true queues it regardless)",
                           field="tempest.version", registered=sorted(registered))
     tests = payload.tests or Selection()
-    # no password rides the queue: the worker fetches the conf and the accounts from here
-    job = Payload(payload.test_id, payload.tempest_version, conf=None, tests=tests,
-                  callback=Callback(state.config.callback_url), timeout_s=payload.timeout_s,
-                  dry_run=payload.dry_run, guideline=payload.guideline,
-                  accounts="callback" if payload.accounts else None,
-                  discover=payload.discover)
     g = payload.guideline or {}
     row = TestRow(id=payload.test_id, state=TestState.QUEUED.value,
                   tempest_version=payload.tempest_version,
@@ -188,6 +181,9 @@ def create(doc: dict[str, Any], user: str | None,
                   discover_json=None if payload.discover is None
                   else json.dumps(payload.discover),
                   origin_id=origin_id, rerun_json=rerun)
+
+    # no password rides the queue: the worker fetches the conf and the accounts from here
+    job = job_of(row, state.config.callback_url)
 
     def submit() -> tuple[str, str]:
         server, handle = state.gearman.submit(function, job.encode(), unique=payload.test_id)
