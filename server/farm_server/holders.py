@@ -7,13 +7,15 @@ its outbox): a second copy would then run the test against the cloud again. The 
 asked through gearmand (`farm:ping:<worker id>`, answered by its control connection at
 once, even mid-job): it keeps the test while it runs it (`busy`) or owes reports of it
 (`owes`). A holder no gearmand lists, or one that does not answer in time, is gone: the
-new claim wins.
+new claim wins. A queued test whose job gearmand no longer has is asked about of every
+worker (`keeper`) before the monitor queues it again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 
 from farm_client.gearman_client import Gearman, GearmanError
 from farm_worker.protocol import ping_function
@@ -36,8 +38,37 @@ def holder_keeps(gearman: Gearman, holder: str, test_id: str,
         log.info("test %s: its holder %s did not answer (%s); a new claim takes it",
                  test_id, holder, exc)
         return False
-    keeps = answer.get("busy") == test_id or test_id in (answer.get("owes") or [])
+    keeps = _keeps(answer, test_id)
     log.info("test %s: its holder %s %s", test_id, holder,
              "still has it: a second copy is told to stop" if keeps
              else "has moved on; a new claim takes it")
-    return bool(keeps)
+    return keeps
+
+
+def _keeps(answer: object, test_id: str) -> bool:
+    return isinstance(answer, dict) and (
+        answer.get("busy") == test_id or test_id in (answer.get("owes") or []))
+
+
+def keeper(gearman: Gearman, test_id: str, timeout_s: float = ASK_TIMEOUT_S) -> str | None:
+    """The worker that runs `test_id` or owes the server reports of it, asking every worker
+    a gearmand lists at once (None: none does, or none answered in time). For a test whose
+    job gearmand no longer has and of which no worker has reported: a worker may have run
+    it while this server was away, its reports waiting in its outbox."""
+    try:
+        asked = [(worker, gearman.start(ping_function(worker), b""))
+                 for worker in sorted(gearman.worker_ids())]
+    except GearmanError as exc:
+        log.info("test %s: the workers could not be asked (%s)", test_id, exc)
+        return None
+    end = time.monotonic() + timeout_s
+    for worker, job in asked:
+        final = job.wait(max(0.0, end - time.monotonic()))
+        if final is None or final.kind != "complete":
+            continue
+        try:
+            if _keeps(json.loads(final.data), test_id):
+                return worker
+        except ValueError:
+            continue
+    return None

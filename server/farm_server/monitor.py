@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from farm_client.gearman_client import Gearman, GearmanError, Server
 from farm_server import metrics
-from farm_server.holders import holder_keeps
+from farm_server.holders import holder_keeps, keeper
 from farm_server.jobs import job_of
 from farm_server.lifecycle import RUNNING_STATES, WORKER_LOST, Report
 from farm_server.models import TestRow, utcnow
@@ -64,12 +64,14 @@ class Monitor(Periodic):
         self.clock = clock
         self.max_resubmits = MAX_RESUBMITS
         self.queue = metrics.QueueGauges()
+        self._kept: set[str] = set()  # queued tests a worker said it had (logged once)
 
     def run_once(self) -> list[str]:
         """One pass over the tests that are not final; what it did, as sentences."""
         self.store.forget_ended_secrets()
         # read before gearmand is asked: a queued test's job was submitted before this
         before = {test.id: test for test in self.store.active()}
+        self._kept &= set(before)
         uniques: set[str] = set()
         for server in self.gearman.servers:
             try:
@@ -132,6 +134,13 @@ class Monitor(Periodic):
                 self.store.apply(test.id, Report(TestState.ERROR, message, None),
                                  source="monitor")
                 return f"error ({message})"
+            held_by = keeper(self.gearman, test.id)
+            if held_by is not None:  # it ran while this server was away: its reports come
+                if test.id not in self._kept:
+                    self._kept.add(test.id)
+                    log.info("test %s: gearmand no longer has its job, and worker %s runs "
+                             "it or owes its reports: not queued again", test.id, held_by)
+                return None
             return self._resubmit(test, "gearmand no longer had the job")
         if state not in RUNNING_STATES or self._silent_for(test) < self.stale_after_s:
             return None

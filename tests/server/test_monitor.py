@@ -265,3 +265,32 @@ def test_a_silent_run_whose_worker_still_owes_its_reports_is_not_lost(
         assert test is not None and test.state == "running"
     finally:
         worker.stop()
+
+
+@pytest.mark.tempest
+def test_a_queued_run_a_worker_ran_while_the_server_was_away_is_not_queued_again(
+        farm_app: App, own_gearmand: Gearmand, tmp_path: Path, worker_cache: Path,
+        tempest47: PrepareResult) -> None:
+    """gearmand no longer has the job and no worker has reported on the run: either
+    gearmand lost it, or a worker ran it while this server was away and its reports wait
+    in its outbox (found by the campaign bench: a worker ran a dry run three times, twice
+    queued again by the monitor). The monitor asks every worker (holders.keeper): the run
+    a live worker owes is left to its reports; the other one is queued again."""
+    create(farm_app, "q1")
+    r = farm_app.client.post("/v1/tests", headers=farm_app.user(), json={
+        "test_id": "q2", "tempest": {"version": "40.0.0"}, "queue_anyway": True,
+        "conf": {"a": {"b": 1}}, "tests": {"regex": "x"}, "dry_run": True})
+    assert r.status_code == 201, r.json
+    own_gearmand.stop()  # both jobs gone (the builtin queue)
+    own_gearmand.start()
+    Outbox(tmp_path / "w" / "outbox" / "q1-runner").add_status(
+        "q1", "http://127.0.0.1:9/", {"test_id": "q1", "status": "passed"})
+    worker = start_worker(tmp_path / "w", gearman=[own_gearmand.address],
+                          cache_dir=worker_cache, versions=["47.0.0"], worker_id="q1-runner")
+    try:
+        actions = monitor(farm_app).run_once()
+        assert actions == ["q2: resubmitted (gearmand no longer had the job)"], actions
+        assert states(farm_app, "q1") == [("api", "queued")]
+        assert admin(own_gearmand.port, "show unique jobs") == ["q2"]
+    finally:
+        worker.stop()
