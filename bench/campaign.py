@@ -25,16 +25,20 @@ neither. The last line: throughput at N workers as a ratio of 1 worker's.
 --faults: one campaign at the largest worker count with the faults of the fault suite in
 the middle: `kill -9` of one gearmand when a third of the runs have ended, of one status
 server (every process of it) at half, of host h2's worker units (SIGKILL to their control
-groups) at two thirds, each started again as systemd would. Then the goals are checked:
-every run `passed`, one final state applied in its history, one worker saying it passed;
-both gearmand empty, the store holds no run waiting, nothing left under any worker's
-directory.
+groups) at two thirds (of this campaign's runs ended, read from the store), each started
+again as systemd would. Then the goals are checked: every run `passed`, one final state
+applied in its history, one worker saying it passed; both gearmand empty, the store holds
+no run waiting, nothing left under any worker's directory. A run passed twice because h2
+was killed after its worker had passed it and before that report left the host is counted
+apart (printed): gearmand hands its job out again and no live worker holds it.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -75,6 +79,14 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(len(values) * q))]
 
 
+def ended(store: Store, label: str) -> int:
+    """Runs of this campaign that have ended."""
+    with store.engine.connect() as conn:
+        return int(conn.scalar(select(func.count()).select_from(TestRow)
+                               .where(TestRow.id.like(f"{label}-%"),
+                                      TestRow.state.not_in(WAITING.split(",")))) or 0)
+
+
 def waiting(store: Store) -> int:
     """Runs not ended yet, read from the store by this process (polling the servers' API
     would add the bench's own requests to the farm's CPU)."""
@@ -86,10 +98,13 @@ def waiting(store: Store) -> int:
 class Faults(threading.Thread):
     """kill -9 of a gearmand, a server and a host at a third, half and two thirds."""
 
-    def __init__(self, pool: Pool, store: Store, runs: int, versions: list[str]) -> None:
+    def __init__(self, pool: Pool, store: Store, label: str, runs: int,
+                 versions: list[str]) -> None:
         super().__init__(daemon=True)
-        self.pool, self.store, self.runs, self.versions = pool, store, runs, versions
+        self.pool, self.store, self.label = pool, store, label
+        self.runs, self.versions = runs, versions
         self.done: list[str] = []
+        self.host_killed: dt.datetime | None = None
         self.error: BaseException | None = None
         self.stop = threading.Event()
 
@@ -97,7 +112,7 @@ class Faults(threading.Thread):
         """Until `share` of the runs have ended while others are queued or running (False:
         the campaign ended first)."""
         while not self.stop.is_set():
-            if self.runs - waiting(self.store) >= self.runs * share and self.pool.queued():
+            if ended(self.store, self.label) >= self.runs * share and self.pool.queued():
                 return True
             self.stop.wait(0.05)
         return False
@@ -128,6 +143,7 @@ class Faults(threading.Thread):
         start()
 
     def _host_again(self) -> None:
+        self.host_killed = dt.datetime.now()  # the workers' logs' clock (local time)
         for name in self.pool.kill_host("h2"):
             host, slot = name.rsplit("-", 1)
             self.pool.worker(host, int(slot), self.versions)
@@ -150,7 +166,7 @@ def _campaign(pool: Pool, store: Store, label: str, ids: list[str], faults: bool
               farm_pids: list[int], worker_pids: list[int],
               before: tuple[float, float]) -> dict[str, Any]:
     runs = len(ids)
-    injector = Faults(pool, store, runs, VERSIONS) if faults else None
+    injector = Faults(pool, store, label, runs, VERSIONS) if faults else None
 
     def submit(n: int) -> None:
         server = pool.servers[n % 2]
@@ -198,21 +214,54 @@ def _campaign(pool: Pool, store: Store, label: str, ids: list[str], faults: bool
     return {"ids": ids, "docs": docs, "wall": wall,
             "per_min": len(docs) / (last - first).total_seconds() * 60,
             "start": to_start, "end": to_end, "farm_cpu": farm_cpu, "worker_cpu": worker_cpu,
-            "faults": injector.done if injector else []}
+            "faults": injector.done if injector else [],
+            "host_killed": injector.host_killed if injector else None}
 
 
-def check_goals(pool: Pool, result: dict[str, Any]) -> list[str]:
-    """The faults mode's goals; the problems found (none: every goal held)."""
-    problems = []
+def passed_at(log: str, tid: str) -> list[dt.datetime]:
+    """When a worker's log says it passed run `tid`."""
+    return [dt.datetime.strptime(m, "%Y-%m-%d %H:%M:%S,%f") for m in re.findall(
+        rf"^(\S+ \S+) INFO farm_worker\.job: \[test {tid}\] passed\b", log, re.M)]
+
+
+def in_the_window(pool: Pool, tid: str, killed: dt.datetime | None) -> bool:
+    """Run `tid` passed twice because host h2 was killed after one of its workers had
+    passed it and before that report reached a server (gearmand then hands the job out
+    again, and no live worker holds it): the first pass on h2 before the kill, the other
+    after it, elsewhere or on h2 started again."""
+    if killed is None:
+        return False
+    times = sorted((t, w.worker_id) for w in pool.workers.values()
+                   for t in passed_at(w.output(), tid))
+    return len(times) == 2 and times[0][1].startswith("h2-") and times[0][0] <= killed \
+        <= times[1][0]
+
+
+def check_goals(pool: Pool, result: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The faults mode's goals: the problems found (none: every goal held), and the runs
+    completed twice because the host was killed between a run's end and its report's
+    delivery (`in_the_window`)."""
+    problems, window = [], []
     states = {t["id"]: t["state"] for t in result["docs"]}
     problems += [f"{tid}: {state}" for tid, state in states.items() if state != "passed"]
     problems += [f"{tid}: lost" for tid in result["ids"] if tid not in states]
     logs = "".join(w.output() for w in pool.workers.values())
     for tid in result["ids"]:
         said = len(re.findall(rf"\[test {tid}\] passed\b", logs))
-        if said != 1:
-            problems.append(f"{tid}: said passed {said} times")
         history = pool.servers[0].api("GET", f"/v1/tests/{tid}").json()["history"]
+        if said == 2 and in_the_window(pool, tid, result["host_killed"]):
+            window.append(tid)
+        elif said != 1:
+            problems.append(f"{tid}: said passed {said} times")
+            for w in pool.workers.values():  # what each worker and the server saw of it
+                lines = w.output().splitlines()
+                for n, line in enumerate(lines):
+                    if tid in line:
+                        if f"[test {tid}] installing" in line and n:
+                            print(f"  {w.worker_id}: {lines[n - 1]}")  # the job it took
+                        print(f"  {w.worker_id}: {line}")
+            for h in history:
+                print(f"  server: {h}")
         finals = [h for h in history if h["applied"] and h["state"] in (
             "passed", "failed", "error", "cancelled", "timed_out", "rejected")]
         if len(finals) != 1:
@@ -226,7 +275,7 @@ def check_goals(pool: Pool, result: dict[str, Any]) -> list[str]:
         left = leftovers(w.work_dir)
         if left:
             problems.append(f"{w.worker_id} left {left[:3]}")
-    return problems
+    return problems, window
 
 
 def main() -> int:
@@ -241,6 +290,8 @@ def main() -> int:
                         help="workers as processes on this machine, not on booted hosts")
     parser.add_argument("--cache-dir", type=Path, default=None)
     args = parser.parse_args()
+    # stopped (SIGTERM): the finally blocks stop what was started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not args.local and missing_tools():
         parser.error(f"booted hosts need {', '.join(missing_tools())} (or use --local)")
     counts = sorted(int(c) for c in args.workers.split(","))
@@ -254,6 +305,7 @@ def main() -> int:
     pg.start()
     results: dict[int, dict[str, Any]] = {}
     problems: list[str] = []
+    window: list[str] = []
     with tempfile.TemporaryDirectory(prefix="farm-bench-campaign-") as tmp:
         settings: dict[str, Any] = {"server_extra": {"stale_after_s": 30,
                                                       "monitor_interval_s": 2}}
@@ -284,14 +336,16 @@ def main() -> int:
                       f"PostgreSQL {r['pg_cpu'] / args.runs * 1000:.0f} ms", flush=True)
                 if args.faults:
                     print("faults: " + "; ".join(r["faults"]))
-                    problems = check_goals(pool, r)
+                    problems, window = check_goals(pool, r)
         finally:
             pool.stop()
             pg.stop()
     if args.faults:
-        print("faults mode: " + ("every goal held: every run passed once, none lost, "
-                                 "gearmand empty, nothing left" if not problems else
-                                 f"{len(problems)} problems: {problems[:10]}"))
+        print(f"completed twice because host h2 was killed after its worker had passed "
+              f"them and before the report left the host: {len(window)} {window[:10]}")
+        print("faults mode: " + ("every goal held: every run passed, once but for those, "
+                                 "none lost, gearmand empty, nothing left" if not problems
+                                 else f"{len(problems)} problems: {problems[:10]}"))
         return 1 if problems else 0
     one = results[counts[0]]["per_min"]
     print("throughput over 1 worker: " + ", ".join(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -176,6 +177,8 @@ def main() -> int:
                         help="pairs of real runs, farm and direct (ABBA order)")
     parser.add_argument("--cache-dir", type=Path, default=cache_root() / "worker-cache")
     args = parser.parse_args()
+    # stopped (SIGTERM): the finally blocks stop what was started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     EnvironmentCache(args.cache_dir).prepare(VERSION)
     with tempfile.TemporaryDirectory(prefix="farm-bench-cost-") as tmp:
         base = Path(tmp)
