@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import secrets
+from typing import Any
 
 from sqlalchemy import (
     Table,
@@ -55,31 +56,24 @@ class Tokens(StoreBase):
             s.add(UserRow(name=name, token_hash=hash_token(token)))
         return token
 
-    def worker_for(self, token: str) -> WorkerRow | None:
-        """The worker of a token, read on every call (a revoked or rotated token is refused
-        at once, by every server process). A worker reports several times a second, so this
-        is one indexed Core query, without the ORM's session."""
+    def _holder_of(self, table: Table, token: str) -> dict[str, Any] | None:
+        """The row of `table` holding a token: one indexed Core query, read on every call
+        (a revoked or rotated token is refused at once, by every server process)."""
         wanted = hash_token(token)
         with self.engine.connect() as conn:
-            found = conn.execute(select(WORKERS.c.id, WORKERS.c.name, WORKERS.c.token_hash,
-                                        WORKERS.c.allow_json)
-                                 .where(WORKERS.c.token_hash == wanted)).first()
+            found = conn.execute(select(table).where(table.c.token_hash == wanted)).first()
         if found is None or not _same(found.token_hash, wanted):
             return None
-        return WorkerRow(id=found.id, name=found.name, token_hash=found.token_hash,
-                         allow_json=found.allow_json)
+        return dict(found._mapping)
+
+    def worker_for(self, token: str) -> WorkerRow | None:
+        """The worker of a token (a worker reports several times a second: no ORM)."""
+        found = self._holder_of(WORKERS, token)
+        return None if found is None else WorkerRow(**found)
 
     def user_for(self, token: str) -> UserRow | None:
-        """The user of a token, read on every call like `worker_for` (one Core query)."""
-        wanted = hash_token(token)
-        with self.engine.connect() as conn:
-            found = conn.execute(select(USERS.c.id, USERS.c.name, USERS.c.token_hash,
-                                        USERS.c.created_at)
-                                 .where(USERS.c.token_hash == wanted)).first()
-        if found is None or not _same(found.token_hash, wanted):
-            return None
-        return UserRow(id=found.id, name=found.name, token_hash=found.token_hash,
-                       created_at=found.created_at)
+        found = self._holder_of(USERS, token)
+        return None if found is None else UserRow(**found)
 
     def workers(self) -> list[WorkerRow]:
         with self.read() as s:
