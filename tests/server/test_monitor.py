@@ -11,7 +11,7 @@ import pytest
 
 from farm_client.gearman_client import Gearman, Server
 from farm_lab.gearmand import Gearmand, admin, status
-from farm_lab.workers import start_worker
+from farm_lab.workers import WorkerProcess, start_worker
 from farm_server.models import utcnow
 from farm_server.monitor import Monitor
 from farm_worker.environments import PrepareResult
@@ -51,6 +51,16 @@ def gone(gearmand: Gearmand, unique: str) -> None:
     while unique in admin(gearmand.port, "show unique jobs"):
         assert time.monotonic() < end, f"gearmand still has {unique}"
         time.sleep(0.02)
+
+
+def owing_worker(tmp_path: Path, gearmand: Gearmand, cache: Path, worker_id: str,
+                 test_id: str) -> WorkerProcess:
+    """A real worker whose outbox owes a final report of `test_id` (to a server that
+    refuses connections: port 9), as when the run's server was away."""
+    Outbox(tmp_path / "w" / "outbox" / worker_id).add_status(
+        test_id, "http://127.0.0.1:9/", {"test_id": test_id, "status": "passed"})
+    return start_worker(tmp_path / "w", gearman=[gearmand.address], cache_dir=cache,
+                        versions=["47.0.0"], worker_id=worker_id)
 
 
 def test_nothing_to_do_when_gearmand_has_every_job(farm_app: App) -> None:
@@ -252,11 +262,7 @@ def test_a_silent_run_whose_worker_still_owes_its_reports_is_not_lost(
     report(farm_app, "m8", "running")  # held by the host's name: no such worker
     own_gearmand.stop()  # both jobs gone (the builtin queue)
     own_gearmand.start()
-    # what the worker owes: a report to a server that refuses connections (port 9)
-    Outbox(tmp_path / "w" / "outbox" / "m7-holder").add_status(
-        "m7", "http://127.0.0.1:9/", {"test_id": "m7", "status": "passed"})
-    worker = start_worker(tmp_path / "w", gearman=[own_gearmand.address],
-                          cache_dir=worker_cache, versions=["47.0.0"], worker_id="m7-holder")
+    worker = owing_worker(tmp_path, own_gearmand, worker_cache, "m7-holder", "m7")
     try:
         actions = monitor(farm_app, later_s=3600).run_once()
         assert [a.split(":")[0] for a in actions] == ["m8"], actions
@@ -283,10 +289,7 @@ def test_a_queued_run_a_worker_ran_while_the_server_was_away_is_not_queued_again
     assert r.status_code == 201, r.json
     own_gearmand.stop()  # both jobs gone (the builtin queue)
     own_gearmand.start()
-    Outbox(tmp_path / "w" / "outbox" / "q1-runner").add_status(
-        "q1", "http://127.0.0.1:9/", {"test_id": "q1", "status": "passed"})
-    worker = start_worker(tmp_path / "w", gearman=[own_gearmand.address],
-                          cache_dir=worker_cache, versions=["47.0.0"], worker_id="q1-runner")
+    worker = owing_worker(tmp_path, own_gearmand, worker_cache, "q1-runner", "q1")
     try:
         actions = monitor(farm_app).run_once()
         assert actions == ["q2: resubmitted (gearmand no longer had the job)"], actions
