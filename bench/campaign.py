@@ -155,9 +155,12 @@ def campaign(pool: Pool, label: str, runs: int, faults: bool) -> dict[str, Any]:
     farm_pids = pool.farm_pids()
     worker_pids = pool.worker_pids()
     before = (cpu_seconds(farm_pids), cpu_seconds(worker_pids))
+    relays = cpu_seconds(pool.relay_pids())
     store = Store(pool.database_url)
     try:
-        return _campaign(pool, store, label, ids, faults, farm_pids, worker_pids, before)
+        result = _campaign(pool, store, label, ids, faults, farm_pids, worker_pids, before)
+        result["relay_cpu"] = cpu_seconds(pool.relay_pids()) - relays
+        return result
     finally:
         store.engine.dispose()
 
@@ -333,7 +336,8 @@ def main() -> int:
                       f"{r['worker_cpu'] / args.runs * 1000:.0f} ms, farm "
                       f"{r['farm_cpu'] / args.runs * 1000:.0f} ms "
                       f"({r['farm_cpu'] / r['worker_cpu'] * 100:.1f}% of the workers'), "
-                      f"PostgreSQL {r['pg_cpu'] / args.runs * 1000:.0f} ms", flush=True)
+                      f"PostgreSQL {r['pg_cpu'] / args.runs * 1000:.0f} ms, the harness's "
+                      f"relays {r['relay_cpu'] / args.runs * 1000:.0f} ms", flush=True)
                 if args.faults:
                     print("faults: " + "; ".join(r["faults"]))
                     problems, window = check_goals(pool, r)

@@ -110,6 +110,10 @@ class Pool:
                 pids += [s.proc.pid, *descendants(s.proc.pid)]
         return pids
 
+    def relay_pids(self) -> list[int]:
+        """Processes that carry the farm's traffic to the workers (none here)."""
+        return []
+
     def worker_pids(self) -> list[int]:
         pids = []
         for w in self.workers.values():

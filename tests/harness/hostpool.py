@@ -140,6 +140,11 @@ class HostPool(Pool):
             time.sleep(0.05)
         return killed
 
+    def relay_pids(self) -> list[int]:
+        """The socat relays of the farm's ports (with their reaped per-connection forks)."""
+        assert self.hosts is not None
+        return [pid for name, pid in self.hosts.pids.items() if name.startswith("socat-farm")]
+
     def worker_pids(self) -> list[int]:
         return [p for w in self.workers.values() if isinstance(w, HostWorker)
                 for p in w.pids()]
