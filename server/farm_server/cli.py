@@ -16,6 +16,7 @@ import sys
 import tempfile
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -62,6 +63,19 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServerConfig:
     return config
 
 
+METRICS_PREFIX = "farm-metrics-"
+
+
+def _remove_dead_metrics_dirs() -> None:
+    """The metrics directories of `farm-server serve` processes that are gone (killed:
+    their own cleanup never ran)."""
+    for path in Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*-*"):
+        pid = path.name[len(METRICS_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and path.is_dir() \
+                and path.stat().st_uid == os.geteuid():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from gunicorn.app.base import BaseApplication
 
@@ -73,8 +87,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     create_app(config)  # fail here, with a clear message, before forking anything
     check_listen(config.listen)
     # every process (gunicorn's and the monitor) counts into one directory: a scrape of
-    # any of them adds them up; a new one each start (the counters start again)
-    metrics_dir = tempfile.mkdtemp(prefix="farm-metrics-")
+    # any of them adds them up; a new one each start (the counters start again), named
+    # by this process, so one a killed server left behind is removed by the next start
+    _remove_dead_metrics_dirs()
+    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
     os.environ[metrics.MULTIPROC_ENV] = metrics_dir
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]

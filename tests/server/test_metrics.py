@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +185,24 @@ def test_farm_server_health_asks_the_running_server(tmp_path: Path, gearmand: Ge
     down = subprocess.run([FARM_SERVER, "health", "-c", str(server.config), "--wait", "1"],
                           capture_output=True, text=True, timeout=60)
     assert down.returncode == 1 and "ConnectionError" in down.stdout
+
+
+def test_a_killed_servers_metrics_directory_goes_at_the_next_start(
+        tmp_path: Path, gearmand: Gearmand) -> None:
+    """Every process of `farm-server serve` counts into one directory; a stop removes it,
+    a kill -9 cannot: the next start removes the directories of servers that are gone."""
+    server = FarmServer(tmp_path / "server", [gearmand.address],
+                        extra={"monitor": False}).start()
+    try:
+        assert server.proc is not None
+        first = list(Path(tempfile.gettempdir()).glob(f"farm-metrics-{server.proc.pid}-*"))
+        assert len(first) == 1 and first[0].is_dir()
+        server.kill()  # nothing of the server runs to remove it
+        server.serve()
+        assert server.proc is not None
+        assert not first[0].exists()
+        assert len(list(Path(tempfile.gettempdir()).glob(
+            f"farm-metrics-{server.proc.pid}-*"))) == 1
+    finally:
+        server.stop()
+    assert not first[0].exists()
