@@ -6,7 +6,7 @@ beside the jobs, so that a server away for hours never holds a job up.
   the next of that test. Tests do not wait for each other. An entry is removed only once
   the server has answered it; a worker killed in between sends it again, and the server
   knows it (a status report by its `report_id`, a result by its bytes): `duplicate`.
-- **Progress is not durable.** Progress reports (a few a second while Tempest runs) are
+- **Progress is not durable.** Progress reports (one a second while Tempest runs) are
   kept in memory only, the newest one per test, and dropped once a state report of the
   test is owed: the state reports carry the counts.
 - **Retried for as long as the entry's age allows** (`keep_s`, 7 days by default); then,

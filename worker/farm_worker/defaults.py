@@ -14,7 +14,7 @@ GEARMAN_CONNECT_TIMEOUT_S = 30.0  # waiting for the first gearmand at start-up
 
 # Running Tempest
 TEMPEST_CONCURRENCY = 2  # stestr workers per job
-PROGRESS_INTERVAL_S = 0.5  # at most 2 progress events (and reports) per second
+PROGRESS_INTERVAL_S = 1.0  # at most 1 progress event (and report) a second, a live view's pace
 KILL_GRACE_S = 3.0  # SIGTERM to the Tempest process group, then SIGKILL after this
 PREFLIGHT_TIMEOUT_S = 15.0  # each request of the check of the conf against its cloud
 DISCOVERY_TIMEOUT_S = 600.0  # python-tempestconf's discovery (an image upload included)
