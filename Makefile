@@ -49,13 +49,13 @@ bench: bootstrap
 
 # a campaign: 1,000 dry runs over 33/40/47 with 1, 2, 4 and 8 workers on four booted
 # systemd-nspawn hosts, two gearmand and two servers on PostgreSQL, then the same with kill -9
-# faults in the middle (~15 min; docs/performance.md#a-campaign)
+# faults in the middle (~6 min; docs/performance.md#a-campaign)
 bench-campaign: bootstrap
 	$(VENV)/bin/python bench/campaign.py
 	$(VENV)/bin/python bench/campaign.py --faults
 
 # the cost of one run: dry runs with and without the kept test list, a real run's phases
-# against `tempest run` directly (~5 min; docs/performance.md#the-cost-of-one-run-issue-22)
+# against `tempest run` directly (~8 min; docs/performance.md#the-cost-of-one-run-issue-22)
 bench-cost: bootstrap
 	$(VENV)/bin/python bench/run_cost.py
 
