@@ -8,7 +8,7 @@ asked through gearmand (`farm:ping:<worker id>`, answered by its control connect
 once, even mid-job): it keeps the test while it runs it (`busy`) or owes reports of it
 (`owes`). A holder no gearmand lists, or one that does not answer in time, is gone: the
 new claim wins. A queued test whose job gearmand no longer has is asked about of every
-worker (`keeper`) before the monitor queues it again.
+worker (`keepers`, once a pass) before the monitor queues it again.
 """
 
 from __future__ import annotations
@@ -50,25 +50,31 @@ def _keeps(answer: object, test_id: str) -> bool:
         answer.get("busy") == test_id or test_id in (answer.get("owes") or []))
 
 
-def keeper(gearman: Gearman, test_id: str, timeout_s: float = ASK_TIMEOUT_S) -> str | None:
-    """The worker that runs `test_id` or owes the server reports of it, asking every worker
-    a gearmand lists at once (None: none does, or none answered in time). For a test whose
-    job gearmand no longer has and of which no worker has reported: a worker may have run
-    it while this server was away, its reports waiting in its outbox."""
+def keepers(gearman: Gearman, timeout_s: float = ASK_TIMEOUT_S) -> dict[str, str]:
+    """Test id -> the worker that runs it or owes the server reports of it, asking every
+    worker a gearmand lists once, all at once (a worker that does not answer in time
+    counts for none). For the tests whose job gearmand no longer has and of which no
+    worker has reported: a worker may have run one while this server was away, its reports
+    waiting in its outbox."""
     try:
         asked = [(worker, gearman.start(ping_function(worker), b""))
                  for worker in sorted(gearman.worker_ids())]
     except GearmanError as exc:
-        log.info("test %s: the workers could not be asked (%s)", test_id, exc)
-        return None
+        log.info("the workers could not be asked (%s)", exc)
+        return {}
+    held: dict[str, str] = {}
     end = time.monotonic() + timeout_s
     for worker, job in asked:
         final = job.wait(max(0.0, end - time.monotonic()))
         if final is None or final.kind != "complete":
             continue
         try:
-            if _keeps(json.loads(final.data), test_id):
-                return worker
+            answer = json.loads(final.data)
         except ValueError:
             continue
-    return None
+        if not isinstance(answer, dict):
+            continue
+        for test_id in [answer.get("busy"), *(answer.get("owes") or [])]:
+            if isinstance(test_id, str):
+                held.setdefault(test_id, worker)
+    return held

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from farm_client.gearman_client import Gearman, GearmanError, Server
 from farm_server import metrics
-from farm_server.holders import holder_keeps, keeper
+from farm_server.holders import holder_keeps, keepers
 from farm_server.jobs import job_of
 from farm_server.lifecycle import RUNNING_STATES, WORKER_LOST, Report
 from farm_server.models import TestRow, utcnow
@@ -65,6 +65,7 @@ class Monitor(Periodic):
         self.max_resubmits = MAX_RESUBMITS
         self.queue = metrics.QueueGauges()
         self._kept: set[str] = set()  # queued tests a worker said it had (logged once)
+        self._keepers: dict[str, str] | None = None  # this pass's answers of the workers
 
     def run_once(self) -> list[str]:
         """One pass over the tests that are not final; what it did, as sentences."""
@@ -72,6 +73,7 @@ class Monitor(Periodic):
         # read before gearmand is asked: a queued test's job was submitted before this
         before = {test.id: test for test in self.store.active()}
         self._kept &= set(before)
+        self._keepers = None
         uniques: set[str] = set()
         for server in self.gearman.servers:
             try:
@@ -134,7 +136,9 @@ class Monitor(Periodic):
                 self.store.apply(test.id, Report(TestState.ERROR, message, None),
                                  source="monitor")
                 return f"error ({message})"
-            held_by = keeper(self.gearman, test.id)
+            if self._keepers is None:  # asked once a pass, only when a job vanished
+                self._keepers = keepers(self.gearman)
+            held_by = self._keepers.get(test.id)
             if held_by is not None:  # it ran while this server was away: its reports come
                 if test.id not in self._kept:
                     self._kept.add(test.id)

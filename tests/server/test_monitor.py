@@ -280,7 +280,7 @@ def test_a_queued_run_a_worker_ran_while_the_server_was_away_is_not_queued_again
     """gearmand no longer has the job and no worker has reported on the run: either
     gearmand lost it, or a worker ran it while this server was away and its reports wait
     in its outbox (found by the campaign bench: a worker ran a dry run three times, twice
-    queued again by the monitor). The monitor asks every worker (holders.keeper): the run
+    queued again by the monitor). The monitor asks every worker (holders.keepers): the run
     a live worker owes is left to its reports; the other one is queued again."""
     create(farm_app, "q1")
     r = farm_app.client.post("/v1/tests", headers=farm_app.user(), json={
