@@ -34,6 +34,7 @@ class Recorder:
     token: str | None = None
     miniconf: dict[str, Any] = field(default_factory=dict)  # test_id -> conf
     testcases: dict[str, list[str]] = field(default_factory=dict)
+    ended: dict[str, str] = field(default_factory=dict)  # test_id -> its final state there
     fail_status: int = 503
     fail_next: int = 0  # answer this many requests with fail_status first
     status_answer: dict[str, Any] = field(default_factory=lambda: {"accepted": True})
@@ -88,6 +89,9 @@ class Recorder:
             return 202, self.status_answer
         if req.path == "/post-result" and req.method == "POST":
             return 201, {"stored": len(self.upload_bytes(req))}
+        if req.path == "/get-miniconf" and test_id in self.ended:  # as farm-server says it
+            return 404, {"error": f"test {test_id} has no tempest configuration: it ended",
+                         "test_id": test_id, "state": self.ended[test_id]}
         if req.path == "/get-miniconf" and test_id in self.miniconf:
             return 200, self.miniconf[test_id]
         if req.path == "/get-testcases" and test_id in self.testcases:

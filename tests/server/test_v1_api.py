@@ -426,6 +426,9 @@ def test_accounts_stay_on_the_server_until_the_test_ends(farm_app: App,
     assert r.status_code == 404 and ACCOUNT_PW not in r.text
     assert "it ended (passed): a test's accounts are dropped when it ends" in \
         json_of(r)["error"]
+    assert json_of(r)["state"] == "passed"  # a second copy of the job stops on it
+    r = farm_app.client.get("/get-miniconf?test_id=acc1", headers=farm_app.worker())
+    assert r.status_code == 404 and json_of(r)["state"] == "passed"
     # "callback" is the worker's word, not a client's
     r = create(farm_app, test_id="acc2", accounts="callback")
     assert r.status_code == 400 and json_of(r)["field"] == "accounts", r.json

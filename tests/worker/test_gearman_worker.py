@@ -117,6 +117,24 @@ def test_conf_and_tests_come_from_the_callback(
     assert leftovers(w.work_dir) == []
 
 
+def test_a_copy_whose_test_has_ended_on_the_server_ends_cancelled(
+        workers: WorkerFactory, client: TestClient, recorder: Recorder,
+        tempest47: PrepareResult) -> None:
+    """gearmand handed the job out again after the test ended (its first copy passed while
+    this copy's claim was still on its way): the server answers the conf fetch with 404
+    and the test's final state. The copy stops, `cancelled`, saying why, not `error` (found
+    by the fault suite's campaign on CI)."""
+    w = workers.start("late")
+    recorder.ended["late-1"] = "passed"
+    payload = valid(test_id="late-1", callback={"url": recorder.url}, dry_run=True)
+    del payload["conf"]
+    doc = summary(wait(client.submit(RUN, payload), 120))
+    assert doc["state"] == "cancelled", doc
+    assert doc["message"] == "stopped: test late-1 has ended on the server (passed)"
+    assert "[test late-1] error" not in w.output()
+    assert leftovers(w.work_dir) == []
+
+
 @pytest.mark.cloud
 def test_timeout_kills_tempest_and_cleans_up(
         workers: WorkerFactory, client: TestClient, keystone: Keystone, recorder: Recorder,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class FarmError(Exception):
@@ -45,7 +46,12 @@ class TempestError(FarmError):
 
 
 class ReportError(FarmError):
-    """The callback server could not be reached or refused a request."""
+    """The callback server could not be reached or refused a request (`answer`: the body
+    of its refusal, if it was JSON)."""
+
+    def __init__(self, message: str, answer: Any = None) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 class JobCancelled(FarmError):

@@ -50,6 +50,7 @@ from farm_worker.protocol import (
     Selection,
     Summary,
     TestState,
+    ended_reason,
     parse_accounts,
     parse_conf,
     progress_event,
@@ -366,8 +367,14 @@ class Job:
     def _fetch(self, endpoint: str) -> Any:
         """GET /<endpoint>?test_id= from the callback server, as JSON."""
         assert self.client is not None  # the payload schema requires a callback for it
-        resp = self.client.call("GET", f"{endpoint}?test_id={self.test_id}",
-                                retry_s=self.config.report_retry_s, stop=self.cancel)
+        try:
+            resp = self.client.call("GET", f"{endpoint}?test_id={self.test_id}",
+                                    retry_s=self.config.report_retry_s, stop=self.cancel)
+        except ReportError as exc:  # the test ended there: this copy stops (cancelled)
+            reason = ended_reason(self.test_id, exc.answer)
+            if reason:
+                self.reporter.stop(reason)
+            raise
         try:
             return resp.json()
         except ValueError:

@@ -72,7 +72,7 @@ class CallbackClient:
                     return resp
                 reason = f"HTTP {resp.status_code} {resp.text[:200]}".replace("\n", " ")
                 if resp.status_code not in RETRYABLE_STATUS:
-                    raise ReportError(f"{where}: {reason}")
+                    raise ReportError(f"{where}: {reason}", answer=_json_or_none(resp))
             if clock() + pause > end or (stop is not None and stop.is_set()):
                 raise ReportError(f"{where}: gave up after {retry_s:.0f} s: {reason}")
             log.warning("%s: %s; retrying in %.1f s", where, reason, pause)
@@ -147,7 +147,12 @@ class Reporter:
 
     def _answered(self, answer: Any) -> None:
         reason = stop_reason(self.test_id, answer)
-        if reason and self.stopped is None:
+        if reason:
+            self.stop(reason)
+
+    def stop(self, reason: str) -> None:
+        """The server will not take this job's result (`reason`): said once."""
+        if self.stopped is None:
             self.stopped = reason
             self.log.warning("%s", reason)
             if self.on_stop is not None:
@@ -172,3 +177,10 @@ class Reporter:
                              "when the server answers", left, self.courier.outbox.root)
             return False
         return not self.failures
+
+
+def _json_or_none(resp: requests.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return None

@@ -160,9 +160,13 @@ def get_accounts() -> tuple[Response, int]:
 
 def _dropped(test: TestRow, what: str, dropped: str, never: str) -> tuple[Response, int]:
     """404 for a test's secret that is not there: why (it ended, or it never had one)."""
-    why = (f"it ended ({test.state}): a test's {dropped} dropped when it ends"
-           if TestState(test.state) in FINAL_STATES else never)
-    return jsonify({"error": f"test {test.id} has no {what}: {why}"}), 404
+    ended = TestState(test.state) in FINAL_STATES
+    why = f"it ended ({test.state}): a test's {dropped} dropped when it ends" if ended \
+        else never
+    answer = {"error": f"test {test.id} has no {what}: {why}"}
+    if ended:  # a second copy of the job stops on this (farm_worker.protocol.ended_reason)
+        answer.update(test_id=test.id, state=test.state)
+    return jsonify(answer), 404
 
 
 @bp.get("/get-testcases", strict_slashes=False)

@@ -107,11 +107,21 @@ def stop_reason(test_id: str, answer: Any) -> str | None:
     (finished by another copy, or cancelled)."""
     if not isinstance(answer, Mapping):
         return None
-    verdict, state = answer.get("report"), answer.get("state")
+    verdict = answer.get("report")
     if verdict == SUPERSEDED:
         holder = answer.get("worker")
         return (f"superseded: on the server, test {test_id} is held by "
                 f"{'worker ' + show(holder) if holder else 'another worker'}")
-    if verdict == KEEP and state in FINAL_STATE_VALUES:
+    if verdict == KEEP:
+        return ended_reason(test_id, answer)
+    return None
+
+
+def ended_reason(test_id: str, answer: Any) -> str | None:
+    """Why the job must stop when the server says the test has ended there (its answer
+    names a final `state`: to a status report, or to a fetch of the test's conf, which is
+    dropped when the test ends), or None."""
+    state = answer.get("state") if isinstance(answer, Mapping) else None
+    if state in FINAL_STATE_VALUES:
         return f"stopped: test {test_id} has ended on the server ({state})"
     return None
