@@ -49,22 +49,13 @@ class HostWorker:
 
     def pids(self) -> list[int]:
         """Its processes as this machine's /proc sees them (the worker, its jobs)."""
-        found = [p for p in processes_under(self.config.parent)
-                 if str(self.config) in _cmdline(p)]
-        return [pid for p in found for pid in (p, *descendants(p))]
+        return [pid for p in processes_under(self.config) for pid in (p, *descendants(p))]
 
     def stop(self, timeout_s: float = 30) -> int:
         """systemctl stop: SIGTERM, the worker drains (systemd's stop timeout after)."""
         done = self.hosts.ssh(self.host, f"systemctl stop {self.unit}; "
                                          f"systemctl reset-failed {self.unit} 2>/dev/null; true")
         return done.returncode
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 @dataclass
