@@ -9,11 +9,9 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,23 +61,8 @@ def _config(args: argparse.Namespace, **overrides: Any) -> ServerConfig:
     return config
 
 
-METRICS_PREFIX = "farm-metrics-"
-
-
-def _remove_dead_metrics_dirs() -> None:
-    """The metrics directories of `farm-server serve` processes that are gone (killed:
-    their own cleanup never ran)."""
-    for path in Path(tempfile.gettempdir()).glob(f"{METRICS_PREFIX}*-*"):
-        pid = path.name[len(METRICS_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and path.is_dir() \
-                and path.stat().st_uid == os.geteuid():
-            shutil.rmtree(path, ignore_errors=True)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gunicorn.app.base import BaseApplication
-
-    from farm_server import metrics
+    from farm_server import metrics, metricsdir
     from farm_server.app import create_app
 
     config = _config(args, listen=args.listen, processes=args.processes,
@@ -87,11 +70,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     create_app(config)  # fail here, with a clear message, before forking anything
     check_listen(config.listen)
     # every process (gunicorn's and the monitor) counts into one directory: a scrape of
-    # any of them adds them up; a new one each start (the counters start again), named
-    # by this process, so one a killed server left behind is removed by the next start
-    _remove_dead_metrics_dirs()
-    metrics_dir = tempfile.mkdtemp(prefix=f"{METRICS_PREFIX}{os.getpid()}-")
-    os.environ[metrics.MULTIPROC_ENV] = metrics_dir
+    # any of them adds them up; a new one each start (the counters start again); those
+    # that killed servers left behind are removed by the next start (metricsdir.py)
+    with metricsdir.serve_dir() as metrics_dir:
+        os.environ[metrics.MULTIPROC_ENV] = str(metrics_dir)
+        return _serve(args, config)
+
+
+def _serve(args: argparse.Namespace, config: ServerConfig) -> int:
+    """gunicorn, and the monitor beside it, until a signal stops them."""
+    from gunicorn.app.base import BaseApplication
+
+    from farm_server import metrics
+    from farm_server.app import create_app
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -139,7 +130,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 monitor.kill()
                 monitor.wait()
-        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
@@ -215,10 +205,14 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
     from farm_client.refstack_upload import SigningKey
+    from farm_server import metrics, metricsdir
     from farm_server.monitor import Monitor
     from farm_server.uploader import UPLOAD_INTERVAL_S, Uploader
 
     config = _config(args)
+    multiproc = os.environ.get(metrics.MULTIPROC_ENV)
+    if multiproc and not args.once:
+        metricsdir.hold(Path(multiproc))  # the directory stays while this process runs
     store = Store(config.database_url)
     gearman = Gearman(config.gearman_servers)
     monitor = Monitor(store, gearman, config.stale_after_s, config.callback_url)
