@@ -12,7 +12,8 @@ import pytest
 
 from farm_lab.workers import FARM_WORKER
 from farm_worker import selecting, tempest
-from farm_worker.environments import EnvironmentCache, PrepareResult
+from farm_worker.building import CacheKey
+from farm_worker.environments import EnvironmentCache, PrepareResult, Template, read_tests
 from farm_worker.exceptions import TempestError
 from farm_worker.protocol import Selection
 from harness.payloads import valid
@@ -120,3 +121,20 @@ def execute_listing(tmp_path: Path, worker_cache: Path) -> str:
                           timeout=300)
     assert proc.returncode == 2 and "matches no test" in proc.stdout + proc.stderr
     return proc.stderr
+
+
+def test_a_kept_list_gone_or_empty_is_not_used(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Tempest lists instead (the control above), and the log says why: a list removed by
+    hand is no internal error, and an empty one does not make every selection empty."""
+    template = Template(CacheKey("47.0.0", "0" * 64, "cpython-311", "linux_x86_64"),
+                        tmp_path, {"tests_file": "TESTS.txt"})
+    assert template.tests is None
+    assert f"{tmp_path / 'TESTS.txt'} cannot be read (FileNotFoundError" in caplog.text
+    assert "`farm-worker prepare 47.0.0` again" in caplog.text
+    (tmp_path / "TESTS.txt").write_text("\n")
+    read_tests.cache_clear()
+    assert template.tests is None and "TESTS.txt is empty" in caplog.text
+    (tmp_path / "TESTS.txt").write_text(f"{IDS[0]}\n")
+    read_tests.cache_clear()
+    assert template.tests == (IDS[0],)

@@ -59,9 +59,23 @@ class Template:
 
     @property
     def tests(self) -> tuple[str, ...] | None:
-        """Every test this Tempest lists, kept when it was prepared (None: not kept)."""
+        """Every test this Tempest lists, kept when it was prepared (None: not kept, or
+        the kept list is gone or empty: the job lists with Tempest, and says why)."""
         name = self.info.get("tests_file")
-        return read_tests(self.path / name) if name else None
+        if not name:
+            return None
+        try:
+            tests = read_tests(self.path / name)
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = f"cannot be read ({exc.__class__.__name__}: {exc})"
+        else:
+            if tests:
+                return tests
+            problem = "is empty"
+        log.warning("template %s: its test list %s %s; Tempest lists the tests instead "
+                    "(`farm-worker prepare %s` again makes a new one)", self.key.name,
+                    self.path / name, problem, self.key.version)
+        return None
 
 
 @functools.lru_cache(maxsize=16)
