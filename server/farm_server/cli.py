@@ -4,6 +4,7 @@ add-worker, add-user, workers). The only module of the server that exits the pro
 from __future__ import annotations
 
 import argparse
+import ctypes
 import ipaddress
 import json
 import logging
@@ -13,7 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +120,8 @@ def _serve(args: argparse.Namespace, config: ServerConfig) -> int:
             argv += ["--database-url", args.database_url]
         for server in args.gearman or []:
             argv += ["--gearman", server]
-        monitor = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        monitor = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                   preexec_fn=_ends_with_parent(os.getpid()))
     try:
         _Gunicorn().run()
     finally:
@@ -131,6 +133,22 @@ def _serve(args: argparse.Namespace, config: ServerConfig) -> int:
                 monitor.kill()
                 monitor.wait()
     return 0
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _ends_with_parent(parent: int) -> Callable[[], None]:
+    """For the monitor, between its fork and its exec: SIGTERM when `serve` dies, even by
+    kill -9 (gunicorn's workers see their parent change and stop on their own), so that
+    no monitor of a server that is gone runs on, orphaned."""
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork
+
+    def in_child() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # died before the line above
+            os._exit(1)
+    return in_child
 
 
 def _end_streams_on_term(_worker: Any) -> None:

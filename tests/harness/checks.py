@@ -29,6 +29,24 @@ def processes_under(path: Path) -> list[int]:
     return found
 
 
+def running(pid: int) -> bool:
+    """`pid` runs: it exists and is not a zombie (dead, its files closed, not yet reaped:
+    an orphan's reaper may never come where PID 1 is not an init)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_gone(pids: list[int], timeout_s: float = 60) -> None:
+    end = time.monotonic() + timeout_s
+    while any(running(pid) for pid in pids):
+        if time.monotonic() > end:
+            raise AssertionError(f"still running: {[p for p in pids if running(p)]}")
+        time.sleep(0.05)
+
+
 def leftovers(work_dir: Path) -> list[str]:
     """Anything a finished job left in a worker's work directory: files, mounts, processes."""
     out = [str(p) for p in work_dir.rglob("*") if p.is_file() or

@@ -4,7 +4,10 @@ processes adding up) while real workers run real jobs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -13,10 +16,11 @@ from typing import Any
 import pytest
 
 from farm_lab.gearmand import Gearmand
-from farm_lab.loopback import free_port
+from farm_lab.loopback import descendants, free_port
 from farm_lab.server import FARM_SERVER, FarmServer, server_worker
 from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
+from harness.checks import wait_gone
 from harness.prometheus import PROMTOOL, Prometheus
 
 from .conftest import App, json_of, make_app
@@ -206,3 +210,23 @@ def test_a_killed_servers_metrics_directory_goes_at_the_next_start(
     finally:
         server.stop()
     assert not first[0].exists()
+
+
+def test_no_process_of_a_killed_server_runs_on(tmp_path: Path, gearmand: Gearmand) -> None:
+    """kill -9 of `farm-server serve` alone: its gunicorn workers and its monitor stop on
+    their own (the monitor used to run on, orphaned, beside the next start's)."""
+    server = FarmServer(tmp_path / "server", [gearmand.address]).start()
+    assert server.proc is not None
+    master, under = server.proc.pid, descendants(server.proc.pid)
+    try:
+        assert any(b"monitor" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in under)
+        assert len(under) >= 2, under
+        os.kill(master, signal.SIGKILL)
+        server.proc.wait()
+        server.proc = None
+        wait_gone(under)
+    finally:
+        server.kill()
+        for pid in under:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

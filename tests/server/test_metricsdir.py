@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from farm_server import metricsdir
+from harness.checks import wait_gone
 
 # a server's master: makes the directory, forks a "gunicorn worker" that inherits the
 # lock, prints both, and waits to be told to leave
@@ -39,19 +40,6 @@ metricsdir.hold(Path(sys.argv[1]))
 print("held", flush=True)
 sys.stdin.readline()
 """
-
-
-def _wait_gone(pid: int) -> None:
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return  # dead, its files closed; its reaper (init) has not come yet
-        except FileNotFoundError:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} still runs")
 
 
 @pytest.fixture
@@ -87,7 +75,7 @@ def test_a_killed_server_s_directory_goes_once_its_last_process_is_gone(
     assert metricsdir.remove_abandoned(tmp_path) == []
     assert path.is_dir()
     os.kill(child, signal.SIGKILL)
-    _wait_gone(child)
+    wait_gone([child])
     assert metricsdir.remove_abandoned(tmp_path) == [path]
     assert not path.exists()
 
@@ -109,7 +97,7 @@ def test_the_monitor_keeps_the_directory_of_a_master_that_is_gone(
             for pid in (proc.pid, child):
                 os.kill(pid, signal.SIGKILL)
             proc.wait()
-            _wait_gone(child)
+            wait_gone([child])
             assert metricsdir.remove_abandoned(tmp_path) == [] and path.is_dir()
         finally:
             monitor.kill()
