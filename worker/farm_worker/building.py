@@ -216,7 +216,8 @@ def build_template(builds: Path, key: CacheKey, lock: Lock, wheelhouse: Path,
 
 
 def smoke_test(env: Path, version: str, discovery: bool = False) -> list[str]:
-    """`tempest --version` is `version`, `run --list-tests` lists > 1,000 tests (returned:
+    """`tempest --version` is `version`, the workspace a job writes is what `tempest init`
+    makes, `run --list-tests` lists > 1,000 tests in it (returned:
     the template keeps them, so that no job lists them again), and (with `discovery`)
     python-tempestconf imports and has the hooks the worker uses."""
     with tempfile.TemporaryDirectory(prefix="farm-smoke-") as tmp:
@@ -227,7 +228,14 @@ def smoke_test(env: Path, version: str, discovery: bool = False) -> list[str]:
             if got != version:
                 raise EnvironmentBuildError(f"tempest {version}: the template reports "
                                             f"version {got}")
+            # jobs write their workspace themselves: it must be what `tempest init` makes
             ws = tempest.init_workspace(Path(tmp) / "job", env)
+            differences = tempest.workspace_differences(
+                ws.path, tempest.tempest_init(Path(tmp) / "init", env))
+            if differences:
+                raise EnvironmentBuildError(
+                    f"tempest {version}: `tempest init` makes a workspace the worker does "
+                    f"not write ({'; '.join(differences)}): this farm-worker cannot run it")
             tests = tempest.list_tests(ws, [])
             if discovery:
                 tempest.run_short([str(env / "bin" / "python"), "-I", str(SHIM), SELF_CHECK],

@@ -242,9 +242,7 @@ class Job:
                 p.accounts if isinstance(p.accounts, list) else None
             self._check_cancel()
             kept = template.tests
-            # a dry run that selects from the kept list never starts Tempest: no workspace
-            ws = tempest.bare_workspace(self.job_dir, env) if p.dry_run and kept is not None \
-                else tempest.init_workspace(self.job_dir, env, self.cancel)
+            ws = tempest.init_workspace(self.job_dir, env)
             uses = tempest.write_accounts(ws, accounts) if accounts else None
             self.accounts = accounts
             found = self._discover(ws, template, conf, uses) if p.discover is not None \

@@ -52,6 +52,7 @@ class ProcessGroup:
             self.argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=stdout,
             stderr=stderr, start_new_session=True, preexec_fn=_die_with_parent)
         self.pgid = self.proc.pid
+        log.debug("started %s (process group %d)", self.argv[0], self.pgid)
         if pgid_file is not None:
             pgid_file.write_text(f"{self.pgid}\n")
 
