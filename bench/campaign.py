@@ -36,7 +36,6 @@ apart (printed): gearmand hands its job out again and no live worker holds it.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import re
 import signal
 import statistics
@@ -104,7 +103,6 @@ class Faults(threading.Thread):
         self.pool, self.store, self.label = pool, store, label
         self.runs, self.versions = runs, versions
         self.done: list[str] = []
-        self.host_killed: dt.datetime | None = None
         self.error: BaseException | None = None
         self.stop = threading.Event()
 
@@ -143,7 +141,6 @@ class Faults(threading.Thread):
         start()
 
     def _host_again(self) -> None:
-        self.host_killed = dt.datetime.now()  # the workers' logs' clock (local time)
         for name in self.pool.kill_host("h2"):
             host, slot = name.rsplit("-", 1)
             self.pool.worker(host, int(slot), self.versions)
@@ -217,34 +214,12 @@ def _campaign(pool: Pool, store: Store, label: str, ids: list[str], faults: bool
     return {"ids": ids, "docs": docs, "wall": wall,
             "per_min": len(docs) / (last - first).total_seconds() * 60,
             "start": to_start, "end": to_end, "farm_cpu": farm_cpu, "worker_cpu": worker_cpu,
-            "faults": injector.done if injector else [],
-            "host_killed": injector.host_killed if injector else None}
+            "faults": injector.done if injector else []}
 
 
-def passed_at(log: str, tid: str) -> list[dt.datetime]:
-    """When a worker's log says it passed run `tid`."""
-    return [dt.datetime.strptime(m, "%Y-%m-%d %H:%M:%S,%f") for m in re.findall(
-        rf"^(\S+ \S+) INFO farm_worker\.job: \[test {tid}\] passed\b", log, re.M)]
-
-
-def in_the_window(pool: Pool, tid: str, killed: dt.datetime | None) -> bool:
-    """Run `tid` passed twice because host h2 was killed after one of its workers had
-    passed it and before that report reached a server (gearmand then hands the job out
-    again, and no live worker holds it): the first pass on h2 before the kill, the other
-    after it, elsewhere or on h2 started again."""
-    if killed is None:
-        return False
-    times = sorted((t, w.worker_id) for w in pool.workers.values()
-                   for t in passed_at(w.output(), tid))
-    return len(times) == 2 and times[0][1].startswith("h2-") and times[0][0] <= killed \
-        <= times[1][0]
-
-
-def check_goals(pool: Pool, result: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """The faults mode's goals: the problems found (none: every goal held), and the runs
-    completed twice because the host was killed between a run's end and its report's
-    delivery (`in_the_window`)."""
-    problems, window = [], []
+def check_goals(pool: Pool, result: dict[str, Any]) -> list[str]:
+    """The faults mode's goals: the problems found (none: every goal held)."""
+    problems = []
     states = {t["id"]: t["state"] for t in result["docs"]}
     problems += [f"{tid}: {state}" for tid, state in states.items() if state != "passed"]
     problems += [f"{tid}: lost" for tid in result["ids"] if tid not in states]
@@ -252,9 +227,7 @@ def check_goals(pool: Pool, result: dict[str, Any]) -> tuple[list[str], list[str
     for tid in result["ids"]:
         said = len(re.findall(rf"\[test {tid}\] passed\b", logs))
         history = pool.servers[0].api("GET", f"/v1/tests/{tid}").json()["history"]
-        if said == 2 and in_the_window(pool, tid, result["host_killed"]):
-            window.append(tid)
-        elif said != 1:
+        if said != 1:
             problems.append(f"{tid}: said passed {said} times")
             for w in pool.workers.values():  # what each worker and the server saw of it
                 lines = w.output().splitlines()
@@ -278,7 +251,7 @@ def check_goals(pool: Pool, result: dict[str, Any]) -> tuple[list[str], list[str
         left = leftovers(w.work_dir)
         if left:
             problems.append(f"{w.worker_id} left {left[:3]}")
-    return problems, window
+    return problems
 
 
 def main() -> int:
@@ -308,7 +281,6 @@ def main() -> int:
     pg.start()
     results: dict[int, dict[str, Any]] = {}
     problems: list[str] = []
-    window: list[str] = []
     with tempfile.TemporaryDirectory(prefix="farm-bench-campaign-") as tmp:
         settings: dict[str, Any] = {"server_extra": {"stale_after_s": 30,
                                                       "monitor_interval_s": 2}}
@@ -340,15 +312,13 @@ def main() -> int:
                       f"relays {r['relay_cpu'] / args.runs * 1000:.0f} ms", flush=True)
                 if args.faults:
                     print("faults: " + "; ".join(r["faults"]))
-                    problems, window = check_goals(pool, r)
+                    problems = check_goals(pool, r)
         finally:
             pool.stop()
             pg.stop()
     if args.faults:
-        print(f"completed twice because host h2 was killed after its worker had passed "
-              f"them and before the report left the host: {len(window)} {window[:10]}")
-        print("faults mode: " + ("every goal held: every run passed, once but for those, "
-                                 "none lost, gearmand empty, nothing left" if not problems
+        print("faults mode: " + ("every goal held: every run passed, once, none lost, "
+                                 "gearmand empty, nothing left" if not problems
                                  else f"{len(problems)} problems: {problems[:10]}"))
         return 1 if problems else 0
     one = results[counts[0]]["per_min"]

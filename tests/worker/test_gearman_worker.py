@@ -117,6 +117,32 @@ def test_conf_and_tests_come_from_the_callback(
     assert leftovers(w.work_dir) == []
 
 
+def test_gearmand_is_told_the_outcome_once_the_final_report_is_on_disk(
+        workers: WorkerFactory, client: TestClient, recorder: Recorder,
+        tempest47: PrepareResult) -> None:
+    """WORK_COMPLETE does not wait for the server's answers: a worker killed while it waits
+    for them must not have gearmand hand the ended run to another worker (the reports are
+    in its outbox; its next start delivers them). The worker still waits for them before
+    it takes the next job."""
+    w = workers.start("early", report_flush_s=300)
+    recorder.gate.clear()  # the server takes every report, and answers none for now
+    try:
+        doc = summary(wait(client.submit(RUN, valid(test_id="early-1",
+                                                    callback={"url": recorder.url})), 50))
+        assert doc["state"] == "passed", doc
+        assert recorder.requests == []  # not one report answered yet
+        # nor given up on: the first attempt (REPORT_TIMEOUT_S, 10 s) is still waiting
+        # (a job that waited for the answers would complete only once it failed)
+        assert "kept in the outbox, retrying" not in w.output()
+    finally:
+        recorder.gate.set()
+    end = time.monotonic() + 120
+    while recorder.states("early-1")[-1:] != ["passed"]:
+        assert time.monotonic() < end, recorder.states("early-1")
+        time.sleep(0.1)
+    assert leftovers(w.work_dir) == []
+
+
 def test_a_copy_whose_test_has_ended_on_the_server_ends_cancelled(
         workers: WorkerFactory, client: TestClient, recorder: Recorder,
         tempest47: PrepareResult) -> None:

@@ -31,6 +31,7 @@ from farm_worker.protocol import (
     CANCEL_PREFIX,
     PING,
     RUN_ANY,
+    Summary,
     cancel_function,
     encode_event,
     ping_function,
@@ -221,7 +222,7 @@ class FarmWorker:
             except Exception:
                 log.debug("gear shutdown", exc_info=True)
 
-    def _hooks(self, job: gear.WorkerJob) -> JobHooks:
+    def _hooks(self, job: gear.WorkerJob, completed: list[Summary]) -> JobHooks:
         def emit(event: dict[str, Any]) -> None:
             _send("WORK_DATA", job.sendWorkData, encode_event(event))
 
@@ -238,7 +239,13 @@ class FarmWorker:
             with contextlib.suppress(KeyError):
                 self.control.unRegisterFunction(cancel_function(test_id))
 
-        return JobHooks(emit=emit, work_status=work_status, hold=hold, release=release)
+        def complete(summary: Summary) -> None:
+            completed.append(summary)
+            self._register_new_versions()  # a client told "done" finds the version served
+            _send("WORK_COMPLETE", job.sendWorkComplete, json.dumps(summary.to_dict()).encode())
+
+        return JobHooks(emit=emit, work_status=work_status, hold=hold, release=release,
+                        complete=complete)
 
     def _handle(self, job: gear.WorkerJob) -> None:
         cancel = CancelEvent()
@@ -250,18 +257,20 @@ class FarmWorker:
                  job.name, conn.host, conn.port, len(job.arguments))
         if self.metrics is not None:
             self.metrics.busy.set(1)
+        completed: list[Summary] = []  # told to gearmand once the final report is on disk
         try:
-            summary = self.runner.execute(bytes(job.arguments), cancel, self._hooks(job),
-                                          function_version=version)
+            summary = self.runner.execute(bytes(job.arguments), cancel,
+                                          self._hooks(job, completed), function_version=version)
             if self.metrics is not None:
                 self.metrics.jobs.labels(summary.state.value).inc()
-            self._register_new_versions()
-            _send("WORK_COMPLETE", job.sendWorkComplete,
-                  json.dumps(summary.to_dict()).encode())
+            if not completed:  # a payload rejected before any job began
+                _send("WORK_COMPLETE", job.sendWorkComplete,
+                      json.dumps(summary.to_dict()).encode())
         except Exception as exc:
             log.exception("job %s failed unexpectedly", job.handle)
-            _send("WORK_EXCEPTION", job.sendWorkException,
-                  f"{exc.__class__.__name__}: {exc}".encode()[:4000])
+            if not completed:
+                _send("WORK_EXCEPTION", job.sendWorkException,
+                      f"{exc.__class__.__name__}: {exc}".encode()[:4000])
         finally:
             with self._lock:
                 self._current = None

@@ -92,6 +92,11 @@ class JobHooks:
     work_status: Callable[[int, int], None] = lambda done, total: None
     hold: Callable[[str], None] = lambda test_id: None  # the cancel function is registered
     release: Callable[[str], None] = lambda test_id: None
+    # the job's outcome, once its final report is in the outbox and before the server's
+    # answers are waited for: gearmand may forget the job (WORK_COMPLETE), so that a worker
+    # killed while it waits never has an ended run handed to another; not called when the
+    # job ends by an internal error (the transport's exception)
+    complete: Callable[[Summary], None] = lambda summary: None
 
 
 
@@ -161,7 +166,7 @@ class Job:
             *redaction.secrets_in_accounts(p.accounts if isinstance(p.accounts, list)
                                            else None)]))
         self.hooks.hold(self.test_id)
-        summary: Summary
+        summary: Summary | None = None
         try:
             summary = self._run()
         except JobCancelled as exc:
@@ -178,14 +183,16 @@ class Job:
             raise
         finally:
             self._lap = self.runner.clock()
-            self._cleanup()
+            self._cleanup(summary)
             self.lap("cleanup")
             self.hooks.release(self.test_id)
             for handle in self.secrets:
                 redaction.unregister(handle)
+        assert summary is not None  # every other way out raised
         stopped = self.reporter.stopped
         if stopped and summary.state is not TestState.CANCELLED:
             # the server's answer came after the job had ended: it did not take this result
+            # (gearmand was told the job's outcome before: the server's word is the last)
             self.log.warning("not taken by the server: %s", stopped)
             summary = dataclasses.replace(summary, state=TestState.CANCELLED, message=stopped)
         return summary
@@ -464,14 +471,19 @@ class Job:
             state = TestState.PASSED
         return self._end(state, message, subunit)
 
-    def _cleanup(self) -> None:
+    def _cleanup(self, summary: Summary | None) -> None:
         """Each step guarded on its own: one failing must not skip the others, and none may
         turn the job's outcome into an exception. The final state goes out after the
-        processes and files are gone, before the reports are flushed."""
+        processes and files are gone; the transport learns the outcome (`complete`) once
+        that report is on disk, before the reports are flushed."""
+        def complete() -> None:
+            if summary is not None:
+                self.hooks.complete(summary)
         for what, step in (("killing the process group", self._kill_leftovers),
                            ("removing the job directory", self._remove_job_dir),
                            ("removing the partial subunit file", self._remove_partial),
                            ("announcing the final state", self._announce_final),
+                           ("completing the job", complete),
                            ("flushing reports", self._flush_reports)):
             try:
                 step()
