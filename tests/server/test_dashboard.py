@@ -5,6 +5,7 @@ tests/browser."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import re
@@ -420,3 +421,25 @@ def test_a_run_with_accounts_is_not_run_again_from_the_page(farm_app: App) -> No
     r = farm_app.client.post("/runs/acc1/rerun", data={"csrf": token, "failed": "1"})
     assert r.status_code == 409 and "pre-provisioned accounts" in r.text
     assert json_of(farm_app.client.get("/v1/tests", headers=farm_app.user()))["total"] == 1
+
+
+def test_more_runs_than_the_count_cap_show_as_capped(farm_app: App) -> None:
+    """Past COUNT_CAP matching runs the list says "10,000+" runs and pages, and the next
+    page is offered; under it, the exact figures."""
+    from sqlalchemy import insert
+
+    from farm_server.models import TestRow
+    from farm_server.store.engine import COUNT_CAP
+
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    rows = [{"id": f"cap-{n:05d}", "state": "passed", "tempest_version": "47.0.0",
+             "tests_json": "{}", "dry_run": True, "created_at": at, "updated_at": at}
+            for n in range(COUNT_CAP + 1)]
+    with farm_app.store.engine.begin() as conn:
+        conn.execute(insert(TestRow), rows)
+    sign_in(farm_app)
+    page = farm_app.client.get("/").text
+    assert "Runs <span class=\"muted\">(10,000+)</span>" in page
+    assert re.search(r"page 1 of [\d,]+\+", page) and 'id="next"' in page
+    none = farm_app.client.get("/?state=failed").text  # under the cap: the exact count
+    assert "Runs <span class=\"muted\">(0)</span>" in none and "page 1 of 1<" in none
