@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +121,7 @@ def _serve(args: argparse.Namespace, config: ServerConfig) -> int:
         for server in args.gearman or []:
             argv += ["--gearman", server]
         monitor = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                   preexec_fn=_ends_with_parent(os.getpid()))
+                                   env={**os.environ, PARENT_ENV: str(os.getpid())})
     try:
         _Gunicorn().run()
     finally:
@@ -136,19 +136,19 @@ def _serve(args: argparse.Namespace, config: ServerConfig) -> int:
 
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
+PARENT_ENV = "FARM_SERVE_PID"  # set by `serve` for the monitor it starts
 
 
-def _ends_with_parent(parent: int) -> Callable[[], None]:
-    """For the monitor, between its fork and its exec: SIGTERM when `serve` dies, even by
-    kill -9 (gunicorn's workers see their parent change and stop on their own), so that
-    no monitor of a server that is gone runs on, orphaned."""
-    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork
-
-    def in_child() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # died before the line above
-            os._exit(1)
-    return in_child
+def _end_with_parent() -> None:
+    """In the monitor `serve` started: SIGTERM when `serve` dies, even by kill -9
+    (gunicorn's workers see their parent change and stop on their own), so that no
+    monitor of a server that is gone runs on, orphaned."""
+    parent = os.environ.pop(PARENT_ENV, "")
+    if not parent.isdigit():
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(parent):  # it died before the line above
+        raise SystemExit(f"monitor: farm-server serve ({parent}) is gone")
 
 
 def _end_streams_on_term(_worker: Any) -> None:
@@ -227,6 +227,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from farm_server.monitor import Monitor
     from farm_server.uploader import UPLOAD_INTERVAL_S, Uploader
 
+    _end_with_parent()
     config = _config(args)
     multiproc = os.environ.get(metrics.MULTIPROC_ENV)
     if multiproc and not args.once:

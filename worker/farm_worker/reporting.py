@@ -162,9 +162,9 @@ class Reporter:
         """Wait up to `timeout_s` for this job's reports (and the server's answers to
         them), but not for a server that does not answer; True when all of them were
         delivered. What is left stays in the outbox and is delivered beside the next jobs
-        (and by the next process, if this one stops): the job ends at once, so gearmand
-        never hands a run that has ended to another worker because this one was killed
-        while it waited."""
+        (and by the next process, if this one stops). gearmand has been told the job's
+        outcome before this wait (`JobHooks.complete`): a worker killed while it waits never
+        has a run that has ended handed to another."""
         if self.courier is None:
             return not self._lost
         left = self.courier.wait(timeout_s, self.test_id, while_answered=True)
