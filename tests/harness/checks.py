@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,21 +30,39 @@ def processes_under(path: Path) -> list[int]:
     return found
 
 
-def running(pid: int) -> bool:
-    """`pid` runs: it exists and is not a zombie (dead, its files closed, not yet reaped:
-    an orphan's reaper may never come where PID 1 is not an init)."""
+@dataclass(frozen=True)
+class Proc:
+    """A process: its pid and its start time (a pid used again is another process)."""
+
+    pid: int
+    start: str
+
+
+def _stat(pid: int) -> list[str] | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+        return None
+    return stat.rsplit(")", 1)[1].split()  # [0] state, [19] start time
 
 
-def wait_gone(pids: list[int], timeout_s: float = 60) -> None:
+def procs(pids: list[int]) -> list[Proc]:
+    """The processes that run under these pids now."""
+    return [Proc(pid, fields[19]) for pid in pids if (fields := _stat(pid))]
+
+
+def running(proc: Proc) -> bool:
+    """It exists and is not a zombie (dead, its files closed, not yet reaped: an orphan's
+    reaper may never come where PID 1 is not an init)."""
+    fields = _stat(proc.pid)
+    return fields is not None and fields[19] == proc.start and fields[0] != "Z"
+
+
+def wait_gone(gone: list[Proc], timeout_s: float = 60) -> None:
     end = time.monotonic() + timeout_s
-    while any(running(pid) for pid in pids):
+    while any(running(p) for p in gone):
         if time.monotonic() > end:
-            raise AssertionError(f"still running: {[p for p in pids if running(p)]}")
+            raise AssertionError(f"still running: {[p for p in gone if running(p)]}")
         time.sleep(0.05)
 
 

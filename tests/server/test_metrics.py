@@ -20,7 +20,7 @@ from farm_lab.loopback import descendants, free_port
 from farm_lab.server import FARM_SERVER, FarmServer, server_worker
 from farm_lab.workers import WorkerFactory
 from farm_worker.environments import PrepareResult
-from harness.checks import wait_gone
+from harness.checks import procs, running, wait_gone
 from harness.prometheus import PROMTOOL, Prometheus
 
 from .conftest import App, json_of, make_app
@@ -201,7 +201,9 @@ def test_a_killed_servers_metrics_directory_goes_at_the_next_start(
         assert server.proc is not None
         first = list(Path(tempfile.gettempdir()).glob(f"farm-metrics-{server.proc.pid}-*"))
         assert len(first) == 1 and first[0].is_dir()
+        every = procs([server.proc.pid, *descendants(server.proc.pid)])
         server.kill()  # nothing of the server runs to remove it
+        wait_gone(every)  # as after a crash of its host: none of its processes is left
         server.serve()
         assert server.proc is not None
         assert not first[0].exists()
@@ -217,9 +219,9 @@ def test_no_process_of_a_killed_server_runs_on(tmp_path: Path, gearmand: Gearman
     their own (the monitor used to run on, orphaned, beside the next start's)."""
     server = FarmServer(tmp_path / "server", [gearmand.address]).start()
     assert server.proc is not None
-    master, under = server.proc.pid, descendants(server.proc.pid)
+    master, under = server.proc.pid, procs(descendants(server.proc.pid))
     try:
-        assert any(b"monitor" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in under)
+        assert any(b"monitor" in Path(f"/proc/{p.pid}/cmdline").read_bytes() for p in under)
         assert len(under) >= 2, under
         os.kill(master, signal.SIGKILL)
         server.proc.wait()
@@ -227,6 +229,7 @@ def test_no_process_of_a_killed_server_runs_on(tmp_path: Path, gearmand: Gearman
         wait_gone(under)
     finally:
         server.kill()
-        for pid in under:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        for p in under:
+            if running(p):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p.pid, signal.SIGKILL)

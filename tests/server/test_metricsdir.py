@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from farm_server import metricsdir
-from harness.checks import wait_gone
+from harness.checks import procs, wait_gone
 
 # a server's master: makes the directory, forks a "gunicorn worker" that inherits the
 # lock, prints both, and waits to be told to leave
@@ -40,6 +40,15 @@ metricsdir.hold(Path(sys.argv[1]))
 print("held", flush=True)
 sys.stdin.readline()
 """
+
+
+def wait_removed(tmp: Path, path: Path) -> None:
+    """Until the next start would remove `path` (its last process is gone), and does."""
+    end = time.monotonic() + 60
+    while metricsdir.remove_abandoned(tmp) != [path]:
+        assert time.monotonic() < end, f"{path} is still held"
+        time.sleep(0.05)
+    assert not path.exists()
 
 
 @pytest.fixture
@@ -75,9 +84,7 @@ def test_a_killed_server_s_directory_goes_once_its_last_process_is_gone(
     assert metricsdir.remove_abandoned(tmp_path) == []
     assert path.is_dir()
     os.kill(child, signal.SIGKILL)
-    wait_gone([child])
-    assert metricsdir.remove_abandoned(tmp_path) == [path]
-    assert not path.exists()
+    wait_removed(tmp_path, path)
 
 
 def test_a_clean_exit_removes_the_directory(tmp_path: Path, master: Any) -> None:
@@ -94,10 +101,11 @@ def test_the_monitor_keeps_the_directory_of_a_master_that_is_gone(
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as monitor:
         try:
             assert monitor.stdout is not None and monitor.stdout.readline() == "held\n"
+            gone = procs([proc.pid, child])
             for pid in (proc.pid, child):
                 os.kill(pid, signal.SIGKILL)
             proc.wait()
-            wait_gone([child])
+            wait_gone(gone)
             assert metricsdir.remove_abandoned(tmp_path) == [] and path.is_dir()
         finally:
             monitor.kill()
