@@ -61,6 +61,36 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def group_members(pgid: int) -> list[int]:
+    """The processes of process group `pgid` that run (zombies are dead: their files are
+    closed, only their reaping is left)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def kill_group(pgid: int, timeout_s: float = 60) -> None:
+    """SIGKILL the whole process group `pgid` (a process forking meanwhile cannot escape a
+    group's kill, where a list of descendants misses it) and wait until none of it runs."""
+    end = time.monotonic() + timeout_s
+    while True:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        if not group_members(pgid):
+            return
+        if time.monotonic() > end:
+            raise RuntimeError(f"process group {pgid} outlived SIGKILL: {group_members(pgid)}")
+        time.sleep(0.05)
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL `pid` and every process under it, all at once (none left to clean up after
     the others, as when a host dies)."""

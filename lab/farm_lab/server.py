@@ -14,7 +14,7 @@ from typing import Any
 import requests
 import yaml
 
-from farm_lab.loopback import free_port, kill_tree, stop_process, wait_http
+from farm_lab.loopback import free_port, kill_group, kill_tree, stop_process, wait_http
 from farm_lab.workers import WorkerFactory, WorkerProcess
 
 FARM = str(Path(sys.executable).parent / "farm")
@@ -73,9 +73,12 @@ class FarmServer:
     def serve(self, timeout_s: float = 30) -> FarmServer:
         """Run `farm-server serve` on the configured database (again, after `stop`)."""
         with self.log.open("ab") as fh:
+            # a process group of its own: `kill` reaches a gunicorn worker forked at that
+            # moment too
             self.proc = subprocess.Popen([FARM_SERVER, "serve", "-c", str(self.config)],
                                          stdin=subprocess.DEVNULL, stdout=fh,
-                                         stderr=subprocess.STDOUT, env=self._env())
+                                         stderr=subprocess.STDOUT, env=self._env(),
+                                         start_new_session=True)
         problem = wait_http(self.url + "v1/openapi.json", self.proc, timeout_s, poll_s=0.1)
         if problem:
             self.stop()
@@ -94,8 +97,9 @@ class FarmServer:
         monitor), as a crash of its host would."""
         if self.proc is None:
             return
-        kill_tree(self.proc.pid)
+        kill_tree(self.proc.pid)  # all at once; then the group, until none of it runs
         self.proc.wait()
+        kill_group(self.proc.pid)
         self.proc = None
 
     def queue_test(self, test_id: str) -> None:

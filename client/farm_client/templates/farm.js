@@ -150,10 +150,12 @@
         var scope = document.querySelector('[data-test="' + CSS.escape(v.id) + '"]');
         if (scope) { update(scope, v); }
         say("ended", "The run ended: " + v.state + ". " + (v.message || ""));
-        document.body.dataset.ended = v.state;
         if (v.has_results && root.dataset.results === "0") {
+          // the page reloads itself: it is "ended" (settled) once the reloaded page says so
           say("ended", "The run ended: " + v.state + ". Loading its results...");
           window.setTimeout(function () { window.location.reload(); }, 300);
+        } else {
+          document.body.dataset.ended = v.state;
         }
       });
       source.onerror = function () {
