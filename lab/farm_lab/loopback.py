@@ -41,18 +41,29 @@ def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
         proc.wait()
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command: [0] state, [1] ppid, [2] pgrp, [19] start time;
+    None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()
+
+
+def _all_stats() -> dict[int, list[str]]:
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := proc_stat(int(entry))):
+            found[int(entry)] = fields
+    return found
+
+
 def descendants(pid: int) -> list[int]:
     """Every process under `pid` (children, their children...), from /proc."""
     parents: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry))
+    for child, fields in _all_stats().items():
+        parents.setdefault(int(fields[1]), []).append(child)
     found, todo = [], [pid]
     while todo:
         for child in parents.get(todo.pop(), []):
@@ -64,17 +75,8 @@ def descendants(pid: int) -> list[int]:
 def group_members(pgid: int) -> list[int]:
     """The processes of process group `pgid` that run (zombies are dead: their files are
     closed, only their reaping is left)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(entry))
-    return found
+    return [pid for pid, fields in _all_stats().items()
+            if int(fields[2]) == pgid and fields[0] != "Z"]
 
 
 def kill_group(pgid: int, timeout_s: float = 60) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from farm_lab.gearmand import Gearmand, status
-from farm_lab.loopback import descendants, kill_tree
+from farm_lab.loopback import descendants, kill_tree, proc_stat
 from farm_lab.server import FarmServer
 from farm_lab.workers import WorkerProcess, start_worker
 
@@ -135,9 +135,6 @@ def cpu_seconds(pids: list[int]) -> float:
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
     for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        if fields := proc_stat(pid):
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
     return total / tick

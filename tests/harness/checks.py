@@ -10,6 +10,7 @@ from typing import Any
 
 import gear
 
+from farm_lab.loopback import proc_stat
 from harness.gearclient import events
 
 
@@ -38,23 +39,15 @@ class Proc:
     start: str
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()  # [0] state, [19] start time
-
-
 def procs(pids: list[int]) -> list[Proc]:
     """The processes that run under these pids now."""
-    return [Proc(pid, fields[19]) for pid in pids if (fields := _stat(pid))]
+    return [Proc(pid, fields[19]) for pid in pids if (fields := proc_stat(pid))]
 
 
 def running(proc: Proc) -> bool:
     """It exists and is not a zombie (dead, its files closed, not yet reaped: an orphan's
     reaper may never come where PID 1 is not an init)."""
-    fields = _stat(proc.pid)
+    fields = proc_stat(proc.pid)
     return fields is not None and fields[19] == proc.start and fields[0] != "Z"
 
 
