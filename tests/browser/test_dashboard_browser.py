@@ -107,7 +107,9 @@ def test_sign_in_csrf_escaping_phone_width_and_sign_out(
     browser.get(server.url + "queue")
     until(browser, lambda d: "/signin" in d.current_url, 30, "the sign-in page")
     sign_in(browser, server, server.worker_token)
-    assert "workers report, people sign in" in text_of(browser, "#problem")
+    # the refusal is the page the form's POST answers: waited for, not read at once
+    until(browser, lambda d: "workers report, people sign in" in text_of(d, "#problem"), 30,
+          "the refusal of a worker token")
     sign_in(browser, server, server.user_token)
     until(browser, lambda d: d.current_url.endswith("/queue"), 30, "back to the queue page")
     cookie = browser.get_cookie("farm_session")
